@@ -1,0 +1,1 @@
+"""Channels: Slack, email, RSS/Atom, webhook and console, each one implementation of ``Channel``."""

@@ -1,0 +1,45 @@
+"""The one seam every channel implements: ``Channel.send(batch)`` returns only once delivered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.models import Paper
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One paper in a batch, with why its rule matched and the outbox row it came from."""
+
+    paper: Paper
+    reasons: list[str]
+    delivery_id: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The alerts of one rule for one channel, sent as one message.
+
+    ``key`` is stable across every retry of the same batch (the webhook's Idempotency-Key).
+    """
+
+    channel: str
+    rule: str
+    alerts: list[Alert]
+    key: str
+
+
+class Channel(Protocol):
+    """A destination for alerts.
+
+    ``send`` returns only after the peer confirmed the batch. It raises ``DeliveryError``:
+    ``permanent=True`` when retrying cannot help (bad credentials, unknown recipient), otherwise
+    a transient failure to retry later (``retry_after`` seconds, when the peer said so).
+    """
+
+    name: str
+
+    def send(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...

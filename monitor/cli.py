@@ -1,0 +1,249 @@
+"""The ``paper-monitor`` command line: argument parsing, and one clear line for a user's mistake.
+
+Each sub-command hands over to the module that owns the work; exit codes: 0 ok, 1 a runtime
+failure, 2 bad usage, bad config or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from monitor.config import Settings, default_config_path, load_settings
+from monitor.errors import ConfigError, FetchError, MonitorError, ParseError
+
+FORMATS = ("auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom")
+
+
+class _Usage(Exception):
+    """A usage error found after argparse (a bad date, say): exit 2 with one line."""
+
+
+def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--config", type=Path, required=required, default=None,
+        help="config file (default: $PAPER_MONITOR_CONFIG, else ./config/monitor.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paper-monitor", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the long-running daemon")
+    _config_arg(run)
+    once = sub.add_parser("once", help="poll every source once, deliver what is due, exit")
+    _config_arg(once)
+    check = sub.add_parser("check-config", help="validate the config and summarize it")
+    _config_arg(check)
+
+    parse = sub.add_parser("parse", help="print the papers of a page as JSON lines")
+    parse.add_argument("source", help="a file path or an http(s) URL")
+    parse.add_argument("--format", choices=FORMATS, default="auto")
+    parse.add_argument("--today", help="YYYY-MM-DD: the page's date, for dates shown without a year")
+
+    match = sub.add_parser("match", help="print the (rule, paper) matches of pages as JSON lines")
+    _config_arg(match, required=True)
+    match.add_argument("files", nargs="+", type=Path)
+    match.add_argument("--today", help="YYYY-MM-DD: the pages' date")
+
+    backtest = sub.add_parser("backtest", help="run the rules over the stored papers; sends nothing")
+    _config_arg(backtest)
+    backtest.add_argument("--rule", help="only this rule")
+    backtest.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
+
+    test_channel = sub.add_parser("test-channel", help="send a test message through a channel")
+    _config_arg(test_channel)
+    test_channel.add_argument("name")
+    status = sub.add_parser("status", help="deliveries per channel: pending, failed, dead, sent today")
+    _config_arg(status)
+    retry = sub.add_parser("retry-dead", help="requeue dead deliveries")
+    _config_arg(retry)
+    retry.add_argument("channel", nargs="?")
+
+    sub.add_parser("demo", help="offline end-to-end run on bundled recorded pages")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config or default_config_path())
+
+
+def _today(text: str | None) -> date:
+    if text is None:
+        return date.today()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _Usage(f'--today: expected YYYY-MM-DD, got "{text}"') from None
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from monitor.sources import parse_page
+
+    today = _today(args.today)
+    if args.source.startswith(("http://", "https://")):
+        from monitor.fetch import fetch_once
+
+        data = fetch_once(args.source)
+    else:
+        try:
+            data = Path(args.source).read_bytes()
+        except OSError as exc:
+            raise _Usage(f"{args.source}: cannot read: {exc.strerror or exc}") from None
+    for paper in parse_page(data, args.format, today=today):
+        print(json.dumps(paper.to_json(), ensure_ascii=False))
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from monitor.match import compile_rules
+    from monitor.sources import parse_page
+
+    settings = _settings(args)
+    index = compile_rules(settings.rules)
+    today = _today(args.today)
+    for file in args.files:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise _Usage(f"{file}: cannot read: {exc.strerror or exc}") from None
+        try:
+            papers = parse_page(data, "auto", today=today)
+        except ParseError as exc:
+            raise ParseError(f"{file}: {exc}") from exc
+        for paper in papers:
+            for found in index.match(paper):
+                line = {"rule": found.rule, "key": paper.key, "title": paper.title, "reasons": found.reasons}
+                print(json.dumps(line, ensure_ascii=False))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = args.config or default_config_path()
+    settings = load_settings(path)
+    from monitor.match import compile_rules
+
+    compile_rules(settings.rules)
+    print(f"{path}: ok")
+    print(f"  database: {_redact(settings.monitor.database)}")
+    print(f"  server:   {settings.server.listen}")
+    print(f"  sources ({len(settings.sources)}):")
+    for source in settings.sources:
+        print(f"    {source.name:<16} every {_seconds(source.every):<6} {source.url}")
+    print(f"  channels ({len(settings.channels)}):")
+    for channel in settings.channels:
+        print(f"    {channel.name:<16} {channel.type}")
+    print(f"  rules ({len(settings.rules)}):")
+    for rule in settings.rules:
+        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}")
+    return 0
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _seconds(value: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)}{unit}"
+    return f"{value:g}s"
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from monitor.pipeline import run_once
+
+    return run_once(_settings(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import run_daemon
+
+    return run_daemon(args.config or default_config_path(), log_format=args.log_format)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo()
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from monitor.backtest import backtest
+    from monitor.config import parse_duration
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise _Usage(f"--since: {exc}") from None
+    return backtest(_settings(args), rule=args.rule, since_seconds=since)
+
+
+def cmd_test_channel(args: argparse.Namespace) -> int:
+    from monitor.outbox import test_channel
+
+    return test_channel(_settings(args), args.name)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.outbox import print_status
+
+    return print_status(_settings(args))
+
+
+def cmd_retry_dead(args: argparse.Namespace) -> int:
+    from monitor.outbox import retry_dead
+
+    return retry_dead(_settings(args), args.channel)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "once": cmd_once,
+    "check-config": cmd_check_config,
+    "parse": cmd_parse,
+    "match": cmd_match,
+    "backtest": cmd_backtest,
+    "test-channel": cmd_test_channel,
+    "status": cmd_status,
+    "retry-dead": cmd_retry_dead,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from monitor.logs import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except (ParseError, _Usage) as exc:
+        print(f"paper-monitor {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except FetchError as exc:
+        print(f"paper-monitor {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except MonitorError as exc:
+        print(f"paper-monitor {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

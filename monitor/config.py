@@ -1,0 +1,315 @@
+"""The configuration: TOML validated by pydantic models, ``${VAR}`` filled from the environment.
+
+``load_settings(path)`` returns a ``Settings`` or raises ``ConfigError`` listing every problem,
+one ``"<where>: <what>"`` line each (``rules[2].notify: unknown channel "tem"``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/monitor.toml")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``30s``, ``15m``, ``1h``, ``1d`` or ``1h30m``."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact.replace(" ", ""):
+        raise ValueError(f'not a duration: "{text}" (use e.g. 30s, 15m, 1h, 1d)')
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f'duration must be positive: "{text}"')
+    return seconds
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class MonitorSection(_Model):
+    database: str = "sqlite:///var/paper-monitor.db"
+    feeds_dir: str = "var/feeds"
+    user_agent: str | None = None
+
+
+class ServerSection(_Model):
+    listen: str = "127.0.0.1:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'expected "host:port", got "{value}"')
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+Format = Literal["auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom"]
+
+
+class SourceConfig(_Model):
+    name: str = Field(min_length=1)
+    url: str
+    every: float = 900.0
+    format: Format = "auto"
+    timeout: float = 30.0
+
+    @field_validator("every", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f'expected an http(s) URL, got "{value}"')
+        return value
+
+
+class _ChannelBase(_Model):
+    name: str = Field(min_length=1)
+
+
+class SlackChannel(_ChannelBase):
+    type: Literal["slack"]
+    webhook_url: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a stand-in
+    timeout: float = 30.0
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackChannel:
+        if bool(self.webhook_url) == bool(self.token):
+            raise ValueError('give either webhook_url, or token with channel = "#name"')
+        if self.token and not self.channel:
+            raise ValueError('token needs channel = "#name"')
+        return self
+
+
+class EmailChannel(_ChannelBase):
+    type: Literal["email"]
+    smtp_url: str
+    username: str | None = None
+    password: str | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    digest: str | None = None  # "HH:MM" in ``timezone``: one message a day
+    timezone: str = "UTC"
+    ca_file: str | None = None  # trust this CA (a self-signed relay) besides the system's
+    timeout: float = 30.0
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str) -> str:
+        if not value.startswith(("smtp://", "smtps://", "smtp+plain://")):
+            raise ValueError(f'expected smtp://, smtps:// or smtp+plain://, got "{value}"')
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _hh_mm(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f'expected "HH:MM", got "{value}"')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown time zone "{value}"') from None
+        return value
+
+
+class RssChannel(_ChannelBase):
+    type: Literal["rss"]
+    title: str | None = None
+    max_items: int = Field(default=100, ge=1, le=10_000)
+    token: str | None = None  # private feed: /feeds/<name>.xml?token=... or /feeds/<token>/<name>.xml
+
+
+class WebhookChannel(_ChannelBase):
+    type: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = 30.0
+
+
+class ConsoleChannel(_ChannelBase):
+    type: Literal["console"]
+
+
+ChannelConfig = Annotated[
+    SlackChannel | EmailChannel | RssChannel | WebhookChannel | ConsoleChannel,
+    Field(discriminator="type"),
+]
+
+
+class RuleConfig(_Model):
+    name: str = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+    authors: list[str] = Field(default_factory=list)
+    organizations: list[str] = Field(default_factory=list)
+    query: str | None = None
+    exclude: list[str] = Field(default_factory=list)
+    min_upvotes: int | None = Field(default=None, ge=0)
+    notify: list[str] = Field(default_factory=list)
+
+    @field_validator("query")
+    @classmethod
+    def _query_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            from monitor.errors import QuerySyntaxError
+            from monitor.match.query import parse_query
+
+            try:
+                parse_query(value)
+            except QuerySyntaxError as exc:
+                raise ValueError(f"column {exc.column}: {exc.message}") from None
+        return value
+
+    @field_validator("keywords", "authors", "organizations", "exclude")
+    @classmethod
+    def _no_blank_terms(cls, value: list[str]) -> list[str]:
+        if any(not term.strip() for term in value):
+            raise ValueError("empty term")
+        return value
+
+
+class Settings(_Model):
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+    def channel(self, name: str) -> ChannelConfig:
+        """The channel called ``name``; ``KeyError`` if there is none."""
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        raise KeyError(name)
+
+
+def default_config_path() -> Path:
+    """``$PAPER_MONITOR_CONFIG``, else ``./config/monitor.toml``."""
+    return Path(os.environ.get("PAPER_MONITOR_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, interpolate and validate a config file; ``ConfigError`` lists every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse_settings(text, env=os.environ if env is None else env)
+
+
+def parse_settings(text: str, env: Mapping[str, str]) -> Settings:
+    """Validate the text of a config file; ``ConfigError`` lists every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TOML syntax: {exc}") from exc
+    problems: list[str] = []
+    data = _interpolate(raw, env, (), problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+        raise ConfigError(problems) from None
+    problems.extend(_cross_check(settings))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def fill(ref: re.Match[str]) -> str:
+            name = ref.group(1)
+            if name not in env:
+                problems.append(f"{_where(where)}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(fill, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, (*where, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, (*where, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    # Drop the discriminator tag pydantic inserts for tagged unions: channels[0].slack.token.
+    if len(loc) >= 3 and loc[0] == "channels" and loc[2] in ("slack", "email", "rss", "webhook", "console"):
+        loc = loc[:2] + loc[3:]
+    loc = tuple("from" if part == "from_" else part for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_where(loc)}: unknown key"
+    if kind == "missing":
+        return f"{_where(loc)}: required key is missing"
+    if kind == "union_tag_invalid":
+        return f"{_where(loc)}.type: must be one of slack, email, rss, webhook, console"
+    if kind == "union_tag_not_found":
+        return f"{_where(loc)}.type: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{_where(loc)}: {message}"
+
+
+def _cross_check(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    sections: list[tuple[str, list[Any]]] = [
+        ("sources", list(settings.sources)),
+        ("channels", list(settings.channels)),
+        ("rules", list(settings.rules)),
+    ]
+    for section, items in sections:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(f'{section}[{i}].name: duplicate name "{item.name}"')
+            seen.add(item.name)
+    channels = {c.name for c in settings.channels}
+    for i, rule in enumerate(settings.rules):
+        for target in rule.notify:
+            if target not in channels:
+                problems.append(f'rules[{i}].notify: unknown channel "{target}"')
+    return problems

@@ -1,0 +1,69 @@
+"""The exception tree: every error paper-monitor raises on purpose descends from MonitorError.
+
+    MonitorError
+    ├── ConfigError          bad configuration; carries one line per problem
+    │   └── QuerySyntaxError a rule query that does not parse (with the column)
+    ├── FetchError           a source could not be fetched (after retries)
+    ├── ParseError           content is not a page we can read, or yields no papers where it must
+    ├── StoreError           the database failed or holds something we cannot read
+    └── DeliveryError        a channel did not confirm a delivery (permanent or transient)
+
+Third-party errors are wrapped where a stage ends: ``raise FetchError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of every error paper-monitor raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """Invalid configuration. ``problems`` holds one ``"<where>: <what>"`` line each."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class QuerySyntaxError(ConfigError):
+    """A rule ``query`` that does not parse; ``column`` is 1-based."""
+
+    def __init__(self, message: str, column: int) -> None:
+        self.message = message
+        self.column = column
+        super().__init__(f"column {column}: {message}")
+
+
+class FetchError(MonitorError):
+    """A source could not be fetched. ``status`` is the last HTTP status, if any."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ParseError(MonitorError):
+    """Content that is not a page we can read, or a page that yields no papers where it must."""
+
+
+class StoreError(MonitorError):
+    """The store failed, or holds data it cannot read."""
+
+
+class DeliveryError(MonitorError):
+    """A channel did not confirm a delivery.
+
+    ``permanent`` errors (bad credentials, unknown channel, SMTP 5xx, webhook 4xx) go straight to
+    dead; transient ones are retried, not before ``retry_after`` seconds when the peer said so.
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        self.permanent = permanent
+        self.retry_after = retry_after
+        super().__init__(message)

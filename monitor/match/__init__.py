@@ -1,0 +1,1 @@
+"""Watch rules: compiling them into an index, matching papers, explaining why."""

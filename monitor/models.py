@@ -1,0 +1,110 @@
+"""The nouns: Paper (the JSON of INTERFACE.md), Match, and the helpers that make a paper's key."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_WS = re.compile(r"\s+")
+_ARXIV_ID = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I)
+
+
+def collapse(text: str | None) -> str | None:
+    """Collapse every run of whitespace to one space and strip; ``None`` and ``""`` stay empty."""
+    if text is None:
+        return None
+    return _WS.sub(" ", text).strip()
+
+
+def normalize_title(title: str) -> str:
+    """NFKC, casefold, every run of non-alphanumeric characters one space, stripped."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in folded).split())
+
+
+def title_key(title: str) -> str:
+    """The key of a paper known only by its title."""
+    digest = hashlib.sha256(normalize_title(title).encode("utf-8")).hexdigest()
+    return f"title:{digest[:16]}"
+
+
+def clean_arxiv_id(raw: str | None) -> str | None:
+    """An arXiv id without prefix or version suffix (``2401.12345v2`` -> ``2401.12345``)."""
+    if not raw:
+        return None
+    match = _ARXIV_ID.match(raw.strip())
+    return match.group(1) if match else None
+
+
+class Paper(BaseModel):
+    """One paper as a page shows it. ``model_dump(mode="json")`` is the INTERFACE.md paper JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    arxiv_id: str | None
+    title: str
+    abstract: str | None
+    authors: list[str]
+    authors_count: int | None
+    organization: str | None
+    published: date | None
+    upvotes: int | None
+    url: str | None
+    source: str
+    # The HF organization id (``caltech``), for ``organizations`` rules; not part of the JSON.
+    organization_id: str | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        title: str,
+        source: str,
+        arxiv_id: str | None = None,
+        abstract: str | None = None,
+        authors: list[str] | None = None,
+        authors_count: int | None = None,
+        organization: str | None = None,
+        organization_id: str | None = None,
+        published: date | None = None,
+        upvotes: int | None = None,
+        url: str | None = None,
+    ) -> Paper:
+        """Make a paper from raw page values: collapse whitespace, strip versions, derive the key."""
+        clean_title = collapse(title) or ""
+        clean_id = clean_arxiv_id(arxiv_id)
+        names = [n for n in (collapse(a) for a in authors or []) if n]
+        return cls(
+            key=f"arxiv:{clean_id}" if clean_id else title_key(clean_title),
+            arxiv_id=clean_id,
+            title=clean_title,
+            abstract=collapse(abstract) or None,
+            authors=names,
+            authors_count=authors_count if authors_count is not None else (len(names) or None),
+            organization=collapse(organization) or None,
+            organization_id=collapse(organization_id) or None,
+            published=published,
+            upvotes=upvotes,
+            url=url,
+            source=source,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The INTERFACE.md paper JSON, as a dict ready for ``json.dumps``."""
+        return self.model_dump(mode="json")
+
+
+class Match(BaseModel):
+    """A rule that a paper satisfies, why, and the channels the rule notifies."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    paper: Paper
+    reasons: list[str]
+    notify: list[str]

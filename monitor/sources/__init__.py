@@ -1,0 +1,1 @@
+"""Sources: one pure parser per page format, ``parse(bytes) -> list[Paper]``, chosen by content."""

@@ -1,0 +1,1 @@
+"""The paper store: every paper seen, the matches, the delivery outbox, per-source state."""

@@ -1,0 +1,91 @@
+"""The tables, as SQLAlchemy Core metadata shared by the SQLite and PostgreSQL stores.
+
+Times are UTC epoch seconds (float). A paper has a surrogate ``id`` so its ``key`` can move from
+``title:...`` to ``arxiv:...`` without touching the matches and deliveries that point at it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+papers = sa.Table(
+    "papers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False, unique=True),
+    sa.Column("arxiv_id", sa.String(32), unique=True),  # NULL for papers known by title only
+    sa.Column("title_norm", sa.Text, nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("abstract", sa.Text),
+    sa.Column("authors", sa.JSON, nullable=False),  # list[str]
+    sa.Column("authors_count", sa.Integer),
+    sa.Column("organization", sa.Text),
+    sa.Column("organization_id", sa.Text),
+    sa.Column("published", sa.Date),
+    sa.Column("upvotes", sa.Integer),
+    sa.Column("url", sa.Text),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+matches = sa.Table(
+    "matches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),  # list[str]
+    sa.Column("matched_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("rule", "paper_id", name="uq_matches_rule_paper"),
+)
+
+# The outbox: one row per (rule, paper, channel); it stays until the channel confirmed it.
+# state: pending -> sending -> sent | failed (retry at next_attempt_at) -> dead
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), nullable=False),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("batch_key", sa.String(64)),  # stable across retries of one batch (Idempotency-Key)
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("claimed_at", sa.Float),
+    sa.Column("sent_at", sa.Float),
+    sa.UniqueConstraint("rule", "paper_id", "channel", name="uq_deliveries_rule_paper_channel"),
+)
+sa.Index("ix_deliveries_due", deliveries.c.channel, deliveries.c.state, deliveries.c.next_attempt_at)
+sa.Index("ix_deliveries_sent", deliveries.c.channel, deliveries.c.sent_at)
+
+# Per-source polling state: conditional GET validators and health.
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_attempt", sa.Float),
+    sa.Column("last_success", sa.Float),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
+)
