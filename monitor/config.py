@@ -92,7 +92,7 @@ class _ChannelBase(_Model):
     name: str = Field(min_length=1)
 
 
-class SlackChannel(_ChannelBase):
+class SlackConfig(_ChannelBase):
     type: Literal["slack"]
     webhook_url: str | None = None
     token: str | None = None
@@ -101,7 +101,7 @@ class SlackChannel(_ChannelBase):
     timeout: float = 30.0
 
     @model_validator(mode="after")
-    def _one_way_in(self) -> SlackChannel:
+    def _one_way_in(self) -> SlackConfig:
         if bool(self.webhook_url) == bool(self.token):
             raise ValueError('give either webhook_url, or token with channel = "#name"')
         if self.token and not self.channel:
@@ -109,7 +109,7 @@ class SlackChannel(_ChannelBase):
         return self
 
 
-class EmailChannel(_ChannelBase):
+class EmailConfig(_ChannelBase):
     type: Literal["email"]
     smtp_url: str
     username: str | None = None
@@ -147,26 +147,26 @@ class EmailChannel(_ChannelBase):
         return value
 
 
-class RssChannel(_ChannelBase):
+class RssConfig(_ChannelBase):
     type: Literal["rss"]
     title: str | None = None
     max_items: int = Field(default=100, ge=1, le=10_000)
     token: str | None = None  # private feed: /feeds/<name>.xml?token=... or /feeds/<token>/<name>.xml
 
 
-class WebhookChannel(_ChannelBase):
+class WebhookConfig(_ChannelBase):
     type: Literal["webhook"]
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = 30.0
 
 
-class ConsoleChannel(_ChannelBase):
+class ConsoleConfig(_ChannelBase):
     type: Literal["console"]
 
 
 ChannelConfig = Annotated[
-    SlackChannel | EmailChannel | RssChannel | WebhookChannel | ConsoleChannel,
+    SlackConfig | EmailConfig | RssConfig | WebhookConfig | ConsoleConfig,
     Field(discriminator="type"),
 ]
 
