@@ -240,12 +240,12 @@ def parse_settings(text: str, env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"TOML syntax: {exc}") from exc
     problems: list[str] = []
     data = _interpolate(raw, env, (), problems)
+    problems.extend(_cross_check(data))
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe(error) for error in exc.errors())
+        problems[:0] = [_describe(error) for error in exc.errors()]
         raise ConfigError(problems) from None
-    problems.extend(_cross_check(settings))
     if problems:
         raise ConfigError(problems)
     return settings
@@ -257,7 +257,7 @@ def _interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], pro
             name = ref.group(1)
             if name not in env:
                 problems.append(f"{_where(where)}: environment variable {name} is not set")
-                return ""
+                return ref.group(0)  # keep the reference, so no second error follows from it
             return env[name]
 
         return _ENV_REF.sub(fill, value)
@@ -294,22 +294,28 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{_where(loc)}: {message}"
 
 
-def _cross_check(settings: Settings) -> list[str]:
+def _cross_check(data: dict[str, Any]) -> list[str]:
+    """Problems across sections (duplicate names, unknown channels), read from the raw tables so
+    they are reported together with the schema's problems."""
+
+    def tables(section: str) -> list[Any]:
+        items = data.get(section)
+        return items if isinstance(items, list) else []
+
     problems: list[str] = []
-    sections: list[tuple[str, list[Any]]] = [
-        ("sources", list(settings.sources)),
-        ("channels", list(settings.channels)),
-        ("rules", list(settings.rules)),
-    ]
-    for section, items in sections:
+    for section in ("sources", "channels", "rules"):
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.name in seen:
-                problems.append(f'{section}[{i}].name: duplicate name "{item.name}"')
-            seen.add(item.name)
-    channels = {c.name for c in settings.channels}
-    for i, rule in enumerate(settings.rules):
-        for target in rule.notify:
-            if target not in channels:
+        for i, item in enumerate(tables(section)):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                problems.append(f'{section}[{i}].name: duplicate name "{name}"')
+            seen.add(name)
+    channels = {c.get("name") for c in tables("channels") if isinstance(c, dict)}
+    for i, rule in enumerate(tables("rules")):
+        notify = rule.get("notify") if isinstance(rule, dict) else None
+        for target in notify if isinstance(notify, list) else []:
+            if isinstance(target, str) and target not in channels:
                 problems.append(f'rules[{i}].notify: unknown channel "{target}"')
     return problems

@@ -1,0 +1,234 @@
+"""The configuration: defaults, examples, env interpolation, and one clear line per problem."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import (
+    ConsoleConfig,
+    EmailConfig,
+    RssConfig,
+    Settings,
+    SlackConfig,
+    WebhookConfig,
+    load_settings,
+    parse_duration,
+    parse_settings,
+)
+from monitor.errors import ConfigError
+from tests.helpers import REPO
+
+EXAMPLE_ENV = {
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
+    "SMTP_USER": "u",
+    "SMTP_PASSWORD": "p",
+    "WEBHOOK_TOKEN": "t",
+    "FEED_TOKEN": "f",
+}
+
+MINIMAL = """
+[[sources]]
+name = "hf"
+url = "http://127.0.0.1:9/api/daily_papers"
+
+[[channels]]
+name = "team"
+type = "console"
+
+[[rules]]
+name = "r"
+keywords = ["kv cache"]
+notify = ["team"]
+"""
+
+
+def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, env=env or {})
+    return caught.value.problems
+
+
+def test_default_config_loads_with_no_environment() -> None:
+    settings = load_settings(REPO / "config" / "monitor.toml", env={})
+    assert [s.name for s in settings.sources] == ["hf-daily"]
+    assert settings.sources[0].url == "https://huggingface.co/api/daily_papers"
+    assert settings.sources[0].every == 900
+    assert {c.type for c in settings.channels} == {"console", "rss"}
+    assert settings.monitor.database.startswith("sqlite:///")
+    assert settings.rules, "the default config shows example rules"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config" / "examples").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_loads(path: Path) -> None:
+    settings = load_settings(path, env=EXAMPLE_ENV)
+    assert settings.rules and settings.channels and settings.sources
+
+
+def test_minimal_config_fills_defaults() -> None:
+    settings = parse_settings(MINIMAL, env={})
+    assert settings.server.listen == "127.0.0.1:8080"
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
+    assert settings.sources[0].every == 900
+    assert settings.sources[0].format == "auto"
+    assert settings.rules[0].notify == ["team"]
+
+
+def test_environment_variables_are_interpolated() -> None:
+    text = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\nwebhook_url = "${HOOK}"\n'
+    settings = parse_settings(text, env={"HOOK": "https://hooks.example/abc"})
+    slack = settings.channel("s")
+    assert isinstance(slack, SlackConfig) and slack.webhook_url == "https://hooks.example/abc"
+
+
+def test_missing_environment_variable_names_it_and_where() -> None:
+    text = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\nwebhook_url = "${SLACK_HOOK}"\n'
+    assert problems_of(text) == ["channels[1].webhook_url: environment variable SLACK_HOOK is not set"]
+
+
+def test_unknown_channel_in_notify() -> None:
+    text = MINIMAL.replace('notify = ["team"]', 'notify = ["tem"]')
+    assert problems_of(text) == ['rules[0].notify: unknown channel "tem"']
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = """
+[monitor]
+databse = "sqlite:///x.db"
+
+[[sources]]
+name = "hf"
+url = "ftp://example.org"
+every = "soon"
+
+[[channels]]
+name = "a"
+type = "pager"
+
+[[channels]]
+name = "b"
+type = "email"
+smtp_url = "smtp://x:25"
+from = "m@x"
+
+[[rules]]
+name = "r"
+keywords = ["x"]
+min_upvotes = -1
+notify = ["b"]
+"""
+    found = problems_of(text)
+    assert "monitor.databse: unknown key" in found
+    assert 'sources[0].url: expected an http(s) URL, got "ftp://example.org"' in found
+    assert any(p.startswith('sources[0].every: not a duration: "soon"') for p in found)
+    assert "channels[0].type: must be one of slack, email, rss, webhook, console" in found
+    assert "channels[1].to: required key is missing" in found
+    assert any(p.startswith("rules[0].min_upvotes:") for p in found)
+    assert len(found) == 6, found
+
+
+def test_slack_needs_exactly_one_way_in() -> None:
+    both = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\nwebhook_url = "x"\ntoken = "y"\n'
+    neither = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\n'
+    no_channel = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\ntoken = "y"\n'
+    assert problems_of(both) == ['channels[1]: give either webhook_url, or token with channel = "#name"']
+    assert problems_of(neither) == ['channels[1]: give either webhook_url, or token with channel = "#name"']
+    assert problems_of(no_channel) == ['channels[1]: token needs channel = "#name"']
+
+
+def test_duplicate_names_are_errors() -> None:
+    text = MINIMAL + '\n[[rules]]\nname = "r"\nmin_upvotes = 3\n'
+    assert problems_of(text) == ['rules[1].name: duplicate name "r"']
+
+
+def test_email_checks_scheme_digest_and_zone() -> None:
+    text = MINIMAL + (
+        '\n[[channels]]\nname = "m"\ntype = "email"\nsmtp_url = "http://x"\nfrom = "a@x"\nto = ["b@x"]\n'
+        'digest = "25:00"\ntimezone = "Mars/Olympus"\n'
+    )
+    assert problems_of(text) == [
+        'channels[1].smtp_url: expected smtp://, smtps:// or smtp+plain://, got "http://x"',
+        'channels[1].digest: expected "HH:MM", got "25:00"',
+        'channels[1].timezone: unknown time zone "Mars/Olympus"',
+    ]
+
+
+def test_toml_syntax_error_is_one_line() -> None:
+    found = problems_of("[monitor\ndatabase = 1\n")
+    assert len(found) == 1 and found[0].startswith("TOML syntax:") and "line 1" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("1h", 3600), ("1d", 86400), ("1h30m", 5400), ("500ms", 0.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "m", "1w", "-5m", "0s", "5 minutes"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+    )
+
+
+def test_check_config_cli_summarizes_a_good_file() -> None:
+    result = _run("check-config", "--config", "config/monitor.toml")
+    assert result.returncode == 0, result.stderr
+    assert "config/monitor.toml: ok" in result.stdout
+    assert "hf-daily" in result.stdout and "efficient-llm" in result.stdout
+    assert len(result.stdout.splitlines()) < 40
+
+
+def test_check_config_cli_one_line_per_problem_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    text = MINIMAL.replace('notify = ["team"]', 'notify = ["tem"]').replace("[[sources]]", "[[source]]")
+    bad.write_text(text)
+    result = _run("check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["source: unknown key", 'rules[0].notify: unknown channel "tem"']
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_cli_missing_file(tmp_path: Path) -> None:
+    result = _run("check-config", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{tmp_path / 'nope.toml'}: cannot read: No such file or directory"
+
+
+def _keys(model: type[object], prefix: str) -> set[str]:
+    fields = getattr(model, "model_fields", {})
+    out: set[str] = set()
+    for name, info in fields.items():
+        key = info.alias or name
+        annotation = info.annotation
+        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+            out |= _keys(annotation, f"{key}.")
+        else:
+            out.add(prefix + key)
+    return out
+
+
+def test_every_config_key_is_documented_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_.]+)`", readme))
+    keys = _keys(Settings, "")
+    for model in (SlackConfig, EmailConfig, RssConfig, WebhookConfig, ConsoleConfig):
+        keys |= _keys(model, "")
+    from monitor.config import RuleConfig, SourceConfig
+
+    keys |= _keys(SourceConfig, "") | _keys(RuleConfig, "")
+    keys -= {"sources", "channels", "rules"}
+    missing = sorted(k.rsplit(".", 1)[-1] for k in keys if k.rsplit(".", 1)[-1] not in documented)
+    assert not missing, f"config keys not documented in README.md: {missing}"
