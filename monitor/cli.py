@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from monitor.config import Settings, default_config_path, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError, ParseError
@@ -23,6 +24,13 @@ class _Usage(Exception):
     """A usage error found after argparse (a bad date, say): exit 2 with one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (then exit 2), not a usage screen."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument(
         "--config", type=Path, required=required, default=None,
@@ -31,7 +39,7 @@ def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paper-monitor", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="paper-monitor", description="Watch paper listings and alert on matching papers.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,8 +93,6 @@ def _today(text: str | None) -> date:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from monitor.sources import parse_page
-
     today = _today(args.today)
     if args.source.startswith(("http://", "https://")):
         from monitor.fetch import fetch_once
@@ -97,6 +103,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
             data = Path(args.source).read_bytes()
         except OSError as exc:
             raise _Usage(f"{args.source}: cannot read: {exc.strerror or exc}") from None
+    from monitor.sources import parse_page
+
     for paper in parse_page(data, args.format, today=today):
         print(json.dumps(paper.to_json(), ensure_ascii=False))
     return 0

@@ -1,0 +1,71 @@
+"""The command line: a user's mistake is one line on stderr and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+
+def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=60, env=env, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_lists_every_interface_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("run", "once", "check-config", "parse", "match", "demo"):
+        assert command in result.stdout
+
+
+def test_console_script_is_the_same_program() -> None:
+    script = shutil.which("paper-monitor", path=str(Path(sys.executable).parent))
+    assert script, "the paper-monitor console script is installed beside the interpreter"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "check-config" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+        (("parse",), "the following arguments are required: source"),
+        (("parse", "x.json", "--format", "pdf"), "invalid choice: 'pdf'"),
+        (("parse", "README.md", "--today", "yesterday"), '--today: expected YYYY-MM-DD, got "yesterday"'),
+        (("parse", "no/such/file.json"), "no/such/file.json: cannot read: No such file or directory"),
+        (("match", "x.json"), "the following arguments are required: --config"),
+    ],
+)
+def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_default_config_comes_from_the_environment(tmp_path: Path) -> None:
+    env = {**os.environ, "PAPER_MONITOR_CONFIG": str(tmp_path / "elsewhere.toml")}
+    result = run("check-config", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{tmp_path / 'elsewhere.toml'}: cannot read: No such file or directory"
+
+
+def test_default_config_is_config_monitor_toml_in_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "monitor.toml").write_text('[server]\nlisten = "nonsense"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PAPER_MONITOR_CONFIG"}
+    env["PYTHONPATH"] = str(REPO)
+    result = run("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ['server.listen: expected "host:port", got "nonsense"']
