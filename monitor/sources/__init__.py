@@ -41,7 +41,9 @@ _DECLARED = re.compile(rb"""(?:encoding|charset)\s*=\s*["']?\s*([A-Za-z0-9_.:-]{
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
 _JSON_START = re.compile(r'\s*(?:\[\s*(?:[\[{\]"]|$)|\{\s*(?:["}]|$))')
 # Skips the XML declaration, comments, processing instructions and a doctype to the first tag.
-_FIRST_TAG = re.compile(r"\s*(?:(?:<\?.*?\?>|<!--.*?-->|<![A-Za-z][^>]*>)\s*)*<([A-Za-z][\w:.-]*)", re.S)
+_FIRST_TAG = re.compile(
+    r"\s*(?:(?:<\?.*?\?>|<!--.*?-->|<![A-Za-z][^\[>]*(?:\[.*?\]\s*)?>)\s*)*<([A-Za-z][\w:.-]*)", re.S
+)
 _HF_CARD = re.compile(r"""<article\b[^>]*>.{0,20000}?href=["']/papers/[^"'/]+["']""", re.S | re.I)
 
 

@@ -73,7 +73,7 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
     root = parse_xml(data)
     if _local(root.tag) not in ("rss", "RDF"):
         raise ParseError(f"not an RSS feed (root element <{_local(root.tag)}>)")
-    channel_day = _rfc822_day(_first_text(root, "pubDate") or _first_text(root, f"{DC}date"))
+    channel_day = _rfc822_day(_first_text(root, "pubDate")) or _iso_day(_first_text(root, f"{DC}date"))
     papers = []
     for index, item in enumerate(_items(root)):
         ns = _ns(item)  # "" in RSS 2.0, the RSS 1.0 namespace in the older feeds
