@@ -1,0 +1,160 @@
+"""Source health and the dispatcher's heartbeat: backoff after failures, staleness, /healthz.
+
+Pure bookkeeping fed by the daemon (no I/O), safe to call from the scheduler's threads and the
+HTTP server's thread at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.config import SourceConfig
+
+STALE_AFTER_INTERVALS = 3
+BACKOFF_CAP_INTERVALS = 4
+
+
+@dataclass
+class SourceState:
+    """What the daemon knows of one source's recent polls."""
+
+    name: str
+    every: float
+    watching_since: float
+    last_attempt: float | None = None
+    last_success: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    failures: int = 0
+    not_before: float = 0.0  # no poll before this time (backoff, Retry-After)
+
+
+class SourceHealth:
+    """Backoff and staleness per source.
+
+    After the n-th failure in a row the next poll waits min(2**(n-1), 4) intervals, or longer
+    when the source said so (429 Retry-After, HF's RateLimit ``t=``). A source is stale when it
+    had no successful poll within 3 intervals (counted from the start when it never had one).
+    """
+
+    def __init__(self, sources: Sequence[SourceConfig], now: float | None = None) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, SourceState] = {}
+        self.reconfigure(sources, now)
+
+    def reconfigure(self, sources: Sequence[SourceConfig], now: float | None = None) -> None:
+        """Follow a new config: keep the history of sources that stay, forget the others."""
+        now = time.time() if now is None else now
+        with self._lock:
+            old = self._states
+            self._states = {}
+            for source in sources:
+                state = old.get(source.name) or SourceState(source.name, source.every, now)
+                state.every = source.every
+                self._states[source.name] = state
+
+    def seed(self, name: str, last_success: float | None, failures: int) -> None:
+        """Start from what the store remembers (a restart is not a fresh source)."""
+        with self._lock:
+            state = self._states.get(name)
+            if state is not None:
+                state.last_success = last_success
+                state.failures = failures
+
+    def due(self, name: str, now: float | None = None) -> bool:
+        """Whether a poll may run now (it is not backing off)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            state = self._states.get(name)
+            return state is not None and now >= state.not_before
+
+    def record(
+        self,
+        name: str,
+        *,
+        ok: bool,
+        status: int | None,
+        error: str | None = None,
+        retry_after: float | None = None,
+        now: float | None = None,
+    ) -> float:
+        """Note a poll's outcome; returns the seconds until the next poll may run."""
+        now = time.time() if now is None else now
+        with self._lock:
+            state = self._states.get(name)
+            if state is None:
+                return 0.0
+            state.last_attempt = now
+            state.last_status = status
+            if ok:
+                state.last_success = now
+                state.last_error = None
+                state.failures = 0
+                state.not_before = 0.0
+                return 0.0
+            state.failures += 1
+            state.last_error = error
+            # The regular tick comes one interval later anyway; a little slack keeps a jittered
+            # tick that fires slightly early from being skipped.
+            intervals = float(min(2 ** (state.failures - 1), BACKOFF_CAP_INTERVALS))
+            wait: float = max(intervals * state.every, retry_after or 0.0)
+            state.not_before = now + wait - 0.25 * state.every
+            return wait
+
+    def stale(self, name: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self._lock:
+            state = self._states.get(name)
+            return state is not None and _is_stale(state, now)
+
+    def snapshot(self, now: float | None = None) -> dict[str, dict[str, object]]:
+        """Per source: ok (fresh), last success, consecutive failures, last status and error."""
+        now = time.time() if now is None else now
+        with self._lock:
+            return {
+                name: {
+                    "ok": not _is_stale(state, now),
+                    "last_success": state.last_success,
+                    "failures": state.failures,
+                    "last_status": state.last_status,
+                    "last_error": state.last_error,
+                }
+                for name, state in self._states.items()
+            }
+
+
+def _is_stale(state: SourceState, now: float) -> bool:
+    since = state.last_success if state.last_success is not None else state.watching_since
+    return now - since > STALE_AFTER_INTERVALS * state.every
+
+
+class Heartbeat:
+    """The dispatcher's pulse: alive while it keeps finishing runs, or one is within its deadline."""
+
+    def __init__(self, period: float, deadline: float) -> None:
+        self.period = period
+        self.deadline = deadline
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._last_beat: float | None = None
+        self._running_since: float | None = None
+
+    def begin(self) -> None:
+        with self._lock:
+            self._running_since = time.monotonic()
+
+    def end(self) -> None:
+        with self._lock:
+            self._running_since = None
+            self._last_beat = time.monotonic()
+
+    def alive(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._running_since is not None:
+                return now - self._running_since <= self.deadline
+            last = self._last_beat if self._last_beat is not None else self._started
+            return now - last <= max(3 * self.period, self.period + self.deadline)

@@ -1,0 +1,190 @@
+"""The HTTP server on loopback: feeds with validators and tokens, /healthz, /metrics, HTTP details."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from email.utils import formatdate
+
+import feedparser
+import httpx
+import pytest
+
+from monitor.config import RssConfig
+from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.server import App, FeedCache, HttpServer
+
+
+class Feeds:
+    """What the feed channels hold: titles per channel, rendered as a minimal RSS or Atom doc."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[str]] = {"public": ["First paper"], "private": ["Secret paper"]}
+        self.renders = 0
+
+    def render(self, cfg: RssConfig, kind: str) -> bytes:
+        self.renders += 1
+        titles = self.items[cfg.name]
+        if kind == "atom":
+            entries = "".join(
+                f"<entry><title>{t}</title><id>urn:x:{i}</id><updated>2024-10-08T00:00:00Z</updated></entry>"
+                for i, t in enumerate(titles)
+            )
+            return (f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+                    f"<title>{cfg.name}</title><id>urn:feed</id><updated>2024-10-08T00:00:00Z</updated>"
+                    f"{entries}</feed>").encode()
+        items = "".join(f"<item><title>{t}</title><guid>urn:x:{i}</guid></item>"
+                        for i, t in enumerate(titles))
+        return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{cfg.name}</title>'
+                f"<link>http://x/</link><description>d</description>{items}</channel></rss>").encode()
+
+
+CHANNELS = {
+    "public": RssConfig(name="public", type="rss"),
+    "private": RssConfig(name="private", type="rss", token="s3cret-token"),
+}
+
+
+class Running:
+    def __init__(self) -> None:
+        self.feeds = Feeds()
+        self.cache = FeedCache(self.feeds.render)
+        self.healthy = True
+        self.metrics = Metrics()
+        app = App(
+            self.cache,
+            lambda: CHANNELS,
+            lambda: (self.healthy, {"status": "ok" if self.healthy else "unhealthy"}),
+            lambda: (True, {"status": "alive"}),
+            lambda: (self.metrics.render(), CONTENT_TYPE),
+        )
+        self.server = HttpServer(app, "127.0.0.1", 0)
+        self.server.start()
+        self.base = f"http://127.0.0.1:{self.server.port}"
+        self.client = httpx.Client(base_url=self.base, timeout=5)
+
+
+@pytest.fixture
+def srv() -> Iterator[Running]:
+    running = Running()
+    try:
+        yield running
+    finally:
+        running.client.close()
+        running.server.stop()
+
+
+def test_feed_is_served_with_validators_and_read_by_feedparser(srv: Running) -> None:
+    reply = srv.client.get("/feeds/public.xml")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("application/rss+xml")
+    assert reply.headers["etag"] and reply.headers["last-modified"]
+    parsed = feedparser.parse(reply.content)
+    assert not parsed.bozo
+    assert [e.title for e in parsed.entries] == ["First paper"]
+    atom = srv.client.get("/feeds/public.atom")
+    assert atom.headers["content-type"].startswith("application/atom+xml")
+    assert [e.title for e in feedparser.parse(atom.content).entries] == ["First paper"]
+
+
+def test_conditional_get_answers_304_until_the_feed_changes(srv: Running) -> None:
+    first = srv.client.get("/feeds/public.xml")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    again = srv.client.get("/feeds/public.xml", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    by_date = srv.client.get("/feeds/public.xml", headers={"If-Modified-Since": modified})
+    assert by_date.status_code == 304
+    old = formatdate(0, usegmt=True)
+    assert srv.client.get("/feeds/public.xml", headers={"If-Modified-Since": old}).status_code == 200
+
+    srv.cache.refresh(CHANNELS["public"])  # re-rendered, same content: same validators
+    assert srv.client.get("/feeds/public.xml", headers={"If-None-Match": etag}).status_code == 304
+
+    srv.feeds.items["public"].append("Second paper")
+    srv.cache.refresh(CHANNELS["public"])
+    changed = srv.client.get("/feeds/public.xml", headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    assert [e.title for e in feedparser.parse(changed.content).entries] == ["First paper", "Second paper"]
+
+
+def test_feeds_are_rendered_once_not_per_request(srv: Running) -> None:
+    for _ in range(20):
+        assert srv.client.get("/feeds/public.xml").status_code == 200
+    assert srv.feeds.renders == 1
+
+
+def test_gzip_for_clients_that_ask(srv: Running) -> None:
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=5) as sock:
+        sock.sendall(b"GET /feeds/public.xml HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n"
+                     b"Connection: close\r\n\r\n")
+        raw = _read_all(sock)
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"content-encoding: gzip" in head and b"vary: accept-encoding" in head
+    reply = srv.client.get("/feeds/public.xml", headers={"Accept-Encoding": "gzip"})
+    assert b"First paper" in reply.content  # httpx inflates it
+    # The gzip variant's validator also matches the plain one.
+    again = srv.client.get("/feeds/public.xml", headers={"If-None-Match": reply.headers["etag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/feeds/private.xml", 404),
+        ("/feeds/private.xml?token=wrong", 404),
+        ("/feeds/wrong/private.xml", 404),
+        ("/feeds/private.xml?token=s3cret-token", 200),
+        ("/feeds/s3cret-token/private.xml", 200),
+        ("/feeds/s3cret-token/private.atom", 200),
+        ("/feeds/s3cret-token/public.xml", 404),
+        ("/feeds/nosuch.xml", 404),
+        ("/feeds/public.json", 404),
+        ("/feeds/a/b/public.xml", 404),
+        ("/elsewhere", 404),
+    ],
+)
+def test_tokens_and_unknown_paths(srv: Running, path: str, status: int) -> None:
+    reply = srv.client.get(path, follow_redirects=False)
+    assert reply.status_code == status
+    if status == 404:
+        assert b"Secret paper" not in reply.content
+
+
+def test_healthz_and_metrics(srv: Running) -> None:
+    ok = srv.client.get("/healthz")
+    assert ok.status_code == 200 and ok.json() == {"status": "ok"}
+    srv.healthy = False
+    assert srv.client.get("/healthz").status_code == 503
+    assert srv.client.get("/healthz/live").status_code == 200
+    srv.metrics.deliveries.labels("public", "sent").inc(3)
+    metrics = srv.client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'paper_monitor_deliveries_total{channel="public",state="sent"} 3.0' in metrics.text
+
+
+def test_http_details_keepalive_pipelining_head_and_bad_requests(srv: Running) -> None:
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"HEAD /feeds/public.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = _read_all(sock)
+    assert raw.count(b"HTTP/1.1 200 OK") == 3
+    assert b"First paper" not in raw  # HEAD has no body
+
+    assert srv.client.post("/healthz").status_code == 405
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=5) as sock:
+        sock.sendall(b"NONSENSE\r\n\r\n")
+        assert _read_all(sock).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=5) as sock:
+        sock.sendall(b"GET /" + b"a" * 20000)
+        assert _read_all(sock).startswith(b"HTTP/1.1 431")
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
