@@ -1,0 +1,279 @@
+"""Slack: a batch as Block Kit messages, through an incoming webhook or the Web API (bot token + channel).
+
+Messages are split to Slack's limits, paced to one a second, and every scraped string is escaped
+for mrkdwn so a title can never mention ``@channel`` or smuggle a link.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.webhook import WebhookClient
+
+from monitor.channels import render
+from monitor.channels.base import Alert, Batch
+from monitor.config import SlackConfig
+from monitor.errors import DeliveryError
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_TEXT = 40_000
+HEADER_LIMIT = 150
+FALLBACK_LIMIT = 900
+# Per-piece budgets, in escaped characters; with the markup they stay under MAX_SECTION.
+_TITLE, _URL, _FACTS, _REASONS, _ABSTRACT = 600, 1000, 500, 400, 400
+
+# Web API errors that no retry can fix: credentials, the channel, or the message itself.
+PERMANENT_ERRORS = frozenset({
+    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+    "no_permission", "missing_scope", "not_allowed_token_type", "ekm_access_denied",
+    "team_access_not_granted", "org_login_required", "channel_not_found", "not_in_channel",
+    "is_archived", "restricted_action", "invalid_blocks", "invalid_blocks_format", "msg_too_long",
+    "no_text", "too_many_attachments", "invalid_arguments", "invalid_arg_name", "invalid_charset",
+})
+# Sent pieces of batches that failed half-way, so a retry skips them; bounded, oldest dropped.
+_PROGRESS_LIMIT = 1000
+
+
+def escape(text: str) -> str:
+    """Slack's mrkdwn escaping: ``&``, ``<`` and ``>`` become entities; nothing else is special."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit(text: str, budget: int) -> str:
+    """``text`` escaped, cut so the escaped form is at most ``budget`` characters (never mid-entity)."""
+    out = escape(text)
+    if len(out) <= budget:
+        return out
+    used, kept = 0, []
+    for ch in text:
+        cost = len(escape(ch))
+        if used + cost > budget - 1:
+            break
+        kept.append(ch)
+        used += cost
+    return escape("".join(kept)) + "…"
+
+
+def link(url: str, label: str) -> str:
+    """``<url|label>`` with the label escaped and no ``|`` or angle bracket left to end it early."""
+    safe_url = escape(url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E"))
+    return f"<{safe_url}|{label.replace('|', '∣')}>"
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """One chat message: the mrkdwn ``text`` fallback (notifications) and its Block Kit blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+    def size(self) -> int:
+        """Characters of text in the message, fallback and blocks together."""
+        return len(self.text) + sum(_block_text_len(block) for block in self.blocks)
+
+
+def _block_text_len(block: Mapping[str, Any]) -> int:
+    text = block.get("text")
+    return len(text["text"]) if isinstance(text, Mapping) else 0
+
+
+def paper_section(alert: Alert) -> dict[str, Any]:
+    """One paper: linked title, facts, why it matched, and the start of the abstract."""
+    paper = alert.paper
+    title = fit(render.shorten(paper.title or "(untitled)", 250), _TITLE)
+    url = render.http_url(paper.url)
+    lines = [f"*{link(url, title) if url and len(url) <= _URL // 2 else title}*"]
+    facts = render.facts(paper)
+    if facts:
+        lines.append(fit(" · ".join(facts), _FACTS))
+    if alert.reasons:
+        lines.append("_Matched:_ " + fit(render.reasons_line(alert.reasons), _REASONS))
+    abstract = render.snippet(paper.abstract)
+    if abstract:
+        lines.append("> " + fit(abstract, _ABSTRACT))
+    text = "\n".join(lines)
+    # verbatim: Slack must not turn scraped "@here" or "#channel" words into mentions or links.
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+
+
+def build_messages(batch: Batch) -> list[SlackMessage]:
+    """The batch as messages, each within 50 blocks and 40,000 characters of text."""
+    n = len(batch.alerts)
+    groups: list[list[tuple[Alert, dict[str, Any]]]] = [[]]
+    used = HEADER_LIMIT + FALLBACK_LIMIT
+    for alert in batch.alerts:
+        section = paper_section(alert)
+        current = groups[-1]
+        cost = _block_text_len(section)
+        # One header, then section + divider per paper (the last divider dropped).
+        if current and (2 * (len(current) + 1) > MAX_BLOCKS or used + cost > MAX_TEXT):
+            groups.append([])
+            current, used = groups[-1], HEADER_LIMIT + FALLBACK_LIMIT
+        current.append((alert, section))
+        used += cost
+    messages = []
+    for i, group in enumerate(groups, 1):
+        heading = render.count_line(batch.rule, n) + (f" ({i}/{len(groups)})" if len(groups) > 1 else "")
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": render.shorten(heading, HEADER_LIMIT)}}
+        ]
+        for _, section in group:
+            blocks += [section, {"type": "divider"}]
+        blocks.pop()
+        titles = "; ".join(render.shorten(alert.paper.title, 120) for alert, _ in group[:3])
+        fallback = fit(render.one_line(f"{heading}: {titles}"), FALLBACK_LIMIT)
+        messages.append(SlackMessage(text=fallback, blocks=blocks))
+    return messages
+
+
+class _ShortRateLimitHandler(RateLimitErrorRetryHandler):
+    """slack-sdk's 429 handler, waiting in place only for short pauses; long ones go to the outbox."""
+
+    def __init__(self, max_wait: float, max_retry_count: int = 2) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        wait = retry_after(response.headers) if response is not None else None
+        return wait is None or wait <= self.max_wait
+
+
+def retry_after(headers: Mapping[str, Any]) -> float | None:
+    """Seconds from a ``Retry-After`` header (any case; a value or a list of values), if readable."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(str(raw).strip()))
+            except ValueError:
+                return None
+    return None
+
+
+class SlackChannel:
+    """A Slack destination: ``webhook_url``, or ``token`` + ``channel`` over ``base_url``."""
+
+    def __init__(
+        self,
+        cfg: SlackConfig,
+        *,
+        min_interval: float = 1.0,
+        max_wait: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        self.min_interval = min_interval
+        self._clock, self._sleep = clock, sleep
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+        self._progress: OrderedDict[str, int] = OrderedDict()
+        handlers: list[RetryHandler] = [
+            ConnectionErrorRetryHandler(max_retry_count=1),
+            _ShortRateLimitHandler(max_wait=max_wait),
+        ]
+        timeout = max(1, math.ceil(cfg.timeout))
+        self._webhook: WebhookClient | None = None
+        self._web: WebClient | None = None
+        if cfg.webhook_url:
+            self._webhook = WebhookClient(cfg.webhook_url, timeout=timeout, retry_handlers=handlers)
+        else:
+            self._web = WebClient(
+                token=cfg.token, base_url=cfg.base_url, timeout=timeout, retry_handlers=handlers
+            )
+
+    def send(self, batch: Batch) -> None:
+        """Post every message of the batch; pieces confirmed before a failure are not sent again."""
+        if not batch.alerts:
+            return
+        messages = build_messages(batch)
+        with self._lock:
+            done = self._progress.get(batch.key, 0)
+            for index in range(done, len(messages)):
+                self._pace()
+                try:
+                    self._post(messages[index])
+                finally:
+                    self._next_at = self._clock() + self.min_interval
+                self._remember(batch.key, index + 1)
+            self._progress.pop(batch.key, None)
+
+    def close(self) -> None:
+        """Nothing to release: slack-sdk opens one HTTP connection per request."""
+
+    def _pace(self) -> None:
+        wait = self._next_at - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+
+    def _remember(self, key: str, sent: int) -> None:
+        self._progress[key] = sent
+        self._progress.move_to_end(key)
+        while len(self._progress) > _PROGRESS_LIMIT:
+            self._progress.popitem(last=False)
+
+    def _post(self, message: SlackMessage) -> None:
+        try:
+            if self._webhook is not None:
+                self._post_webhook(self._webhook, message)
+            elif self._web is not None:
+                self._web.chat_postMessage(
+                    channel=self.cfg.channel or "",
+                    text=message.text,
+                    blocks=message.blocks,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+        except SlackApiError as exc:
+            raise _api_error(exc) from exc
+        except (SlackClientError, OSError) as exc:
+            # Never the webhook URL: it is a secret.
+            raise DeliveryError(f"slack: cannot reach Slack: {type(exc).__name__}: {exc}") from exc
+
+    def _post_webhook(self, client: WebhookClient, message: SlackMessage) -> None:
+        resp = client.send(text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False)
+        if resp.status_code == 200:
+            return
+        reason = render.shorten(resp.body or "", 200) or "no reason given"
+        what = f"slack webhook: HTTP {resp.status_code}: {reason}"
+        if resp.status_code == 429:
+            raise DeliveryError(what, retry_after=retry_after(resp.headers))
+        if 400 <= resp.status_code < 500 and resp.status_code != 408:
+            raise DeliveryError(what, permanent=True)
+        raise DeliveryError(what)
+
+
+def _api_error(exc: SlackApiError) -> DeliveryError:
+    resp = exc.response
+    data = resp.data if isinstance(resp.data, dict) else {}
+    error = str(data.get("error") or "no error code")
+    what = f"slack: HTTP {resp.status_code}: {render.shorten(error, 200)}"
+    if resp.status_code == 429 or error == "ratelimited":
+        return DeliveryError(what, retry_after=retry_after(resp.headers))
+    if error in PERMANENT_ERRORS:
+        return DeliveryError(what, permanent=True)
+    return DeliveryError(what)

@@ -1,0 +1,273 @@
+"""Slack channel against a stand-in Slack (tests/slack_standin.py) that slack-sdk really talks to."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+
+from monitor.channels.base import Alert, Batch
+from monitor.channels.slack import SlackChannel
+from monitor.config import SlackConfig
+from monitor.errors import DeliveryError
+from monitor.models import Paper
+from tests.slack_standin import WEBHOOK_PATH, Answer, SlackStandIn
+
+EVIL_TITLE = "<!channel> see <http://evil|this>"
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as standin:
+        yield standin
+
+
+def paper(i: int, **overrides: Any) -> Paper:
+    values: dict[str, Any] = {
+        "title": f"Speculative Decoding Study {i}",
+        "source": "hf-json",
+        "arxiv_id": f"2401.{10000 + i}",
+        "abstract": f"We study speculative decoding, number {i}. " * 3,
+        "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Tri Dao", "Song Han"],
+        "organization": "Example Lab",
+        "upvotes": 40 + i,
+        "published": date(2026, 6, 12),
+        "url": f"https://huggingface.co/papers/2401.{10000 + i}",
+    }
+    values.update(overrides)
+    return Paper.build(**values)
+
+
+def batch(papers: list[Paper], rule: str = "efficient-llm", key: str = "b1") -> Batch:
+    reason = 'keyword "speculative decoding" in title'
+    alerts = [Alert(p, [f"{reason} ({p.key})"], n) for n, p in enumerate(papers)]
+    return Batch(channel="team", rule=rule, alerts=alerts, key=key)
+
+
+def bot(
+    standin: SlackStandIn, *, token: str | None = None, channel: str = "#papers", **kw: Any
+) -> SlackChannel:
+    cfg = SlackConfig(
+        name="team", type="slack", token=token or standin.token, channel=channel, base_url=standin.base_url
+    )
+    return SlackChannel(cfg, **kw)
+
+
+def hook(standin: SlackStandIn, **kw: Any) -> SlackChannel:
+    return SlackChannel(SlackConfig(name="team", type="slack", webhook_url=standin.webhook_url), **kw)
+
+
+def sections(payload: dict[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+
+
+def test_bot_message_arrives_once_with_the_paper_in_blocks(slack: SlackStandIn) -> None:
+    channel = bot(slack)
+    channel.send(batch([paper(1), paper(2, authors=["Solo Author"], organization=None, upvotes=None)]))
+    channel.close()
+
+    assert len(slack.requests) == 1 and len(slack.messages) == 1
+    sent = slack.messages[0]
+    assert sent.headers["Authorization"] == f"Bearer {slack.token}"
+    assert sent.payload["channel"] == "#papers"
+    assert sent.payload["blocks"][0] == {
+        "type": "header", "text": {"type": "plain_text", "text": "efficient-llm: 2 new papers"}
+    }
+    first, second = sections(sent.payload)
+    assert first.startswith("*<https://huggingface.co/papers/2401.10001|Speculative Decoding Study 1>*\n")
+    assert "Ada Lovelace, Alan Turing, Grace Hopper et al. (5 authors)" in first
+    assert "Tri Dao" not in first
+    assert "Example Lab" in first and "41 upvotes" in first
+    assert '_Matched:_ keyword "speculative decoding" in title (arxiv:2401.10001)' in first
+    assert "> We study speculative decoding, number 1." in first
+    assert "Solo Author" in second and "upvote" not in second
+    assert "efficient-llm: 2 new papers" in sent.payload["text"]
+    assert "Speculative Decoding Study 1" in sent.payload["text"]
+    assert sent.payload["unfurl_links"] is False
+
+
+def test_webhook_message_arrives_once(slack: SlackStandIn) -> None:
+    channel = hook(slack)
+    channel.send(batch([paper(1)], rule="hot"))
+
+    assert [r.path for r in slack.requests] == [WEBHOOK_PATH]
+    (sent,) = slack.messages
+    assert sent.payload["blocks"][0]["text"]["text"] == "hot: 1 new paper"
+    assert "Speculative Decoding Study 1" in sections(sent.payload)[0]
+
+
+def test_sixty_papers_split_into_messages_within_slack_limits(slack: SlackStandIn) -> None:
+    channel = bot(slack)
+    channel.send(batch([paper(i) for i in range(60)]))
+
+    # The stand-in rejects what Slack rejects (blocks, section and text limits): all were accepted.
+    assert len(slack.requests) == len(slack.messages) == 3
+    titles: list[str] = []
+    for sent in slack.messages:
+        blocks = sent.payload["blocks"]
+        assert len(blocks) <= 50
+        assert all(len(text) <= 3000 for text in sections(sent.payload))
+        assert len(sent.payload["text"]) + sum(map(len, sections(sent.payload))) <= 40_000
+        titles += re.findall(r"\|(Speculative Decoding Study \d+)>", "".join(sections(sent.payload)))
+    assert titles == [f"Speculative Decoding Study {i}" for i in range(60)]
+    assert [m.payload["blocks"][0]["text"]["text"] for m in slack.messages] == [
+        "efficient-llm: 60 new papers (1/3)", "efficient-llm: 60 new papers (2/3)",
+        "efficient-llm: 60 new papers (3/3)",
+    ]
+    # At most one message a second to one Slack channel.
+    arrivals = [m.at for m in slack.messages]
+    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(arrivals))
+
+
+def test_huge_scraped_text_is_cut_to_section_and_message_limits(slack: SlackStandIn) -> None:
+    big = "&<>" * 5000
+    papers = [
+        paper(i, title="T" * 2000 + big, abstract=big, authors=[big] * 40, organization=big,
+              url="https://huggingface.co/papers/" + "x" * 5000)
+        for i in range(30)
+    ]
+    channel = bot(slack, min_interval=0.0)
+    channel.send(Batch("team", "r", [Alert(p, [big] * 10, i) for i, p in enumerate(papers)], "big"))
+
+    assert len(slack.requests) == len(slack.messages) >= 2
+    assert sum(len(sections(m.payload)) for m in slack.messages) == 30
+    for sent in slack.messages:
+        assert all(len(text) <= 3000 for text in sections(sent.payload))
+        assert len(sent.payload["text"]) + sum(map(len, sections(sent.payload))) <= 40_000
+        assert "<" not in json.dumps(sent.payload).replace("\\u003c", "<").replace("*<https", "")
+
+
+@pytest.mark.parametrize("way", ["bot", "webhook"])
+def test_scraped_text_is_escaped_and_pings_no_one(slack: SlackStandIn, way: str) -> None:
+    nasty = paper(
+        7, title=EVIL_TITLE, authors=["<@U0123> & <!here>"], organization="<!everyone>",
+        abstract="@channel <!subteam^S1|team> <https://evil.example|click>",
+        url="https://huggingface.co/papers/2401.10007?a=1&b=<x>|y",
+    )
+    channel = bot(slack) if way == "bot" else hook(slack)
+    channel.send(Batch("team", "rule", [Alert(nasty, ["title has <!channel>"], 1)], "k"))
+
+    (sent,) = slack.messages
+    payload = json.loads(sent.raw)
+    texts = [payload["text"], *sections(payload)]
+    for text in texts:
+        for mention in ("<!channel>", "<!here>", "<!everyone>", "<@U0123>", "<!subteam", "<http://evil"):
+            assert mention not in text
+        # The only link left is ours, to the paper, with its URL made harmless.
+        assert re.findall(r"<([^>]*)>", text) in (
+            [], ["https://huggingface.co/papers/2401.10007?a=1&amp;b=%3Cx%3E%7Cy|&lt;!channel&gt; see "
+                 "&lt;http://evil∣this&gt;"]
+        )
+    section = sections(payload)[0]
+    assert "&lt;@U0123&gt; &amp; &lt;!here&gt;" in section and "&lt;!everyone&gt;" in section
+    assert payload["blocks"][1]["text"]["verbatim"] is True
+    assert "&lt;!channel&gt; see &lt;http://evil|this&gt;" in payload["text"]
+
+
+def test_a_short_429_is_waited_out_and_delivered_once(slack: SlackStandIn) -> None:
+    slack.script(Answer(429, retry_after=1))
+    channel = bot(slack)
+    channel.send(batch([paper(1)]))
+
+    assert len(slack.requests) == 2 and len(slack.messages) == 1
+    assert slack.requests[1].at - slack.requests[0].at >= 1.0
+
+
+def test_a_webhook_429_is_waited_out_and_delivered_once(slack: SlackStandIn) -> None:
+    slack.script(Answer(429, retry_after=1))
+    hook(slack).send(batch([paper(1)]))
+
+    assert len(slack.requests) == 2 and len(slack.messages) == 1
+
+
+def test_a_long_429_goes_back_to_the_outbox_with_its_retry_after(slack: SlackStandIn) -> None:
+    slack.script(Answer(429, retry_after=120))
+    with pytest.raises(DeliveryError) as caught:
+        bot(slack).send(batch([paper(1)]))
+
+    assert not caught.value.permanent and caught.value.retry_after == 120
+    assert len(slack.requests) == 1 and not slack.messages
+
+
+def test_bad_token_is_a_permanent_error_that_does_not_show_the_token(slack: SlackStandIn) -> None:
+    with pytest.raises(DeliveryError) as caught:
+        bot(slack, token="xoxb-wrong-secret").send(batch([paper(1)]))
+
+    assert caught.value.permanent and "invalid_auth" in str(caught.value)
+    assert "xoxb-wrong-secret" not in str(caught.value)
+    assert not slack.messages
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "account_inactive"])
+def test_unusable_channel_or_account_is_permanent(slack: SlackStandIn, error: str) -> None:
+    if error != "channel_not_found":
+        slack.script(Answer(error=error))
+    channel = bot(slack, channel="#nowhere" if error == "channel_not_found" else "#papers")
+    with pytest.raises(DeliveryError) as caught:
+        channel.send(batch([paper(1)]))
+
+    assert caught.value.permanent and error in str(caught.value)
+
+
+def test_server_error_is_transient(slack: SlackStandIn) -> None:
+    slack.script(Answer(500))
+    with pytest.raises(DeliveryError) as caught:
+        bot(slack).send(batch([paper(1)]))
+
+    assert not caught.value.permanent and "500" in str(caught.value)
+
+
+@pytest.mark.parametrize(("answer", "permanent"), [
+    (Answer(error="invalid_token"), True), (Answer(error="channel_not_found"), True), (Answer(500), False),
+])
+def test_webhook_errors_never_show_the_secret_url(
+    slack: SlackStandIn, answer: Answer, permanent: bool
+) -> None:
+    slack.script(answer)
+    with pytest.raises(DeliveryError) as caught:
+        hook(slack).send(batch([paper(1)]))
+
+    assert caught.value.permanent is permanent
+    assert "not-a-real-secret" not in str(caught.value)
+
+
+def test_unreachable_slack_is_transient() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = SlackConfig(name="team", type="slack", token="xoxb-t", channel="#p", base_url=f"http://127.0.0.1:{port}/api/")
+    with pytest.raises(DeliveryError) as caught:
+        SlackChannel(cfg).send(batch([paper(1)]))
+
+    assert not caught.value.permanent
+
+
+def test_a_retry_after_a_failure_half_way_does_not_repeat_the_sent_messages(slack: SlackStandIn) -> None:
+    channel = bot(slack, min_interval=0.0)
+    big = batch([paper(i) for i in range(60)], key="half")
+    slack.script(Answer(), Answer(500))
+    with pytest.raises(DeliveryError):
+        channel.send(big)
+    assert len(slack.messages) == 1
+
+    channel.send(big)
+
+    heads = [m.payload["blocks"][0]["text"]["text"] for m in slack.messages]
+    assert heads == [f"efficient-llm: 60 new papers ({i}/3)" for i in (1, 2, 3)]
+
+
+def test_sends_to_one_channel_are_paced_a_second_apart(slack: SlackStandIn) -> None:
+    channel = hook(slack)
+    start = time.monotonic()
+    channel.send(batch([paper(1)], key="a"))
+    channel.send(batch([paper(2)], key="b"))
+
+    first, second = slack.messages
+    assert second.at - first.at >= 0.95 and first.at - start < 0.9
