@@ -1,0 +1,127 @@
+"""The diff of a poll, as pure functions: which page papers are one paper, how a sighting merges
+into what is stored, and which changes count. ``sql.py`` loads the rows and writes the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from monitor.models import Paper, normalize_title
+
+
+@dataclass(frozen=True)
+class Known:
+    """A stored paper as the planner needs it."""
+
+    id: int
+    paper: Paper
+    title_norm: str
+
+
+@dataclass
+class Sighting:
+    """A stored paper seen again: how it was, how it is now, and its (maybe new) normalized title."""
+
+    known: Known
+    merged: Paper
+    title_norm: str
+
+
+@dataclass
+class Plan:
+    """What to write: papers to insert (with their normalized titles) and stored papers seen again
+    (by row id), both in page order."""
+
+    fresh: list[tuple[Paper, str]]
+    seen: dict[int, Sighting]
+
+
+def merge(old: Paper, new: Paper) -> Paper:
+    """``new`` over ``old``: the page's values where it gives them, the known ones where it does not
+    (plain-text pages have no author names, say). The key moves to ``arxiv:`` once an id is known."""
+    arxiv_id = new.arxiv_id or old.arxiv_id
+    return Paper(
+        key=f"arxiv:{arxiv_id}" if arxiv_id else old.key,
+        arxiv_id=arxiv_id,
+        title=new.title or old.title,
+        abstract=new.abstract or old.abstract,
+        authors=new.authors or old.authors,
+        authors_count=new.authors_count if new.authors_count is not None else old.authors_count,
+        organization=new.organization or old.organization,
+        organization_id=new.organization_id or old.organization_id,
+        published=new.published or old.published,
+        upvotes=new.upvotes if new.upvotes is not None else old.upvotes,
+        url=new.url or old.url,
+        source=new.source,
+    )
+
+
+def changed_fields(old: Paper, new: Paper) -> list[str]:
+    """The changes that count (``monitor.store.CHANGE_FIELDS``): upvotes, authors, organization, and an
+    abstract that was missing. Edits of a known title or abstract are cosmetic and do not count."""
+    counted = ("upvotes", "authors", "organization")
+    changes = [name for name in counted if getattr(old, name) != getattr(new, name)]
+    if old.abstract is None and new.abstract is not None:
+        changes.append("abstract")
+    return changes
+
+
+def dedupe(papers: Iterable[Paper]) -> list[Paper]:
+    """One entry per paper of a page, in page order: entries with the same arXiv id, or the same
+    normalized title where at most one of them has an id, are merged."""
+    slots: list[Paper] = []
+    by_id: dict[str, int] = {}
+    by_title: dict[str, int] = {}
+    for paper in papers:
+        norm = normalize_title(paper.title)
+        slot = by_id.get(paper.arxiv_id) if paper.arxiv_id else None
+        if slot is None:
+            other = by_title.get(norm)
+            if other is not None and (paper.arxiv_id is None or slots[other].arxiv_id is None):
+                slot = other
+        if slot is None:
+            slot = len(slots)
+            slots.append(paper)
+        else:
+            slots[slot] = merge(slots[slot], paper)
+        if slots[slot].arxiv_id:
+            by_id[slots[slot].arxiv_id or ""] = slot
+        by_title.setdefault(norm, slot)
+    return slots
+
+
+def plan(incoming: list[Paper], known: Iterable[Known]) -> Plan:
+    """Decide, for each (deduplicated) page paper, which stored paper it is, if any.
+
+    A paper is a stored one with the same key or arXiv id, else with the same normalized title
+    unless both have different arXiv ids (two papers may share a title: the second one stores its
+    normalized title with a ``#key`` suffix, which no real normalized title can contain).
+    """
+    rows = list(known)
+    by_key = {row.paper.key: row for row in rows}
+    by_id = {row.paper.arxiv_id: row for row in rows if row.paper.arxiv_id}
+    by_title = {row.title_norm: row for row in rows}
+    taken = set(by_title)
+    result = Plan(fresh=[], seen={})
+    for paper in incoming:
+        norm = normalize_title(paper.title)
+        row = by_key.get(paper.key) or (by_id.get(paper.arxiv_id) if paper.arxiv_id else None)
+        if row is None and (candidate := by_title.get(norm)) is not None:
+            current = result.seen.get(candidate.id)
+            stored_id = current.merged.arxiv_id if current else candidate.paper.arxiv_id
+            if paper.arxiv_id is None or stored_id is None or stored_id == paper.arxiv_id:
+                row = candidate
+        if row is None:
+            title_norm = norm if norm not in taken else f"{norm} #{paper.key}"
+            taken.add(title_norm)
+            result.fresh.append((paper, title_norm))
+            continue
+        sighting = result.seen.get(row.id)
+        if sighting is None:
+            sighting = result.seen[row.id] = Sighting(row, row.paper, row.title_norm)
+        sighting.merged = merge(sighting.merged, paper)
+        if norm != sighting.title_norm and norm not in taken:
+            # The title was edited: follow it, so a later title-only sighting still finds the paper.
+            taken.add(norm)
+            sighting.title_norm = norm
+    return result

@@ -1,0 +1,378 @@
+"""The SQL store on SQLAlchemy Core: SQLite (WAL) by default, nothing SQLite-only but the PRAGMAs.
+
+Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so that two processes (the daemon and
+a ``once``) wait for each other on busy_timeout instead of failing when a reader turns writer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+
+from monitor.errors import StoreError
+from monitor.models import Match, Paper, normalize_title
+from monitor.store import PollDiff, SourceState
+from monitor.store.deliveries import DeliveryQueries
+from monitor.store.diff import Known, changed_fields, dedupe, plan
+from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, papers, sources
+
+BUSY_TIMEOUT_MS = 10_000
+_CHUNK = 500  # bound parameters per IN (...), far below every database's limit
+_READ_ONLY = "paper_monitor_read_only"
+
+
+def _v1_create_all(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+# MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
+# schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_create_all]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def open_sql_store(url: str) -> SqlStore:
+    """A ``SqlStore`` at ``url`` (parent directories of a SQLite file are created); ``StoreError``."""
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"bad database URL: {exc}") from exc
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(parsed)
+            _tune_sqlite(engine)
+        else:
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
+    except (OSError, ImportError, SQLAlchemyError) as exc:
+        raise StoreError(f"cannot open the database: {exc}") from exc
+    return SqlStore(engine)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        # Take over transaction control from the sqlite3 module (see the "begin" hook).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(_READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def insert_ignore(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]
+) -> None:
+    """Insert ``rows``, skipping those that clash on the unique ``keys`` (any dialect)."""
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), list(rows))
+        return
+    for row in rows:
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), dict(row))
+        except IntegrityError:
+            pass
+
+
+def paper_from_row(row: Any) -> Paper:
+    """A ``Paper`` from a ``papers`` row; ``StoreError`` if the row does not hold one."""
+    try:
+        return Paper(
+            key=row.key, arxiv_id=row.arxiv_id, title=row.title, abstract=row.abstract,
+            authors=list(row.authors or []), authors_count=row.authors_count,
+            organization=row.organization, organization_id=row.organization_id,
+            published=row.published, upvotes=row.upvotes, url=row.url, source=row.source,
+        )
+    except ValidationError as exc:
+        raise StoreError(f"paper row {row.id} is unreadable: {exc.errors()[0]['msg']}") from exc
+
+
+_FIELDS = (
+    "key", "arxiv_id", "title_norm", "title", "abstract", "authors", "authors_count", "organization",
+    "organization_id", "published", "upvotes", "url", "source",
+)
+
+
+def _columns(paper: Paper, title_norm: str) -> dict[str, Any]:
+    return {
+        "key": paper.key, "arxiv_id": paper.arxiv_id, "title_norm": title_norm, "title": paper.title,
+        "abstract": paper.abstract, "authors": list(paper.authors), "authors_count": paper.authors_count,
+        "organization": paper.organization, "organization_id": paper.organization_id,
+        "published": paper.published, "upvotes": paper.upvotes, "url": paper.url, "source": paper.source,
+    }
+
+
+def _seen_again() -> sa.Update:
+    """The executemany UPDATE of papers seen again: fields, last_seen, and updated_at if edited."""
+    values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in _FIELDS}
+    values["last_seen"] = sa.bindparam("b_last_seen")
+    values["updated_at"] = sa.case(
+        (sa.bindparam("b_edited", type_=sa.Boolean), sa.bindparam("b_last_seen")), else_=papers.c.updated_at
+    )
+    return papers.update().where(papers.c.id == sa.bindparam("b_id")).values(values)
+
+
+_SEEN_AGAIN = _seen_again()
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+class SqlStore(DeliveryQueries):
+    """The store on a SQLAlchemy engine (``self.engine``). See ``monitor.store.Store``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        try:
+            self._upgrade()
+        except BaseException:
+            engine.dispose()
+            raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        """One write transaction; a database failure becomes ``StoreError("<action>: ...")``."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action}: {_reason(exc)}") from exc
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[Connection]:
+        """One read transaction (deferred: takes no write lock)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action}: {_reason(exc)}") from exc
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _upgrade(self) -> None:
+        with self._write("upgrading the schema") as conn:
+            meta.create(conn, checkfirst=True)
+            stored = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
+            try:
+                version = int(stored) if stored is not None else 0
+            except ValueError:
+                raise StoreError(f"unreadable schema version {stored!r} in the meta table") from None
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {version}; this paper-monitor knows up to "
+                    f"{SCHEMA_VERSION}: upgrade paper-monitor"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](conn)
+            if stored is None:
+                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+            elif version != SCHEMA_VERSION:
+                conn.execute(
+                    meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
+                )
+
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        with self._read("reading the schema version") as conn:
+            stored = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
+        return int(stored or 0)
+
+    # -- papers and the diff -----------------------------------------------------------------
+
+    def apply_poll(
+        self, papers_seen: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
+    ) -> PollDiff:
+        now = time.time() if now is None else now
+        incoming = dedupe(papers_seen)
+        if not incoming:
+            return PollDiff()
+        with self._write("storing a poll") as conn:
+            todo = plan(incoming, self._load_known(conn, incoming))
+            ids: dict[str, int] = {}
+            if todo.fresh:
+                rows = [
+                    {**_columns(paper, norm), "first_seen": now, "last_seen": now, "updated_at": now}
+                    for paper, norm in todo.fresh
+                ]
+                inserted = conn.execute(papers.insert().returning(papers.c.id, papers.c.key), rows)
+                ids.update({key: id_ for id_, key in inserted})
+            changed: list[Paper] = []
+            updates: list[dict[str, Any]] = []
+            for row_id, sighting in todo.seen.items():
+                ids[sighting.merged.key] = row_id
+                old, merged = sighting.known.paper, sighting.merged
+                if changed_fields(old, merged):
+                    changed.append(merged)
+                edited = merged != old or sighting.title_norm != sighting.known.title_norm
+                columns = _columns(merged, sighting.title_norm)
+                updates.append({f"b_{name}": value for name, value in columns.items()} | {
+                    "b_id": row_id, "b_last_seen": now, "b_edited": edited,
+                })
+            if updates:
+                conn.execute(_SEEN_AGAIN, updates)
+            fresh = [paper for paper, _ in todo.fresh]
+            recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now)
+        return PollDiff(new=fresh, changed=changed, matches=recorded)
+
+    def _load_known(self, conn: Connection, incoming: list[Paper]) -> list[Known]:
+        """The stored papers any page paper may be, by key, arXiv id or normalized title: one SELECT
+        per 300 papers (at most 900 bound parameters, below SQLite's oldest limit)."""
+        found: dict[int, Known] = {}
+        for start in range(0, len(incoming), 300):
+            chunk = incoming[start : start + 300]
+            arxiv_ids = {p.arxiv_id for p in chunk if p.arxiv_id}
+            query = sa.select(papers).where(sa.or_(
+                papers.c.key.in_({p.key for p in chunk}),
+                papers.c.title_norm.in_({normalize_title(p.title) for p in chunk}),
+                *([papers.c.arxiv_id.in_(arxiv_ids)] if arxiv_ids else []),
+            ))
+            for row in conn.execute(query):
+                found.setdefault(row.id, Known(row.id, paper_from_row(row), row.title_norm))
+        return list(found.values())
+
+    def _record_matches(
+        self, conn: Connection, candidates: list[Paper], ids: dict[str, int],
+        match: Callable[[Paper], list[Match]], now: float,
+    ) -> list[Match]:
+        """Match the new and changed papers; record each (rule, paper) the first time, with one
+        pending delivery per channel it notifies. Returns the matches recorded now."""
+        found: dict[tuple[str, int], Match] = {}
+        for paper in candidates:
+            for hit in match(paper):
+                found.setdefault((hit.rule, ids[paper.key]), hit)
+        if not found:
+            return []
+        paper_ids = sorted({paper_id for _, paper_id in found})
+        known: set[tuple[str, int]] = set()
+        for chunk in _chunks(paper_ids):
+            query = sa.select(matches.c.rule, matches.c.paper_id).where(matches.c.paper_id.in_(chunk))
+            known.update((rule, paper_id) for rule, paper_id in conn.execute(query))
+        fresh = {pair: hit for pair, hit in found.items() if pair not in known}
+        if not fresh:
+            return []
+        rows = [
+            {"rule": rule, "paper_id": paper_id, "reasons": list(hit.reasons), "matched_at": now}
+            for (rule, paper_id), hit in fresh.items()
+        ]
+        inserted = conn.execute(
+            matches.insert().returning(matches.c.id, matches.c.rule, matches.c.paper_id), rows
+        )
+        match_ids = {(rule, paper_id): id_ for id_, rule, paper_id in inserted}
+        outbox = [
+            {
+                "match_id": match_ids[pair], "rule": pair[0], "paper_id": pair[1], "channel": channel,
+                "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+            }
+            for pair, hit in fresh.items()
+            for channel in dict.fromkeys(hit.notify)
+        ]
+        insert_ignore(conn, deliveries, outbox, ["rule", "paper_id", "channel"])
+        return list(fresh.values())
+
+    def iter_papers(self, since: float | None = None) -> Iterator[Paper]:
+        # Keyset pages in short read transactions: no connection is held while the caller works.
+        last_id = 0
+        while True:
+            query = sa.select(papers).where(papers.c.id > last_id).order_by(papers.c.id).limit(_CHUNK)
+            if since is not None:
+                query = query.where(papers.c.last_seen >= since)
+            with self._read("reading papers") as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield paper_from_row(row)
+            last_id = rows[-1].id
+
+    def get_paper(self, key: str) -> Paper | None:
+        with self._read("reading a paper") as conn:
+            row = conn.execute(sa.select(papers).where(papers.c.key == key)).first()
+        return paper_from_row(row) if row is not None else None
+
+    def count_papers(self) -> int:
+        with self._read("counting papers") as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(papers)).scalar_one())
+
+    # -- source state ------------------------------------------------------------------------
+
+    def get_source_state(self, name: str) -> SourceState | None:
+        with self._read("reading source state") as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
+        return _state(row) if row is not None else None
+
+    def list_source_states(self) -> list[SourceState]:
+        with self._read("reading source state") as conn:
+            return [_state(row) for row in conn.execute(sa.select(sources).order_by(sources.c.name))]
+
+    def record_success(
+        self, name: str, url: str, *, status: int, etag: str | None, last_modified: str | None,
+        now: float | None = None,
+    ) -> SourceState:
+        now = time.time() if now is None else now
+        return self._record(name, url, {
+            "etag": etag, "last_modified": last_modified, "last_attempt": now, "last_success": now,
+            "last_status": status, "last_error": None, "consecutive_failures": 0,
+        })
+
+    def record_failure(
+        self, name: str, url: str, *, error: str, status: int | None = None, now: float | None = None
+    ) -> SourceState:
+        now = time.time() if now is None else now
+        return self._record(name, url, {
+            "last_attempt": now, "last_status": status, "last_error": error[:2000],
+            "consecutive_failures": sources.c.consecutive_failures + 1,
+        })
+
+    def _record(self, name: str, url: str, values: dict[str, Any]) -> SourceState:
+        with self._write(f"recording the state of source {name}") as conn:
+            insert_ignore(conn, sources, [{"name": name, "url": url, "consecutive_failures": 0}], ["name"])
+            conn.execute(sources.update().where(sources.c.name == name).values(url=url, **values))
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).one()
+        return _state(row)
+
+
+def _state(row: Any) -> SourceState:
+    return SourceState(
+        name=row.name, url=row.url, etag=row.etag, last_modified=row.last_modified,
+        last_attempt=row.last_attempt, last_success=row.last_success, last_status=row.last_status,
+        last_error=row.last_error, consecutive_failures=row.consecutive_failures,
+    )
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, one line, without SQLAlchemy's SQL dump and background link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc)
+    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"

@@ -1,0 +1,259 @@
+"""The SQL store on SQLite in tmp_path: schema, the poll diff, key moves, matches, source state."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.config import RuleConfig
+from monitor.errors import StoreError
+from monitor.match import compile_rules
+from monitor.models import Match, Paper, title_key
+from monitor.sources import parse_page
+from monitor.store import open_store
+from monitor.store.schema import SCHEMA_VERSION, deliveries, matches
+from monitor.store.sql import SqlStore
+from tests.helpers import HF_JSON
+
+TODAY = date(2026, 6, 12)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    opened = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    yield opened
+    opened.close()
+
+
+def nothing(paper: Paper) -> list[Match]:
+    return []
+
+
+def everything(paper: Paper) -> list[Match]:
+    return [Match(rule="all", paper=paper, reasons=["every paper"], notify=["console", "feed"])]
+
+
+def paper(title: str, **fields: object) -> Paper:
+    return Paper.build(title=title, source=str(fields.pop("source", "hf-json")), **fields)  # type: ignore[arg-type]
+
+
+def hf_papers() -> list[Paper]:
+    return parse_page(HF_JSON.read_bytes(), "hf-json", today=TODAY)
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+def test_open_creates_directories_wal_and_versioned_schema(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "db.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert path.exists()
+        assert store.schema_version() == SCHEMA_VERSION
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        store.apply_poll([paper("A paper")], nothing)
+    finally:
+        store.close()
+    again = open_store(f"sqlite:///{path}")
+    try:
+        assert again.schema_version() == SCHEMA_VERSION
+        assert again.count_papers() == 1  # reopening keeps the data
+    finally:
+        again.close()
+    with sqlite3.connect(path) as raw:  # and the version row is the only one
+        rows = raw.execute("SELECT name, value FROM meta").fetchall()
+    assert rows == [("schema_version", str(SCHEMA_VERSION))]
+    raw.close()
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    open_store(url).close()
+    raw = sqlite3.connect(tmp_path / "db.sqlite")
+    with raw:
+        raw.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    raw.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        open_store(url)
+
+
+def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "db.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    assert isinstance(err.value.__cause__, sa.exc.SQLAlchemyError)
+    with pytest.raises(StoreError, match="bad database URL"):
+        open_store("not a url")
+
+
+# -- the diff ------------------------------------------------------------------------------
+
+
+def test_json_page_twice_then_upvotes_raised(store: SqlStore) -> None:
+    page = hf_papers()
+    first = store.apply_poll(page, nothing)
+    assert (len(first.new), len(first.changed)) == (30, 0)
+    assert [p.key for p in first.new] == [p.key for p in page]  # page order
+    second = store.apply_poll(page, nothing)
+    assert (len(second.new), len(second.changed)) == (0, 0)
+    bumped = list(page)
+    bumped[4] = page[4].model_copy(update={"upvotes": (page[4].upvotes or 0) + 7})
+    third = store.apply_poll(bumped, nothing)
+    assert (len(third.new), [p.key for p in third.changed]) == (0, [page[4].key])
+    stored = store.get_paper(page[4].key)
+    assert stored is not None and stored.upvotes == (page[4].upvotes or 0) + 7
+    assert store.count_papers() == 30
+
+
+def test_text_then_json_is_one_paper_whose_key_moves(store: SqlStore) -> None:
+    text = paper("Scaling  Laws for\nTiny Models", source="hf-text", authors_count=3, organization="Acme AI",
+                 abstract="We scale.", upvotes=5)
+    assert text.key == title_key("Scaling Laws for Tiny Models")
+    assert [p.key for p in store.apply_poll([text], nothing).new] == [text.key]
+
+    names = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    listed = paper("Scaling Laws for Tiny Models", arxiv_id="2606.01234v2", authors=names, upvotes=5,
+                   abstract="We scale.")
+    diff = store.apply_poll([listed], nothing)
+    assert diff.new == []
+    assert [p.key for p in diff.changed] == ["arxiv:2606.01234"]  # the authors became known
+    assert store.count_papers() == 1
+    assert store.get_paper(text.key) is None
+    moved = store.get_paper("arxiv:2606.01234")
+    assert moved is not None
+    assert moved.authors == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    assert moved.organization == "Acme AI"  # kept: the JSON page did not say
+
+    # The text page again: still the same paper, names kept, nothing changed.
+    again = store.apply_poll([text], nothing)
+    assert (again.new, again.changed) == ([], [])
+    kept = store.get_paper("arxiv:2606.01234")
+    assert kept is not None and kept.authors == moved.authors and kept.source == "hf-text"
+
+
+def test_a_page_repeating_a_paper_counts_it_once(store: SqlStore) -> None:
+    a = paper("Same Paper", arxiv_id="2606.00001", upvotes=1)
+    titled = paper("Same  paper", source="hf-text", upvotes=2)
+    diff = store.apply_poll([a, paper("Other"), a, titled], nothing)
+    assert [p.key for p in diff.new] == ["arxiv:2606.00001", title_key("Other")]
+    assert diff.new[0].upvotes == 2  # the later sighting's fields merged in
+    assert store.count_papers() == 2
+
+
+def test_two_papers_may_share_a_title(store: SqlStore) -> None:
+    first = store.apply_poll([paper("Technical Report", arxiv_id="2606.00001")], nothing)
+    second = store.apply_poll([paper("Technical Report", arxiv_id="2606.00002")], nothing)
+    assert len(first.new) == len(second.new) == 1
+    third = store.apply_poll([paper("technical report", source="hf-text")], nothing)
+    assert third.new == [] and store.count_papers() == 2
+
+
+def test_a_title_known_only_by_text_claimed_by_two_ids_in_one_page(store: SqlStore) -> None:
+    store.apply_poll([paper("Technical Report", source="hf-text")], nothing)
+    diff = store.apply_poll([paper("Technical Report", arxiv_id="2606.00001"),
+                             paper("Technical Report", arxiv_id="2606.00002")], nothing)
+    assert [p.key for p in diff.new] == ["arxiv:2606.00002"]
+    assert {p.key for p in store.iter_papers()} == {"arxiv:2606.00001", "arxiv:2606.00002"}
+
+
+def test_what_counts_as_changed(store: SqlStore) -> None:
+    base = paper("P", arxiv_id="2606.00003", authors=["A B"], organization="Org", upvotes=1)
+    store.apply_poll([base], nothing)
+    cosmetic = base.model_copy(
+        update={"title": "P!", "abstract": None, "url": "https://x", "source": "hf-html"}
+    )
+    assert store.apply_poll([cosmetic], nothing).changed == []
+    assert store.apply_poll([base.model_copy(update={"abstract": "Now known."})], nothing).changed != []
+    assert store.apply_poll([base.model_copy(update={"abstract": "Edited."})], nothing).changed == []
+    for update in ({"upvotes": 2}, {"authors": ["A B", "C D"]}, {"organization": "Other Org"}):
+        assert len(store.apply_poll([base.model_copy(update=update)], nothing).changed) == 1, update
+
+
+def test_matches_are_recorded_once_with_a_delivery_per_channel(store: SqlStore) -> None:
+    page = hf_papers()
+    first = store.apply_poll(page, everything)
+    assert len(first.matches) == 30
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar() == 30
+        states = conn.execute(sa.select(deliveries.c.channel, deliveries.c.state)).all()
+    assert sorted(set(states)) == [("console", "pending"), ("feed", "pending")] and len(states) == 60
+    bumped = [p.model_copy(update={"upvotes": (p.upvotes or 0) + 1}) for p in page]
+    second = store.apply_poll(bumped, everything)
+    assert (len(second.changed), second.matches) == (30, [])  # matched again, but already recorded
+
+
+def test_a_known_paper_fires_a_rule_when_it_comes_to_satisfy_it(store: SqlStore) -> None:
+    index = compile_rules([RuleConfig(name="hot", min_upvotes=50, notify=["feed"])])
+    cold = paper("Rising Star", arxiv_id="2606.00009", upvotes=10)
+    assert store.apply_poll([cold], index.match).matches == []
+    hot = store.apply_poll([cold.model_copy(update={"upvotes": 60})], index.match)
+    assert [(m.rule, m.paper.key) for m in hot.matches] == [("hot", "arxiv:2606.00009")]
+    assert store.apply_poll([cold.model_copy(update={"upvotes": 70})], index.match).matches == []
+
+
+def test_a_failing_poll_writes_nothing(store: SqlStore) -> None:
+    def broken(paper: Paper) -> list[Match]:
+        raise RuntimeError("matcher bug")
+
+    with pytest.raises(RuntimeError):
+        store.apply_poll(hf_papers(), broken)
+    assert store.count_papers() == 0
+
+
+def test_iter_papers_since(store: SqlStore) -> None:
+    store.apply_poll([paper("Old")], nothing, now=1000.0)
+    store.apply_poll([paper(f"New {i}") for i in range(1200)], nothing, now=2000.0)
+    assert [p.title for p in store.iter_papers(1500.0)][:2] == ["New 0", "New 1"]
+    assert len(list(store.iter_papers(1500.0))) == 1200
+    assert len(list(store.iter_papers())) == 1201
+
+
+def test_two_processes_writing_at_once_wait_for_each_other(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    stores = [open_store(url), open_store(url)]
+    errors: list[BaseException] = []
+
+    def work(store: SqlStore, tag: str) -> None:
+        try:
+            for i in range(15):
+                store.apply_poll([paper(f"{tag} {i}"), paper("Shared", upvotes=i)], everything)
+                store.record_success("src", "http://x", status=200, etag=None, last_modified=None)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s, t)) for s, t in zip(stores, "ab", strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert stores[0].count_papers() == 31
+    finally:
+        for s in stores:
+            s.close()
+
+
+# -- source state --------------------------------------------------------------------------
+
+
+def test_source_state(store: SqlStore) -> None:
+    assert store.get_source_state("hf") is None
+    ok = store.record_success("hf", "http://h/api", status=200, etag='"e1"', last_modified="Mon", now=10.0)
+    assert (ok.etag, ok.last_success, ok.consecutive_failures) == ('"e1"', 10.0, 0)
+    store.record_failure("hf", "http://h/api", error="HTTP 500", status=500, now=20.0)
+    failed = store.record_failure("hf", "http://h/api", error="timed out", now=30.0)
+    assert (failed.consecutive_failures, failed.last_error, failed.last_status) == (2, "timed out", None)
+    assert (failed.etag, failed.last_success, failed.last_attempt) == ('"e1"', 10.0, 30.0)  # validators kept
+    back = store.record_success("hf", "http://h/api", status=304, etag='"e1"', last_modified=None, now=40.0)
+    assert (back.consecutive_failures, back.last_error, back.last_status) == (0, None, 304)
+    assert [s.name for s in store.list_source_states()] == ["hf"]
