@@ -1,0 +1,85 @@
+"""The query language: what parses to what, and syntax errors with the column, in the library and
+as a config error through ``paper-monitor check-config``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import QuerySyntaxError
+from monitor.match.atoms import And, Author, Not, Or, Org, Term, Upvotes
+from monitor.match.query import parse_query
+
+KV = Term(("kv", "cache"), False, "any", "kv cache")
+
+PARSES = [
+    ('"kv cache"', KV),
+    ("kv cache", And((Term(("kv",), False, "any", "kv"), Term(("cache",), False, "any", "cache")))),
+    ("KV-cache", Term(("kv", "cache"), False, "any", "KV-cache")),
+    ("quantiz*", Term(("quantiz",), True, "any", "quantiz*")),
+    ('"large lang*"', Term(("large", "lang"), True, "any", "large lang*")),
+    ('title:"kv cache"', Term(("kv", "cache"), False, "title", "kv cache")),
+    ("abstract:survey", Term(("survey",), False, "abstract", "survey")),
+    ('author:"Tri Dao"', Author("Tri Dao")),
+    ("org:caltech", Org("caltech")),
+    ("upvotes:>=10", Upvotes(">=", 10)),
+    ("upvotes:10", Upvotes(">=", 10)),
+    ("upvotes:<3", Upvotes("<", 3)),
+    ("NOT survey", Not(Term(("survey",), False, "any", "survey"))),
+    ('"kv cache" OR a AND b', Or((KV, And((Term(("a",), False, "any", "a"), Term(("b",), False, "any", "b")))))),
+    ("title:(a OR b)", Or((Term(("a",), False, "title", "a"), Term(("b",), False, "title", "b")))),
+    (
+        '("speculative decoding" OR "kv cache") AND NOT survey AND upvotes:>=10',
+        And((
+            Or((Term(("speculative", "decoding"), False, "any", "speculative decoding"), KV)),
+            Not(Term(("survey",), False, "any", "survey")),
+            Upvotes(">=", 10),
+        )),
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "tree"), PARSES)
+def test_parses(text: str, tree: object) -> None:
+    assert parse_query(text) == tree
+
+
+ERRORS = [
+    ("", 1, "empty query"),
+    ("   ", 1, "empty query"),
+    ("(gpu OR tpu", 12, 'expected ")"'),
+    ("kv OR", 6, "expected a term"),
+    ("kv AND AND cache", 8, 'expected a term, got "AND"'),
+    (")", 1, 'expected a term, got ")"'),
+    ("a )", 3, 'unexpected ")"'),
+    ("()", 2, 'expected a term, got ")"'),
+    ('title:"kv cache', 7, "unterminated quote"),
+    ("upvotes:lots", 9, "expected a number after upvotes:, e.g. upvotes:>=10"),
+    ("upvotes:", 9, "expected a number after upvotes:, e.g. upvotes:>=10"),
+    ("kv AND ++", 8, '"++" has no letters or digits'),
+    ('author:"."', 8, 'expected a name, got "."'),
+    ("NOT", 4, "expected a term"),
+]
+
+
+@pytest.mark.parametrize(("text", "column", "message"), ERRORS)
+def test_syntax_errors_carry_the_column(text: str, column: int, message: str) -> None:
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse_query(text)
+    assert (caught.value.column, caught.value.message) == (column, message)
+
+
+def test_a_bad_query_is_a_config_error_naming_rule_and_column(tmp_path: Path) -> None:
+    rules = "".join(f'[[rules]]\nname = "r{i}"\nkeywords = ["x{i}"]\n\n' for i in range(3))
+    config = tmp_path / "monitor.toml"
+    config.write_text(rules + '[[rules]]\nname = "broken"\nquery = "(gpu OR tpu"\n', encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == 'rules[3].query: column 12: expected ")"\n'
+    assert done.stdout == ""
