@@ -15,6 +15,7 @@ class Alert:
     paper: Paper
     reasons: list[str]
     delivery_id: int
+    rule: str = ""  # the rule that matched; in a digest batch (rule "digest") it differs per alert
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""The webhook channel: one JSON POST per batch (INTERFACE.md), with a stable ``Idempotency-Key``.
+
+2xx is delivered; 408, 429, 5xx and transport errors are transient (``Retry-After`` honoured);
+any other status is permanent. Error messages name the host only: webhook paths hold secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from monitor.channels.base import Batch
+from monitor.channels.render import shorten
+from monitor.config import WebhookConfig
+from monitor.errors import DeliveryError
+
+_TRANSIENT = {408, 425, 429}
+_MAX_RETRY_AFTER = 86400.0
+
+
+def payload(batch: Batch) -> dict[str, object]:
+    """``{"channel", "rule", "papers": [paper JSON...]}``, plus ``"reasons"``: paper key -> reasons."""
+    return {
+        "channel": batch.channel,
+        "rule": batch.rule,
+        "papers": [alert.paper.to_json() for alert in batch.alerts],
+        "reasons": {alert.paper.key: alert.reasons for alert in batch.alerts},
+    }
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped at a day."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+class WebhookChannel:
+    """POSTs batches to ``cfg.url`` over one reused ``httpx.Client`` (keep-alive)."""
+
+    def __init__(self, cfg: WebhookConfig) -> None:
+        self.name = cfg.name
+        self._url = cfg.url
+        self._where = f"webhook {urlsplit(cfg.url).netloc or cfg.url[:40]}"
+        headers = {"User-Agent": "paper-monitor", **cfg.headers}
+        self._client = httpx.Client(timeout=cfg.timeout, headers=headers, follow_redirects=False)
+
+    def send(self, batch: Batch) -> None:
+        body = json.dumps(payload(batch), ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Idempotency-Key": batch.key}
+        try:
+            response = self._client.post(self._url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"{self._where}: {type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{self._where}: {exc}", permanent=True) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        said = shorten(response.text, 200) if response.content else response.reason_phrase
+        message = f"{self._where}: HTTP {status}: {said}"
+        if status in _TRANSIENT or status >= 500:
+            raise DeliveryError(message, retry_after=retry_after(response.headers.get("Retry-After")))
+        raise DeliveryError(message, permanent=True)
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,347 @@
+"""The outbox dispatcher: claims due deliveries, sends them as batches, marks them; and the
+operator commands over it (``test-channel``, ``status``, ``retry-dead``).
+
+Each channel's queue is FIFO and runs on its own worker thread, so a slow or dead channel never
+delays the others; a transient failure holds that channel's queue until its retry time (in order).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import time as clock_time
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from monitor.channels.base import Alert, Batch, Channel
+from monitor.config import EmailConfig, Settings
+from monitor.errors import DeliveryError
+from monitor.models import Paper
+from monitor.store.deliveries import Claimed, DeliveryQueries
+
+if TYPE_CHECKING:
+    from monitor.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+DIGEST_RULE = "digest"  # the ``Batch.rule`` of a digest: alerts of every rule, each ``Alert.rule`` set
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with equal jitter. The defaults keep retrying for about 36 hours."""
+
+    base: float = 30.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    max_attempts: int = 40
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        raw = min(self.cap, self.base * self.factor ** max(0, attempts - 1))
+        return raw / 2 + rng.uniform(0, raw / 2)
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A once-a-day send time ("HH:MM" in a time zone): rows wait for the first slot after them."""
+
+    at: clock_time
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, hh_mm: str, zone: str = "UTC") -> Digest:
+        hours, minutes = hh_mm.split(":")
+        return cls(clock_time(int(hours), int(minutes)), ZoneInfo(zone))
+
+    def last_slot(self, now: float) -> float:
+        """The latest send time at or before ``now`` (epoch seconds)."""
+        local = datetime.fromtimestamp(now, self.zone)
+        slot = datetime.combine(local.date(), self.at, tzinfo=self.zone)
+        if slot > local:
+            slot = datetime.combine(local.date() - timedelta(days=1), self.at, tzinfo=self.zone)
+        return slot.timestamp()
+
+
+@dataclass
+class ChannelReport:
+    """What one channel did in one ``run_due``. Counts are deliveries (papers), not messages."""
+
+    channel: str
+    sent: int = 0
+    batches: int = 0
+    failed: int = 0
+    dead: int = 0
+    busy: bool = False  # still working through an earlier run; it was not started again
+    error: str | None = None
+
+
+@dataclass
+class DispatchReport:
+    channels: dict[str, ChannelReport] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> int:
+        return sum(r.sent for r in self.channels.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(r.failed for r in self.channels.values())
+
+    @property
+    def dead(self) -> int:
+        return sum(r.dead for r in self.channels.values())
+
+    def summary(self) -> str:
+        parts = [f"{r.channel}: {r.sent} sent" + (f", {r.failed} to retry" if r.failed else "")
+                 + (f", {r.dead} dead" if r.dead else "") + (" (busy)" if r.busy else "")
+                 for r in self.channels.values()]
+        return "; ".join(parts) or "no channels"
+
+
+class Dispatcher:
+    """Sends what is due, channel by channel, each on its own worker thread.
+
+    The dispatcher owns ``channels`` and closes them in ``close()``. ``run_due`` may be called
+    from a scheduler: a channel still busy from the previous call is skipped, not queued twice.
+    """
+
+    def __init__(
+        self,
+        store: DeliveryQueries,
+        channels: Mapping[str, Channel],
+        *,
+        clock: Callable[[], float] = time.time,
+        digests: Mapping[str, Digest] | None = None,
+        backoff: Backoff | None = None,
+        batch_size: int = 100,
+        inline_wait: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._channels = dict(channels)
+        self._clock = clock
+        self._digests = dict(digests or {})
+        self._backoff = backoff or Backoff()
+        self._batch_size = batch_size
+        self._inline_wait = inline_wait  # a Retry-After this short is waited out on the spot
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[str, Future[ChannelReport]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._channels)), thread_name_prefix="deliver")
+
+    def recover(self) -> int:
+        """At start: deliveries a crash left in "sending" go back to pending (same batch key)."""
+        count = self._store.recover_sending(self._clock())
+        if count:
+            log.warning("recovered %d deliveries left in flight by an earlier run", count)
+        return count
+
+    def run_due(self, now: float | None = None, *, timeout: float | None = None) -> DispatchReport:
+        """Send everything due on every channel. Waits up to ``timeout`` seconds (None: until
+        done); a channel still working then goes on in the background and is reported busy.
+        ``now`` fixes the time (tests); by default the clock is read before each batch.
+        """
+        report = DispatchReport()
+        started: dict[str, Future[ChannelReport]] = {}
+        with self._lock:
+            for name in self._channels:
+                running = self._running.get(name)
+                if running is not None and not running.done():
+                    report.channels[name] = ChannelReport(name, busy=True)
+                    continue
+                started[name] = self._running[name] = self._pool.submit(self._run_channel, name, now)
+        wait(list(started.values()), timeout=timeout)
+        for name, future in started.items():
+            report.channels[name] = future.result() if future.done() else ChannelReport(name, busy=True)
+        return report
+
+    def close(self) -> None:
+        """Stop after the batches in flight, and close the channels."""
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+        for channel in self._channels.values():
+            try:
+                channel.close()
+            except Exception:
+                log.exception("closing channel %s failed", channel.name)
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run_channel(self, name: str, now: float | None) -> ChannelReport:
+        report = ChannelReport(name)
+        try:
+            # Bounded, so one run cannot spin forever on a queue that keeps growing.
+            for _ in range(10_000):
+                if self._stop.is_set() or not self._send_next(name, now, report):
+                    break
+        except Exception as exc:  # a store failure: report it, the next run tries again
+            log.exception("delivery to channel %s stopped", name)
+            report.error = str(exc)
+        return report
+
+    def _send_next(self, name: str, now: float | None, report: ChannelReport) -> bool:
+        """Claim and send the batch at the head of the queue; False when nothing more is due now."""
+        current = self._clock() if now is None else now
+        head = self._store.queue_head(name)
+        if head is None or head.next_attempt_at > current:
+            return False  # empty, or backing off: everything behind the head waits, in order
+        digest = self._digests.get(name)
+        slot = digest.last_slot(current) if digest else None
+        if slot is not None and head.batch_key is None and head.created_at >= slot:
+            return False  # held for the next digest
+        key, rows = self._store.claim_batch(
+            name, current, head=head, limit=self._batch_size if slot is None else 10_000, created_before=slot
+        )
+        if not rows:
+            return True  # another dispatcher claimed it first
+        batch = _batch(name, key, rows, digest=slot is not None)
+        try:
+            self._channels[name].send(batch)
+        except DeliveryError as exc:
+            return self._failed(name, key, rows, exc, current, report, now)
+        except Exception as exc:  # a bug in a channel: retried like a transient error, loudly
+            log.exception("channel %s raised while sending batch %s", name, key)
+            return self._failed(name, key, rows, DeliveryError(repr(exc)), current, report, now)
+        self._store.mark_sent(key, self._clock() if now is None else now)
+        report.sent += len(rows)
+        report.batches += 1
+        log.info("delivered %d alert(s) of rule %s to channel %s", len(rows), batch.rule, name)
+        return True
+
+    def _failed(
+        self, name: str, key: str, rows: list[Claimed], exc: DeliveryError, current: float,
+        report: ChannelReport, now: float | None,
+    ) -> bool:
+        attempts = max(r.attempts for r in rows)
+        report.error = str(exc)
+        if exc.permanent or attempts >= self._backoff.max_attempts:
+            why = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
+            self._store.mark_dead(key, why)
+            report.dead += len(rows)
+            log.error("channel %s: %d alert(s) dead: %s", name, len(rows), why)
+            return True  # the queue moves on past a batch that can never be delivered
+        delay = exc.retry_after if exc.retry_after is not None else self._backoff.delay(attempts, self._rng)
+        self._store.mark_failed(key, str(exc), current + delay)
+        log.warning("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
+        if now is None and exc.retry_after is not None and exc.retry_after <= self._inline_wait:
+            self._stop.wait(exc.retry_after)  # a short Retry-After (429): wait it out, then go on
+            return True
+        report.failed += len(rows)
+        return False
+
+
+def _batch(channel: str, key: str, rows: list[Claimed], *, digest: bool) -> Batch:
+    alerts = [Alert(paper=r.paper, reasons=r.reasons, delivery_id=r.id, rule=r.rule) for r in rows]
+    return Batch(channel=channel, rule=DIGEST_RULE if digest else rows[0].rule, alerts=alerts, key=key)
+
+
+def digest_schedules(settings: Settings) -> dict[str, Digest]:
+    """The digest times of the email channels that have one."""
+    return {
+        c.name: Digest.parse(c.digest, c.timezone)
+        for c in settings.channels
+        if isinstance(c, EmailConfig) and c.digest
+    }
+
+
+def open_dispatcher(
+    settings: Settings, store: DeliveryQueries, *, clock: Callable[[], float] = time.time,
+    inline_wait: float = 5.0,
+) -> Dispatcher:
+    """A dispatcher over every configured channel (built from ``settings``); close it after use."""
+    from monitor.channels import build_channels
+
+    channels = build_channels(settings, store)
+    return Dispatcher(
+        store, channels, clock=clock, digests=digest_schedules(settings), inline_wait=inline_wait
+    )
+
+
+@contextmanager
+def _opened_store(settings: Settings) -> Iterator[SqlStore]:
+    from monitor.store import open_store
+
+    store = open_store(settings.monitor.database)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_channel(settings: Settings, name: str) -> int:
+    """Send one test alert through channel ``name``: 0 delivered, 1 failed, 2 no such channel."""
+    try:
+        config = settings.channel(name)
+    except KeyError:
+        known = ", ".join(c.name for c in settings.channels) or "none configured"
+        print(f'paper-monitor test-channel: unknown channel "{name}" (channels: {known})', file=sys.stderr)
+        return 2
+    from monitor.channels import build_channel
+
+    paper = Paper.build(
+        title="paper-monitor test alert", source="test", url="https://huggingface.co/papers",
+        abstract="If you can read this, the channel works.", authors=["Paper Monitor"],
+    )
+    batch = Batch(
+        channel=name, rule="test", key=f"test-{uuid.uuid4().hex}",
+        alerts=[Alert(paper=paper, reasons=["test message from paper-monitor test-channel"], delivery_id=0,
+                      rule="test")],
+    )
+    with _opened_store(settings) as store:
+        channel = build_channel(config, settings, store)
+        try:
+            channel.send(batch)
+        except DeliveryError as exc:
+            kind = "permanent" if exc.permanent else "transient"
+            print(f"channel {name} ({config.type}): FAILED ({kind}): {exc}")
+            return 1
+        finally:
+            channel.close()
+    print(f"channel {name} ({config.type}): test alert delivered")
+    return 0
+
+
+def print_status(settings: Settings) -> int:
+    """Per channel: pending, failed, dead (with the last error), sent today."""
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    with _opened_store(settings) as store:
+        counts = store.delivery_counts(since=midnight)
+    names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
+    types = {c.name: c.type for c in settings.channels}
+    print(f"{'channel':<20} {'type':<8} {'pending':>8} {'failed':>7} {'dead':>6} {'sent today':>11}")
+    for name in names:
+        c = counts.get(name)
+        pending = (c.pending + c.sending) if c else 0
+        failed, dead, sent = (c.failed, c.dead, c.sent_today) if c else (0, 0, 0)
+        kind = types.get(name, "(gone)")
+        print(f"{name:<20} {kind:<8} {pending:>8} {failed:>7} {dead:>6} {sent:>11}")
+        if c and c.dead and c.last_error:
+            print(f"{'':<20} last error: {c.last_error}")
+    return 0
+
+
+def retry_dead(settings: Settings, channel: str | None) -> int:
+    """Requeue the dead deliveries of ``channel`` (every channel when None)."""
+    if channel is not None and channel not in {c.name for c in settings.channels}:
+        print(f'paper-monitor retry-dead: unknown channel "{channel}"', file=sys.stderr)
+        return 2
+    with _opened_store(settings) as store:
+        count = store.requeue_dead(time.time(), channel)
+    where = f"channel {channel}" if channel else "all channels"
+    print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'} ({where})")
+    return 0
+

@@ -1,0 +1,253 @@
+"""The outbox's SQL: claiming due deliveries as batches, marking them, and the operator's counts.
+
+``DeliveryQueries`` is a mixin for the store (it expects ``self.engine``); every method is one or
+two short transactions, so it is safe with several dispatcher threads, or processes, at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.errors import StoreError
+from monitor.models import Paper
+from monitor.store.schema import deliveries, matches, papers
+
+_OPEN = ("pending", "failed")  # states a dispatcher may claim
+
+
+@dataclass(frozen=True)
+class Head:
+    """The oldest open row of a channel's queue: it decides what is sent next, and when."""
+
+    id: int
+    rule: str
+    batch_key: str | None
+    state: str
+    next_attempt_at: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claimed delivery with what a channel needs to render it."""
+
+    id: int
+    rule: str
+    paper: Paper
+    reasons: list[str]
+    attempts: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ChannelCounts:
+    """What ``paper-monitor status`` shows for one channel."""
+
+    channel: str
+    pending: int = 0
+    sending: int = 0
+    failed: int = 0
+    dead: int = 0
+    sent_today: int = 0
+    last_error: str | None = None
+
+
+def paper_from_row(row: Any) -> Paper:
+    """A ``Paper`` from a row holding the ``papers`` columns."""
+    published = row.published
+    if isinstance(published, str):
+        published = date.fromisoformat(published)
+    return Paper(
+        key=row.key,
+        arxiv_id=row.arxiv_id,
+        title=row.title,
+        abstract=row.abstract,
+        authors=list(row.authors or []),
+        authors_count=row.authors_count,
+        organization=row.organization,
+        organization_id=row.organization_id,
+        published=published,
+        upvotes=row.upvotes,
+        url=row.url,
+        source=row.source,
+    )
+
+
+_PAPER_COLS = [
+    papers.c.key, papers.c.arxiv_id, papers.c.title, papers.c.abstract, papers.c.authors,
+    papers.c.authors_count, papers.c.organization, papers.c.organization_id, papers.c.published,
+    papers.c.upvotes, papers.c.url, papers.c.source,
+]
+
+
+class DeliveryQueries:
+    """Outbox queries over ``deliveries`` (see monitor/store/schema.py for the states)."""
+
+    engine: sa.Engine
+
+    def queue_head(self, channel: str) -> Head | None:
+        """The oldest pending or failed row of ``channel``, due or not."""
+        d = deliveries.c
+        query = (
+            sa.select(d.id, d.rule, d.batch_key, d.state, d.next_attempt_at, d.created_at)
+            .where(d.channel == channel, d.state.in_(_OPEN))
+            .order_by(d.id)
+            .limit(1)
+        )
+        with self._dq_read() as conn:
+            row = conn.execute(query).first()
+        return Head(*row) if row else None
+
+    def claim_batch(
+        self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None
+    ) -> tuple[str, list[Claimed]]:
+        """Claim the batch ``head`` starts: its earlier batch if it has one, else up to ``limit``
+        due rows without a batch of its rule (of every rule when ``created_before`` is given: a
+        digest). Returns the batch key and the rows this call moved to "sending" ([] if another
+        dispatcher was first). The key is persisted, so a retry carries the same key.
+        """
+        d = deliveries.c
+        due = sa.and_(d.channel == channel, d.state.in_(_OPEN), d.next_attempt_at <= now)
+        claim = {"state": "sending", "claimed_at": now, "attempts": d.attempts + 1}
+        if head.batch_key is not None:
+            key = head.batch_key
+            stmt = sa.update(deliveries).where(due, d.batch_key == key).values(**claim)
+        else:
+            key = uuid.uuid4().hex
+            pick = sa.select(d.id).where(due, d.batch_key.is_(None))
+            if created_before is None:
+                pick = pick.where(d.rule == head.rule)
+            else:
+                pick = pick.where(d.created_at < created_before)
+            pick = pick.order_by(d.id).limit(limit)
+            stmt = sa.update(deliveries).where(due, d.batch_key.is_(None), d.id.in_(pick))
+            stmt = stmt.values(batch_key=key, **claim)
+        with self._dq_write() as conn:
+            # One statement: two dispatchers cannot both claim a row (the loser updates none).
+            if conn.execute(stmt).rowcount == 0:
+                return key, []
+        return key, self._batch_rows(key)
+
+    def _batch_rows(self, key: str) -> list[Claimed]:
+        d, m = deliveries.c, matches.c
+        query = (
+            sa.select(d.id, d.rule, d.attempts, d.created_at, m.reasons, *_PAPER_COLS)
+            .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
+            .where(d.batch_key == key, d.state == "sending")
+            .order_by(d.id)
+        )
+        with self._dq_read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Claimed(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.attempts, r.created_at)
+            for r in rows
+        ]
+
+    def mark_sent(self, key: str, now: float) -> int:
+        """The channel confirmed batch ``key``."""
+        return self._finish(key, state="sent", sent_at=now, last_error=None)
+
+    def mark_failed(self, key: str, error: str, retry_at: float) -> int:
+        """Batch ``key`` failed transiently: retry it, as one batch again, from ``retry_at``."""
+        return self._finish(key, state="failed", last_error=error[:2000], next_attempt_at=retry_at)
+
+    def mark_dead(self, key: str, error: str) -> int:
+        """Batch ``key`` will never be delivered (until an operator's ``retry-dead``)."""
+        return self._finish(key, state="dead", last_error=error[:2000])
+
+    def _finish(self, key: str, **values: Any) -> int:
+        d = deliveries.c
+        stmt = sa.update(deliveries).where(d.batch_key == key, d.state == "sending").values(**values)
+        with self._dq_write() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def recover_sending(self, now: float, channels: Iterable[str] | None = None) -> int:
+        """Rows a crash left in "sending" go back to pending, keeping their batch key."""
+        d = deliveries.c
+        stmt = sa.update(deliveries).where(d.state == "sending")
+        if channels is not None:
+            stmt = stmt.where(d.channel.in_(list(channels)))
+        with self._dq_write() as conn:
+            return int(conn.execute(stmt.values(state="pending", next_attempt_at=now)).rowcount)
+
+    def requeue_dead(self, now: float, channel: str | None = None) -> int:
+        """Dead rows (of ``channel``, or all) become pending again, as fresh batches."""
+        d = deliveries.c
+        stmt = sa.update(deliveries).where(d.state == "dead")
+        if channel is not None:
+            stmt = stmt.where(d.channel == channel)
+        values = {"state": "pending", "attempts": 0, "next_attempt_at": now, "batch_key": None}
+        with self._dq_write() as conn:
+            return int(conn.execute(stmt.values(**values)).rowcount)
+
+    def delivery_counts(self, since: float) -> dict[str, ChannelCounts]:
+        """Per channel: rows in each state, rows sent since ``since``, the last dead row's error."""
+        d = deliveries.c
+        by_state = sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state)
+        sent = (
+            sa.select(d.channel, sa.func.count())
+            .where(d.state == "sent", d.sent_at >= since)
+            .group_by(d.channel)
+        )
+        last_dead = sa.select(d.channel, d.last_error).where(d.state == "dead").order_by(d.id)
+        out: dict[str, dict[str, Any]] = {}
+        with self._dq_read() as conn:
+            for channel, state, count in conn.execute(by_state):
+                out.setdefault(channel, {})[state] = int(count)
+            for channel, count in conn.execute(sent):
+                out.setdefault(channel, {})["sent_today"] = int(count)
+            for channel, error in conn.execute(last_dead):
+                out.setdefault(channel, {})["last_error"] = error
+        fields = {"pending", "sending", "failed", "dead", "sent_today", "last_error"}
+        return {
+            name: ChannelCounts(name, **{k: v for k, v in values.items() if k in fields})
+            for name, values in out.items()
+        }
+
+    def feed_rows(
+        self, channel: str, limit: int, include: Sequence[int] = ()
+    ) -> list[tuple[int, str, Paper, list[str], float]]:
+        """The newest ``limit`` deliveries of ``channel`` that were sent, or are in ``include``:
+        ``(delivery id, rule, paper, reasons, matched at)``, newest first.
+        """
+        d, m = deliveries.c, matches.c
+        shown = d.state == "sent"
+        if include:
+            shown = sa.or_(shown, d.id.in_(list(include)))
+        query = (
+            sa.select(d.id, d.rule, m.reasons, d.created_at, *_PAPER_COLS)
+            .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
+            .where(d.channel == channel, shown)
+            .order_by(d.created_at.desc(), d.id.desc())
+            .limit(limit)
+        )
+        with self._dq_read() as conn:
+            rows = conn.execute(query).all()
+        return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at) for r in rows]
+
+    @contextmanager
+    def _dq_read(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.connect() as conn:
+                # The SQL store's SQLite hook then opens a deferred BEGIN: reads take no write lock.
+                conn.execution_options(paper_monitor_read_only=True)
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database: {exc}") from exc
+
+    @contextmanager
+    def _dq_write(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database: {exc}") from exc

@@ -1,0 +1,243 @@
+"""The outbox end to end: SQLite on disk, real webhook receivers on loopback, real dispatchers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.channels.base import Channel
+from monitor.channels.rss import RssChannel
+from monitor.channels.webhook import WebhookChannel
+from monitor.config import RssConfig, WebhookConfig
+from monitor.outbox import Backoff, Digest, Dispatcher
+from tests.helpers import ReplayServer, Reply
+from tests.outbox_support import open_test_store, paper, record, rows, states
+
+OK = Reply(b'{"ok": true}', 200)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    s = open_test_store(tmp_path / "monitor.db")
+    yield s
+    s.close()
+
+
+def hook(server: ReplayServer, name: str, path: str = "/hook", timeout: float = 10.0) -> WebhookChannel:
+    return WebhookChannel(WebhookConfig(name=name, type="webhook", url=server.url(path), timeout=timeout))
+
+
+def posted(server: ReplayServer, path: str = "/hook") -> list[dict[str, Any]]:
+    """The JSON bodies the receiver got on ``path``, with the Idempotency-Key under "key"."""
+    out = []
+    for seen in server.requests:
+        if seen.path == path:
+            body = json.loads(seen.body)
+            body["key"] = seen.headers.get("Idempotency-Key")
+            out.append(body)
+    return out
+
+
+def titles(bodies: list[dict[str, Any]]) -> list[str]:
+    return [p["title"] for body in bodies for p in body["papers"]]
+
+
+def test_one_message_per_rule_in_order_and_each_only_once(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", OK)
+    record(store, "llm", [paper("A1"), paper("A2")], ["hook"])
+    record(store, "vision", [paper("B1")], ["hook"])
+    record(store, "llm", [paper("A3")], ["hook"])
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        first = dispatcher.run_due()
+        second = dispatcher.run_due()
+    bodies = posted(replay)
+    assert [(b["channel"], b["rule"], [p["title"] for p in b["papers"]]) for b in bodies] == [
+        ("hook", "llm", ["A1", "A2", "A3"]),
+        ("hook", "vision", ["B1"]),
+    ]
+    assert bodies[0]["reasons"] == {p["key"]: ["keyword: test"] for p in bodies[0]["papers"]}
+    assert all(seen.headers["Content-Type"] == "application/json" for seen in replay.requests)
+    assert len({b["key"] for b in bodies}) == 2
+    assert (first.sent, second.sent) == (4, 0)
+    assert states(store) == {"sent": 4}
+
+
+def test_a_429_is_waited_out_with_the_same_idempotency_key(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", Reply(b"slow down", 429, {"Retry-After": "1"}), OK)
+    record(store, "llm", [paper("P1")], ["hook"])
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        report = dispatcher.run_due()
+    bodies = posted(replay)
+    assert len(bodies) == 2 and bodies[0]["key"] == bodies[1]["key"]
+    assert report.sent == 1 and states(store) == {"sent": 1}
+
+
+def test_a_channel_down_for_a_while_gets_everything_later_in_order(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", Reply(b"down", 503))
+    t0 = time.time()
+    record(store, "llm", [paper("P1"), paper("P2")], ["hook"], at=t0)
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        for hours in range(6):  # six hours of outage, new papers arriving meanwhile
+            now = t0 + 3600 * hours + 1
+            record(store, "llm", [paper(f"P{hours + 3}")], ["hook"], at=now)
+            record(store, "other", [paper(f"Q{hours + 1}")], ["hook"], at=now)
+            dispatcher.run_due(now=now)
+        failed = rows(store, "hook")
+        assert {r.state for r in failed} == {"failed", "pending"}
+        assert all(r.next_attempt_at > t0 + 5 * 3600 for r in failed if r.state == "failed")
+        down_keys = {b["key"] for b in posted(replay)}
+        replay.route("/hook", OK)
+        replay.requests.clear()
+        report = dispatcher.run_due(now=t0 + 86400)
+    bodies = posted(replay)
+    assert states(store) == {"sent": 14} and report.sent == 14
+    # Oldest first: the batch that failed (retried as the same batch), then the rest, per rule in order.
+    assert [[p["title"] for p in b["papers"]] for b in bodies] == [
+        ["P1", "P2", "P3"], ["Q1", "Q2", "Q3", "Q4", "Q5", "Q6"], ["P4", "P5", "P6", "P7", "P8"],
+    ]
+    assert bodies[0]["key"] in down_keys and not {b["key"] for b in bodies[1:]} & down_keys
+
+
+def test_backoff_is_persisted_and_grows(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", Reply(b"", 500))
+    t0 = time.time()
+    record(store, "llm", [paper("P1")], ["hook"], at=t0)
+    backoff = Backoff(base=60, cap=3600, max_attempts=10)
+    waits = []
+    now = t0
+    with Dispatcher(store, {"hook": hook(replay, "hook")}, backoff=backoff) as dispatcher:
+        for _ in range(4):
+            assert dispatcher.run_due(now=now).failed == 1
+            assert dispatcher.run_due(now=now).failed == 0  # held until its time: nothing sent
+            (row,) = rows(store, "hook")
+            waits.append(row.next_attempt_at - now)
+            now = row.next_attempt_at
+    assert row.attempts == 4 and row.last_error.startswith("webhook 127.0.0.1")
+    assert [30 <= w <= 60 for w in waits[:1]] == [True]
+    assert all(60 * 2**i / 2 <= w <= 60 * 2**i for i, w in enumerate(waits))
+    assert replay.hits("/hook") == 4
+
+
+def test_a_permanent_error_goes_dead_and_the_queue_moves_on(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", Reply(b'{"error": "bad field"}', 400), OK)
+    record(store, "llm", [paper("P1")], ["hook"])
+    record(store, "other", [paper("P2")], ["hook"])
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        report = dispatcher.run_due()
+    assert (report.dead, report.sent) == (1, 1)
+    dead, sent = rows(store, "hook")
+    assert dead.state == "dead" and "HTTP 400" in dead.last_error and sent.state == "sent"
+
+
+def test_gives_up_after_max_attempts(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", Reply(b"", 502))
+    t0 = time.time()
+    record(store, "llm", [paper("P1")], ["hook"], at=t0)
+    with Dispatcher(store, {"hook": hook(replay, "hook")}, backoff=Backoff(max_attempts=3)) as dispatcher:
+        for day in range(4):
+            dispatcher.run_due(now=t0 + day * 86400)
+    (row,) = rows(store, "hook")
+    assert row.state == "dead" and row.last_error.startswith("gave up after 3 attempts")
+    assert replay.hits("/hook") == 3
+
+
+def test_other_channels_deliver_on_time_while_one_is_slow_or_dead(
+    store: Any, replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.route("/slow", Reply(b"", 200, delay=4))
+    replay.route("/dead", Reply(b"", 500))
+    replay.route("/fine", OK)
+    for rule in ("r1", "r2"):
+        record(store, rule, [paper(f"{rule}-a"), paper(f"{rule}-b")], ["slow", "dead", "fine", "feed"])
+    feed = RssChannel(RssConfig(name="feed", type="rss"), store, tmp_path / "feeds")
+    channels: dict[str, Channel] = {
+        "slow": hook(replay, "slow", "/slow"), "dead": hook(replay, "dead", "/dead"),
+        "fine": hook(replay, "fine", "/fine"), "feed": feed,
+    }
+    with Dispatcher(store, channels) as dispatcher:
+        report = dispatcher.run_due(timeout=2)
+        assert report.channels["slow"].busy
+        assert report.channels["dead"].failed == 2  # its first batch; the second waits behind it
+        assert states(store, "dead") == {"failed": 2, "pending": 2}
+        assert report.channels["fine"].sent == 4 and report.channels["feed"].sent == 4
+        assert (tmp_path / "feeds" / "feed.xml").exists()
+        # New matches while "slow" is still sending: the others take them at once.
+        record(store, "r1", [paper("r1-c")], ["slow", "fine", "feed"])
+        again = dispatcher.run_due(timeout=2)
+        assert again.channels["slow"].busy  # not started a second time
+        assert again.channels["fine"].sent == 1 and again.channels["feed"].sent == 1
+    # close() let the slow channel finish the batch in flight, and start no other
+    assert states(store, "slow") == {"sent": 2, "pending": 3}
+    assert titles(posted(replay, "/fine")) == ["r1-a", "r1-b", "r2-a", "r2-b", "r1-c"]
+
+
+def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: ReplayServer) -> None:
+    replay.route("/hook", OK)
+    record(store, "llm", [paper("P1"), paper("P2")], ["hook"])
+    head = store.queue_head("hook")
+    key, claimed = store.claim_batch("hook", time.time(), head=head, limit=100)  # then the process dies
+    assert len(claimed) == 2 and states(store) == {"sending": 2}
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        assert dispatcher.run_due().sent == 0  # in flight elsewhere: not touched
+        assert dispatcher.recover() == 2
+        assert dispatcher.run_due().sent == 2
+        assert dispatcher.run_due().sent == 0
+    bodies = posted(replay)
+    assert len(bodies) == 1 and bodies[0]["key"] == key and titles(bodies) == ["P1", "P2"]
+
+
+def test_two_dispatchers_at_once_send_each_alert_once(tmp_path: Path, replay: ReplayServer) -> None:
+    replay.route("/hook", OK)
+    stores = [open_test_store(tmp_path / "shared.db") for _ in range(2)]
+    try:
+        for i in range(30):
+            record(stores[0], f"rule{i % 3}", [paper(f"P{i}")], ["hook"])
+        dispatchers = [Dispatcher(s, {"hook": hook(replay, "hook")}, batch_size=2) for s in stores]
+        threads = [threading.Thread(target=d.run_due) for d in dispatchers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for d in dispatchers:
+            d.close()
+        assert sorted(titles(posted(replay))) == sorted(f"P{i}" for i in range(30))
+        assert states(stores[0]) == {"sent": 30}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_a_digest_holds_alerts_until_its_time_then_sends_one_message(
+    store: Any, replay: ReplayServer
+) -> None:
+    replay.route("/hook", OK)
+    digest = Digest.parse("08:00", "Europe/Berlin")
+    day = datetime(2026, 6, 12, 6, 0, tzinfo=UTC).timestamp()  # 08:00 in Berlin (summer time)
+    record(store, "llm", [paper("A1")], ["hook"], at=day - 5000)
+    record(store, "vision", [paper("B1")], ["hook"], at=day - 4000)
+    record(store, "llm", [paper("A2")], ["hook"], at=day - 3000)
+    with Dispatcher(store, {"hook": hook(replay, "hook")}, digests={"hook": digest}) as dispatcher:
+        assert dispatcher.run_due(now=day - 60).sent == 0  # before 08:00: held
+        assert dispatcher.run_due(now=day + 60).sent == 3
+        record(store, "llm", [paper("A3")], ["hook"], at=day + 120)
+        assert dispatcher.run_due(now=day + 3600).sent == 0  # waits for tomorrow
+        assert dispatcher.run_due(now=day + 86400).sent == 1
+    bodies = posted(replay)
+    assert [(b["rule"], [p["title"] for p in b["papers"]]) for b in bodies] == [
+        ("digest", ["A1", "B1", "A2"]), ("digest", ["A3"]),
+    ]
+
+
+def test_digest_slot_follows_the_time_zone() -> None:
+    digest = Digest.parse("07:30", "America/New_York")
+    now = datetime(2026, 1, 15, 20, 0, tzinfo=UTC).timestamp()  # 15:00 in New York
+    assert datetime.fromtimestamp(digest.last_slot(now), UTC) == datetime(2026, 1, 15, 12, 30, tzinfo=UTC)
+    early = datetime(2026, 1, 15, 12, 0, tzinfo=UTC).timestamp()  # 07:00 there: yesterday's slot
+    assert datetime.fromtimestamp(digest.last_slot(early), UTC) == datetime(2026, 1, 14, 12, 30, tzinfo=UTC)
