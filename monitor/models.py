@@ -9,7 +9,8 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_WS = re.compile(r"\s+")
+# re's \W and str.isalnum() agree on every code point; "_" is a word character for \W, not alnum.
+_NON_ALNUM = re.compile(r"[\W_]+")
 _ARXIV_ID = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I)
 
 
@@ -17,13 +18,14 @@ def collapse(text: str | None) -> str | None:
     """Collapse every run of whitespace to one space and strip; ``None`` and ``""`` stay empty."""
     if text is None:
         return None
-    return _WS.sub(" ", text).strip()
+    # str.split() splits on exactly re's \s, in C, without rebuilding the string at every space.
+    return " ".join(text.split())
 
 
 def normalize_title(title: str) -> str:
     """NFKC, casefold, every run of non-alphanumeric characters one space, stripped."""
     folded = unicodedata.normalize("NFKC", title).casefold()
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in folded).split())
+    return _NON_ALNUM.sub(" ", folded).strip()
 
 
 def title_key(title: str) -> str:
