@@ -100,6 +100,11 @@ class DispatchReport:
     def dead(self) -> int:
         return sum(r.dead for r in self.channels.values())
 
+    @property
+    def ok(self) -> bool:
+        """Nothing failed or died, and no channel stopped on an error."""
+        return all(not (r.failed or r.dead or r.error) for r in self.channels.values())
+
     def summary(self) -> str:
         parts = [f"{r.channel}: {r.sent} sent" + (f", {r.failed} to retry" if r.failed else "")
                  + (f", {r.dead} dead" if r.dead else "") + (" (busy)" if r.busy else "")

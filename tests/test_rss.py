@@ -1,0 +1,127 @@
+"""The RSS/Atom channel: feeds built from the store, written atomically, read back by feedparser."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+
+from monitor.channels.base import Alert, Batch
+from monitor.channels.rss import RssChannel, render_feed, write_atomic
+from monitor.config import RssConfig
+from monitor.outbox import Dispatcher
+from tests.outbox_support import open_test_store, paper, record
+
+CFG = RssConfig(name="feed", type="rss", title="My papers", max_items=3)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    s = open_test_store(tmp_path / "monitor.db")
+    yield s
+    s.close()
+
+
+def deliver(store: Any, feeds: Path, cfg: RssConfig = CFG) -> None:
+    with Dispatcher(store, {cfg.name: RssChannel(cfg, store, feeds)}) as dispatcher:
+        report = dispatcher.run_due()
+    assert report.ok, report.summary()
+
+
+def read(path: Path) -> Any:
+    parsed = feedparser.parse(path.read_bytes())
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return parsed
+
+
+def test_an_empty_feed_is_valid(store: Any) -> None:
+    for kind in ("rss", "atom"):
+        parsed = feedparser.parse(render_feed(store, CFG, kind))
+        assert parsed.bozo == 0 and parsed.entries == [] and parsed.feed.title == "My papers"
+
+
+def test_feed_holds_the_newest_matches_first_up_to_max_items(store: Any, tmp_path: Path) -> None:
+    t0 = time.time() - 3600
+    record(store, "llm", [paper("Old one", arxiv_id="2606.00001")], ["feed"], at=t0)
+    record(store, "llm", [paper("Second", arxiv_id="2606.00002")], ["feed"], at=t0 + 60,
+           reasons=["keyword: kv cache"])
+    deliver(store, tmp_path / "feeds")
+    record(store, "vision", [paper("Third", arxiv_id="2606.00003"), paper("Fourth", arxiv_id="2606.00004")],
+           ["feed"], at=t0 + 120)
+    deliver(store, tmp_path / "feeds")
+    rss = read(tmp_path / "feeds" / "feed.xml")
+    atom = read(tmp_path / "feeds" / "feed.atom")
+    assert rss.version == "rss20" and atom.version == "atom10"
+    for parsed in (rss, atom):
+        assert [e.title for e in parsed.entries] == ["Fourth", "Third", "Second"]
+        assert [e.id for e in parsed.entries] == ["arxiv:2606.00004", "arxiv:2606.00003", "arxiv:2606.00002"]
+        assert parsed.entries[2].link == "https://arxiv.org/abs/2606.00002"
+        assert "keyword: kv cache" in parsed.entries[2].summary
+        assert "Abstract of Second." in parsed.entries[2].summary
+    assert rss.entries[0].guidislink is False
+    written = (tmp_path / "feeds" / "feed.xml").read_bytes()
+    assert b'<guid isPermaLink="false">arxiv:2606.00004</guid>' in written
+    # RFC 822 dates: the time the match was recorded
+    assert parsedate_to_datetime(rss.entries[2].published).timestamp() == int(t0 + 60)
+    # what the daemon serves is what was written
+    assert render_feed(store, CFG, "rss") == (tmp_path / "feeds" / "feed.xml").read_bytes()
+
+
+def test_hostile_titles_make_valid_xml(store: Any, tmp_path: Path) -> None:
+    nasty = "<script>alert(1)</script> & \x00\x01\x0b\x1f\ufffe <![CDATA[ ]]> \"quotes\" 'n' é"
+    record(store, "r", [paper(nasty, abstract="a < b && c > d\x08")], ["feed"], reasons=["why <b>&</b>"])
+    deliver(store, tmp_path / "feeds")
+    for name in ("feed.xml", "feed.atom"):
+        (entry,) = read(tmp_path / "feeds" / name).entries
+        assert "<script>alert(1)</script> &" in entry.title and entry.title.endswith("é")
+        assert "\x00" not in entry.title and "\x01" not in entry.title
+        assert "a < b && c > d" in entry.summary and "why <b>&</b>" in entry.summary
+
+
+def test_one_item_per_paper_even_when_several_rules_matched(store: Any, tmp_path: Path) -> None:
+    p = paper("Shared paper")
+    record(store, "llm", [p], ["feed"], reasons=["keyword: llm"])
+    record(store, "hot", [p], ["feed"], reasons=["upvotes >= 50"])
+    deliver(store, tmp_path / "feeds")
+    (entry,) = read(tmp_path / "feeds" / "feed.xml").entries
+    assert "keyword: llm" in entry.summary and "upvotes >= 50" in entry.summary
+    assert sorted(t.term for t in entry.tags) == ["hot", "llm"]
+
+
+def test_a_test_alert_not_in_the_store_shows_as_the_newest_item(store: Any, tmp_path: Path) -> None:
+    record(store, "llm", [paper("Stored")], ["feed"])
+    deliver(store, tmp_path / "feeds")
+    channel = RssChannel(CFG, store, tmp_path / "feeds")
+    test = paper("paper-monitor test alert")
+    channel.send(Batch(channel="feed", rule="test", alerts=[Alert(test, ["test"], 0, rule="test")], key="t"))
+    assert [e.title for e in read(tmp_path / "feeds" / "feed.xml").entries] == [
+        "paper-monitor test alert", "Stored",
+    ]
+
+
+def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "feeds" / "feed.xml"
+    write_atomic(target, b"first")
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["feed.xml"]
+    assert target.stat().st_mode & 0o444 == 0o444
+
+
+def test_an_unwritable_feeds_dir_is_a_transient_failure_and_later_delivered(
+    store: Any, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "feeds"
+    blocked.write_text("a file where the directory should be")
+    record(store, "llm", [paper("Waiting")], ["feed"])
+    with Dispatcher(store, {"feed": RssChannel(CFG, store, blocked)}) as dispatcher:
+        report = dispatcher.run_due()
+        assert report.failed == 1 and "cannot write" in (report.channels["feed"].error or "")
+        blocked.unlink()
+        assert dispatcher.run_due(now=time.time() + 3600).sent == 1
+    assert [e.title for e in read(blocked / "feed.xml").entries] == ["Waiting"]

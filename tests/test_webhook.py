@@ -1,0 +1,114 @@
+"""The webhook channel against a real receiver on loopback: payload, headers, and every status class."""
+
+from __future__ import annotations
+
+import json
+from email.utils import formatdate
+
+import pytest
+
+from monitor.channels.base import Alert, Batch
+from monitor.channels.webhook import WebhookChannel, retry_after
+from monitor.config import WebhookConfig
+from monitor.errors import DeliveryError
+from tests.helpers import ReplayServer, Reply
+from tests.outbox_support import paper
+
+SECRET_PATH = "/hooks/T000/s3cr3t-token"
+
+
+def batch(*titles: str, key: str = "batch-key-1") -> Batch:
+    alerts = [Alert(paper(t), [f"keyword: {t.lower()}"], i, rule="llm") for i, t in enumerate(titles, 1)]
+    return Batch(channel="hook", rule="llm", alerts=alerts, key=key)
+
+
+def channel(replay: ReplayServer, timeout: float = 10.0, **headers: str) -> WebhookChannel:
+    cfg = WebhookConfig(name="hook", type="webhook", url=replay.url(SECRET_PATH), timeout=timeout,
+                        headers=headers)
+    return WebhookChannel(cfg)
+
+
+def test_posts_the_interface_payload_with_an_idempotency_key(replay: ReplayServer) -> None:
+    replay.route(SECRET_PATH, Reply(b"", 204))
+    hook = channel(replay, Authorization="Bearer abc")
+    sent = batch("Alpha", "Beta")
+    try:
+        hook.send(sent)
+    finally:
+        hook.close()
+    (seen,) = replay.requests
+    assert seen.method == "POST"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Idempotency-Key"] == "batch-key-1"
+    assert seen.headers["Authorization"] == "Bearer abc"
+    body = json.loads(seen.body)
+    assert body["channel"] == "hook" and body["rule"] == "llm"
+    assert body["papers"] == [a.paper.to_json() for a in sent.alerts]
+    assert set(body["papers"][0]) == {"key", "arxiv_id", "title", "abstract", "authors", "authors_count",
+                                      "organization", "published", "upvotes", "url", "source"}
+    assert body["reasons"] == {a.paper.key: a.reasons for a in sent.alerts}
+
+
+@pytest.mark.parametrize(
+    ("reply", "permanent", "wait"),
+    [
+        (Reply(b"busy", 429, {"Retry-After": "7"}), False, 7.0),
+        (Reply(b"", 408), False, None),
+        (Reply(b"oops", 500), False, None),
+        (Reply(b"", 503, {"Retry-After": "120"}), False, 120.0),
+        (Reply(b'{"error": "schema"}', 400), True, None),
+        (Reply(b"", 401), True, None),
+        (Reply(b"", 404), True, None),
+        (Reply(b"", 410), True, None),
+        (Reply(b"", 301, {"Location": "https://elsewhere.example/"}), True, None),
+    ],
+)
+def test_status_decides_transient_or_permanent(
+    replay: ReplayServer, reply: Reply, permanent: bool, wait: float | None
+) -> None:
+    replay.route(SECRET_PATH, reply)
+    hook = channel(replay)
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            hook.send(batch("Alpha"))
+    finally:
+        hook.close()
+    error = caught.value
+    assert (error.permanent, error.retry_after) == (permanent, wait)
+    assert f"HTTP {reply.status}" in str(error)
+    assert "s3cr3t" not in str(error)  # the URL's path may hold a secret: only the host is named
+
+
+def test_a_receiver_that_is_down_or_too_slow_is_transient(replay: ReplayServer) -> None:
+    replay.route(SECRET_PATH, Reply(b"", 200, delay=2))
+    slow = channel(replay, timeout=0.5)
+    down = WebhookChannel(WebhookConfig(name="down", type="webhook", url="http://127.0.0.1:9/x", timeout=5))
+    try:
+        for hook in (slow, down):
+            with pytest.raises(DeliveryError) as caught:
+                hook.send(batch("Alpha"))
+            assert not caught.value.permanent
+    finally:
+        slow.close()
+        down.close()
+
+
+def test_successive_batches_reuse_one_connection(replay: ReplayServer) -> None:
+    replay.route(SECRET_PATH, Reply(b"ok"))
+    hook = channel(replay)
+    try:
+        for n in range(5):
+            hook.send(batch(f"P{n}", key=f"k{n}"))
+    finally:
+        hook.close()
+    assert [r.headers["Idempotency-Key"] for r in replay.requests] == ["k0", "k1", "k2", "k3", "k4"]
+    assert replay.requests[-1].headers.get("Connection", "keep-alive").lower() == "keep-alive"
+
+
+def test_retry_after_as_seconds_or_an_http_date() -> None:
+    now = 1_800_000_000.0
+    assert retry_after("30") == 30.0
+    assert retry_after(formatdate(now + 90, usegmt=True), now=now) == 90.0
+    assert retry_after(formatdate(now - 90, usegmt=True), now=now) == 0.0
+    assert retry_after("999999999") == 86400.0
+    assert retry_after("soon") is None and retry_after(None) is None
