@@ -161,7 +161,8 @@ def test_hf_api_empty_day_is_not_an_error() -> None:
     ("data", "reason"),
     [
         (HF_JSON.read_bytes()[:5000], "not valid JSON"),
-        (b'{"error": "Invalid date"}', "not a Hugging Face paper"),
+        (b'{"error": "Invalid date"}', "Hugging Face API error: Invalid date"),
+        (b'{"papers": [], "\\u001b[31mred": 1}', "not a Hugging Face paper (keys: [31mred, papers)"),
         (b'[{"paper": {"id": "2401.00001", "summary": "no title"}}]', "item 0: a paper without a title"),
         (b'[{"paper": {"id": "2401.00001", "title": "  "}}]', "item 0: a paper without a title"),
         (b"[1, 2, 3]", "item 0"),

@@ -44,7 +44,6 @@ _JSON_START = re.compile(r'\s*(?:\[\s*(?:[\[{\]"]|$)|\{\s*(?:["}]|$))')
 _FIRST_TAG = re.compile(
     r"\s*(?:(?:<\?.*?\?>|<!--.*?-->|<![A-Za-z][^\[>]*(?:\[.*?\]\s*)?>)\s*)*<([A-Za-z][\w:.-]*)", re.S
 )
-_HF_CARD = re.compile(r"""<article\b[^>]*>.{0,20000}?href=["']/papers/[^"'/]+["']""", re.S | re.I)
 
 
 def decode(data: bytes) -> str:
@@ -100,11 +99,23 @@ def _detect(text: str) -> str:
         return "arxiv-rss"
     if local == "feed":
         return "arxiv-atom"
-    if 'data-target="DailyPapers"' in text or _HF_CARD.search(text):
+    if 'data-target="DailyPapers"' in text or _has_paper_cards(text):
         return "hf-html"
     if root in ("html", "head", "body", "div", "meta", "title") or head[:15].lower() == "<!doctype html":
         raise ParseError("an HTML page without Hugging Face papers (no DailyPapers data, no paper cards)")
     raise ParseError(f"an XML or markup document <{tag.group(1)}> that is neither RSS nor Atom")
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """Untrusted page text made fit for a one-line error: printable, single-spaced, bounded."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in str(text)[: limit * 4])
+    short = " ".join(printable.split())
+    return short if len(short) <= limit else short[: limit - 1] + "…"
+
+
+def _has_paper_cards(text: str) -> bool:
+    """Cards of HF papers: ``<article>``s and links to ``/papers/<id>`` (hf_html checks closer)."""
+    return "<article" in text and ('href="/papers/' in text or "href='/papers/" in text)
 
 
 def get_parser(fmt: str) -> Parser:

@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 
 from monitor.errors import ParseError
 from monitor.models import Paper, clean_arxiv_id
-from monitor.sources import decode
+from monitor.sources import decode, one_line
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DC = "{http://purl.org/dc/elements/1.1/}"
@@ -44,13 +44,14 @@ def parse_atom(data: bytes, today: date) -> list[Paper]:
     """The papers of an arXiv API Atom response; ``[]`` for a query without results."""
     root = parse_xml(data)
     if root.tag != f"{ATOM}feed":
-        raise ParseError(f"not an Atom feed (root element <{_local(root.tag)}>)")
+        raise ParseError(f"not an Atom feed (root element <{one_line(_local(root.tag), 40)}>)")
     papers = []
     for index, entry in enumerate(root.iter(f"{ATOM}entry")):
         entry_id = _child_text(entry, f"{ATOM}id") or ""
         title = _child_text(entry, f"{ATOM}title")
         if "/api/errors" in entry_id:  # the API answers a bad query with one "Error" entry
-            raise ParseError(f"arXiv API error: {_one_line(_child_text(entry, f'{ATOM}summary') or title)}")
+            reason = _child_text(entry, f"{ATOM}summary") or title or "unknown"
+            raise ParseError(f"arXiv API error: {one_line(reason)}")
         if not title or not title.strip():
             raise ParseError(f"entry {index}: a paper without a title")
         arxiv_id = _find_id(entry_id)
@@ -72,7 +73,7 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
     """The papers of an arXiv RSS listing; ``[]`` on days without announcements."""
     root = parse_xml(data)
     if _local(root.tag) not in ("rss", "RDF"):
-        raise ParseError(f"not an RSS feed (root element <{_local(root.tag)}>)")
+        raise ParseError(f"not an RSS feed (root element <{one_line(_local(root.tag), 40)}>)")
     channel_day = _rfc822_day(_first_text(root, "pubDate")) or _iso_day(_first_text(root, f"{DC}date"))
     papers = []
     for index, item in enumerate(_items(root)):
@@ -150,10 +151,6 @@ def _ns(element: ET.Element) -> str:
 
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
-
-
-def _one_line(text: str | None) -> str:
-    return " ".join((text or "unknown").split())[:200]
 
 
 def _iso_day(value: str | None) -> date | None:

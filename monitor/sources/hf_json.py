@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from monitor.errors import ParseError
 from monitor.models import Paper, clean_arxiv_id
-from monitor.sources import decode
+from monitor.sources import decode, one_line
 
 SOURCE = "hf-json"
 PAPER_URL = "https://huggingface.co/papers/"
@@ -42,7 +42,9 @@ def papers_from_json(value: Any, source: str, page_day: date | None = None) -> l
             return papers_from_items(value["dailyPapers"], source, page_day or _day(value.get("date")))
         if isinstance(value.get("paper"), dict) or "title" in value:
             return papers_from_items([value], source, page_day)
-        keys = ", ".join(sorted(str(k) for k in value)[:5])
+        if isinstance(value.get("error"), str):  # what the API answers a bad request with
+            raise ParseError(f"Hugging Face API error: {one_line(value['error'])}")
+        keys = one_line(", ".join(sorted(str(k) for k in value)[:5]))
         raise ParseError(f"JSON object that is not a Hugging Face paper (keys: {keys})")
     raise ParseError(f"JSON {type(value).__name__} where a list of Hugging Face papers belongs")
 
