@@ -1,0 +1,159 @@
+"""The one orchestrator: ``poll(source)`` runs fetch -> parse -> store diff (-> match), and
+``run_once(settings)`` polls every source once. The only module that imports every stage."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+from monitor.config import Settings, SourceConfig
+from monitor.errors import FetchError, MonitorError, ParseError, StoreError
+from monitor.fetch import Fetcher
+from monitor.models import Match, Paper
+from monitor.sources import parse_page
+from monitor.store import Store, open_store
+from monitor.store.deliveries import DeliveryQueries
+
+if TYPE_CHECKING:
+    from monitor.outbox import DispatchReport
+
+log = logging.getLogger(__name__)
+
+
+class Matcher(Protocol):
+    """What ``poll`` needs of the rule index (``monitor.match.RuleIndex``)."""
+
+    def match(self, paper: Paper) -> list[Match]: ...
+
+
+@dataclass(frozen=True)
+class PollReport:
+    """How one poll of one source went. ``status`` is the HTTP status (304: nothing changed);
+    ``error`` the one-line reason when it failed (fetch, parse or store), else ``None``."""
+
+    source: str
+    status: int | None
+    papers: int
+    new: int
+    changed: int
+    matched: int
+    duration: float
+    error: str | None = None
+    new_papers: list[Paper] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def line(self) -> str:
+        """One line for people: name, status, papers, new, changed, matched, duration (and error)."""
+        status = str(self.status) if self.status is not None else "-"
+        text = (
+            f"{self.source}: status {status}, {self.papers} papers, {self.new} new, {self.changed} changed,"
+            f" {self.matched} matched, {self.duration:.2f}s"
+        )
+        return f"{text}, FAILED: {self.error}" if self.error else text
+
+
+def poll(
+    source: SourceConfig, store: Store, fetcher: Fetcher, index: Matcher, *, today: date | None = None
+) -> PollReport:
+    """Poll ``source`` once: fetch (conditional), parse, store the diff, match what is new or changed.
+
+    Never raises a ``MonitorError``: a failure is recorded in the source's state (the papers stay
+    untouched), logged with its one-line reason, and returned in the report.
+    """
+    started = time.monotonic()
+    status: int | None = None
+    papers_read = 0
+
+    def failed(exc: MonitorError) -> PollReport:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("source %s: %s", source.name, reason)
+        try:
+            store.record_failure(source.name, source.url, error=reason, status=status)
+        except StoreError as again:
+            log.error("source %s: cannot record the failure: %s", source.name, again)
+        return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started, reason)
+
+    try:
+        state = store.get_source_state(source.name)
+        # Validators belong to a URL: a source pointed elsewhere starts afresh.
+        known = state if state is not None and state.url == source.url else None
+        result = fetcher.get(
+            source.url,
+            etag=known.etag if known else None,
+            last_modified=known.last_modified if known else None,
+            timeout=source.timeout,
+        )
+        status = result.status
+        if result.content is None:  # 304 Not Modified: the page is as we last stored it
+            store.record_success(
+                source.name, source.url, status=status,
+                etag=result.etag or (known.etag if known else None),
+                last_modified=result.last_modified or (known.last_modified if known else None),
+            )
+            return PollReport(source.name, status, 0, 0, 0, 0, time.monotonic() - started)
+        papers = parse_page(result.content, source.format, today=today)
+        papers_read = len(papers)
+        diff = store.apply_poll(papers, index.match)
+        # Only now keep the validators: a page that failed to parse or store must be fetched again.
+        store.record_success(
+            source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified
+        )
+    except (FetchError, ParseError, StoreError) as exc:
+        if isinstance(exc, FetchError):
+            status = exc.status
+        return failed(exc)
+    report = PollReport(
+        source.name, status, papers_read, len(diff.new), len(diff.changed), len(diff.matches),
+        time.monotonic() - started, new_papers=diff.new,
+    )
+    log.info("source %s: %s", source.name, report.line())
+    return report
+
+
+def printable(text: str) -> str:
+    """Scraped text made safe for a terminal: control and format characters dropped."""
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf"))
+
+
+def print_reports(reports: Sequence[PollReport], out: TextIO) -> None:
+    """One line per source, then one line per new paper: its key and title."""
+    for report in reports:
+        print(printable(report.line()), file=out)
+    for report in reports:
+        for paper in report.new_papers:
+            print(f"new {paper.key} {printable(paper.title)}", file=out)
+
+
+def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
+    """Poll every source once and print what happened; 0 if every source worked, else 1."""
+    from monitor.match import compile_rules
+
+    index = compile_rules(settings.rules)
+    store = open_store(settings.monitor.database)
+    try:
+        with Fetcher(user_agent=settings.monitor.user_agent) as fetcher:
+            reports = [poll(source, store, fetcher, index) for source in settings.sources]
+        delivered = deliver(settings, store)
+    finally:
+        store.close()
+    print_reports(reports, out or sys.stdout)
+    print(f"delivery: {delivered.summary()}", file=out or sys.stdout)
+    return 0 if all(report.ok for report in reports) and delivered.ok else 1
+
+
+def deliver(settings: Settings, store: DeliveryQueries) -> DispatchReport:
+    """Send everything due on every channel (rows a crashed run left in flight first), then return."""
+    from monitor.outbox import open_dispatcher
+
+    with open_dispatcher(settings, store) as dispatcher:
+        dispatcher.recover()
+        return dispatcher.run_due()

@@ -1,0 +1,253 @@
+"""The pipeline end to end on loopback: ``once`` as a real subprocess and ``poll`` in process,
+against ReplayServer pages and SQLite on disk in tmp_path."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Settings, SourceConfig, load_settings
+from monitor.fetch import Fetcher, RetryPolicy
+from monitor.match import compile_rules
+from monitor.pipeline import PollReport, poll, printable, run_once
+from monitor.store import open_store
+from monitor.store.sql import SqlStore
+from tests.helpers import HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply
+
+FAST = RetryPolicy(attempts=3, max_total=5.0, base=0.01, cap=0.05)
+ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)  # matches every paper
+
+GARBAGE = {
+    "binary": bytes(range(256)) * 8,
+    "truncated-json": HF_JSON.read_bytes()[:5000],
+    "other-site-html": b"<!doctype html><html><head><title>Shop</title></head><body><h1>Sale</h1></body>",
+    "empty": b"",
+}
+
+
+def write_config(tmp_path: Path, sources: dict[str, str], *, rules: str = "") -> Path:
+    """A config with these sources (name -> URL), a SQLite file in tmp_path and a console channel."""
+    lines = ["[monitor]", f'database = "sqlite:///{tmp_path}/db.sqlite"', ""]
+    for name, url in sources.items():
+        lines += ["[[sources]]", f'name = "{name}"', f'url = "{url}"', 'timeout = "5s"', ""]
+    lines += ["[[channels]]", 'name = "console"', 'type = "console"', "", rules]
+    path = tmp_path / "monitor.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def once(config: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m monitor once --config <config>``, the real CLI."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "once", "--config", str(config)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def summary(stdout: str, source: str) -> str:
+    lines = [line for line in stdout.splitlines() if line.startswith(f"{source}: ")]
+    assert len(lines) == 1, stdout
+    return lines[0]
+
+
+def new_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("new ")]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    opened = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    with Fetcher(policy=FAST, sleep=lambda seconds: None) as client:
+        yield client
+
+
+def source(url: str, name: str = "src", **fields: object) -> SourceConfig:
+    return SourceConfig(name=name, url=url, **fields)  # type: ignore[arg-type]
+
+
+def bumped_json(index: int, by: int) -> bytes:
+    items = json.loads(HF_JSON.read_bytes())
+    items[index]["paper"]["upvotes"] += by
+    return json.dumps(items).encode()
+
+
+def text_page(items: list[dict[str, object]]) -> bytes:
+    """A plain-text rendering (the seed layout) of HF API items: titles, abstracts, author counts."""
+    parts = ["Daily Papers", "byAK and the research community"]
+    for item in items:
+        paper = item["paper"]
+        assert isinstance(paper, dict)
+        title, abstract = " ".join(paper["title"].split()), " ".join(paper["summary"].split())
+        parts += [title, abstract, f"  • {len(paper['authors'])} authors\n·\nJun 12, 2026"]
+    return ("\n\n".join(parts) + "\n").encode()
+
+
+# -- the headline: the real CLI --------------------------------------------------------------
+
+
+def test_once_on_the_three_seed_pages_in_turn_reports_the_new_papers(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    assert len(SEED_PAGES) == 3
+    replay.route("/papers", *(Reply(page.read_bytes(), headers={"Content-Type": "text/plain"})
+                              for page in SEED_PAGES))
+    config = write_config(tmp_path, {"hf-text": replay.url("/papers")})
+    seen: list[str] = []
+    for expected_new, expected_papers in ((62, 62), (131, 141), (51, 61)):
+        run = once(config)
+        assert run.returncode == 0, run.stderr
+        line = summary(run.stdout, "hf-text")
+        assert f"{expected_papers} papers, {expected_new} new," in line, line
+        assert len(new_lines(run.stdout)) == expected_new
+        seen += new_lines(run.stdout)
+    assert replay.hits("/papers") == 3
+    assert len(set(seen)) == 62 + 131 + 51  # no paper announced twice
+    store = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    try:
+        assert store.count_papers() == 62 + 131 + 51
+    finally:
+        store.close()
+
+
+def test_once_on_the_json_page_twice_then_with_upvotes_raised(replay: ReplayServer, tmp_path: Path) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()), Reply(HF_JSON.read_bytes()),
+                 Reply(bumped_json(3, 10)))
+    rules = '[[rules]]\nname = "all"\nnotify = ["console"]\n'
+    config = write_config(tmp_path, {"hf-daily": replay.url("/api/daily_papers")}, rules=rules)
+    expected = [(30, 0, 30), (0, 0, 0), (0, 1, 0)]  # new, changed, matched (each rule/paper once)
+    for new, changed, matched in expected:
+        out = io.StringIO()
+        assert run_once(load_settings(config), out=out) == 0
+        line = summary(out.getvalue(), "hf-daily")
+        assert f"30 papers, {new} new, {changed} changed, {matched} matched" in line, line
+        assert len(new_lines(out.getvalue())) == new
+
+
+# -- poll, in process ------------------------------------------------------------------------
+
+
+def test_a_paper_seen_as_text_then_with_its_arxiv_id_stays_one_paper(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    items = json.loads(HF_JSON.read_bytes())
+    replay.route("/text", Reply(text_page(items[:2])))
+    replay.route("/api", Reply(HF_JSON.read_bytes()))
+    text = poll(source(replay.url("/text"), "text"), store, fetcher, ALL)
+    assert (text.new, text.error) == (2, None)
+    assert text.new_papers[0].key.startswith("title:") and text.new_papers[0].authors == []
+    api = poll(source(replay.url("/api"), "api"), store, fetcher, ALL)
+    assert (api.papers, api.new, api.changed) == (30, 28, 2)  # the two got their author names
+    assert store.count_papers() == 30
+    first = store.get_paper("arxiv:2606.00467")
+    assert first is not None
+    assert first.authors == ["Etienne Casanova", "Rafal Kocielnik", "R. Michael Alvarez"]
+    assert store.get_paper(text.new_papers[0].key) is None  # the key moved
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_garbage_from_one_source_is_logged_and_the_next_source_still_runs(
+    replay: ReplayServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    replay.route("/bad", Reply(GARBAGE[kind]))
+    replay.route("/good", Reply(HF_JSON.read_bytes()))
+    config = write_config(tmp_path, {"bad": replay.url("/bad"), "good": replay.url("/good")})
+    out = io.StringIO()
+    with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+        assert run_once(load_settings(config), out=out) == 1  # a source failed
+    assert "FAILED: ParseError" in summary(out.getvalue(), "bad")
+    assert "30 new" in summary(out.getvalue(), "good")
+    assert any("source bad: ParseError" in r.getMessage() for r in caplog.records)
+    store = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    try:
+        assert store.count_papers() == 30  # only the good source's papers
+        state = store.get_source_state("bad")
+        assert state is not None and state.consecutive_failures == 1 and state.last_status == 200
+        assert (state.last_error or "").startswith("ParseError")
+    finally:
+        store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("case", "reply", "status", "reason"),
+    [
+        ("down", None, None, "cannot connect"),
+        ("slow", Reply(b"[]", delay=1.0), None, "timed out"),
+        ("429", Reply(b"", 429, headers={"Retry-After": "1"}), 429, "HTTP 429"),
+        ("500", Reply(b"oops", 500), 500, "HTTP 500"),
+    ],
+)
+def test_a_failing_source_is_retried_then_reported_and_the_store_untouched(
+    replay: ReplayServer, store: SqlStore, case: str, reply: Reply | None, status: int | None, reason: str
+) -> None:
+    waits: list[float] = []
+    url = f"http://127.0.0.1:{free_port()}/api" if reply is None else replay.url("/api")
+    if reply is not None:
+        replay.route("/api", reply)
+    with Fetcher(policy=FAST, sleep=waits.append) as fetcher:
+        report = poll(source(url, timeout=0.2), store, fetcher, ALL)
+    assert not report.ok and reason in (report.error or "")
+    assert (report.status, report.new, report.papers) == (status, 0, 0)
+    assert len(waits) == FAST.attempts - 1  # retried per policy
+    if reply is not None:
+        assert replay.hits("/api") == FAST.attempts
+    if case == "429":
+        assert min(waits) >= 1.0  # Retry-After honoured
+    assert store.count_papers() == 0
+    state = store.get_source_state("src")
+    assert state is not None and state.consecutive_failures == 1 and state.last_success is None
+
+
+def test_a_404_is_reported_without_retrying(replay: ReplayServer, store: SqlStore, fetcher: Fetcher) -> None:
+    replay.route("/api", Reply(b"gone", 404))
+    report = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert (report.status, replay.hits("/api")) == (404, 1) and "HTTP 404" in (report.error or "")
+
+
+def test_conditional_get_304_means_nothing_changed(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    replay.route("/api", Reply(HF_JSON.read_bytes(), headers={"ETag": '"day-1"'}), Reply(status=304))
+    first = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert (first.status, first.new) == (200, 30)
+    second = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert replay.requests[1].headers.get("If-None-Match") == '"day-1"'
+    assert (second.status, second.new, second.changed, second.error) == (304, 0, 0, None)
+    state = store.get_source_state("src")
+    assert state is not None and state.etag == '"day-1"' and state.last_status == 304
+
+
+def test_validators_of_a_page_that_failed_to_parse_are_not_kept(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    replay.route("/api", Reply(b"\x00\x01garbage", headers={"ETag": '"bad"'}), Reply(HF_JSON.read_bytes()))
+    assert not poll(source(replay.url("/api")), store, fetcher, ALL).ok
+    again = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert "If-None-Match" not in replay.requests[1].headers  # so the page is fetched whole again
+    assert (again.new, again.error) == (30, None)
+
+
+def test_report_line_and_printable_titles() -> None:
+    report = PollReport("hf", 200, 30, 2, 1, 0, 0.25)
+    assert report.line() == "hf: status 200, 30 papers, 2 new, 1 changed, 0 matched, 0.25s"
+    assert printable("Evil\x1b[2J title\u202e") == "Evil[2J title"
