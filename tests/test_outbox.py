@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 
 from monitor.channels.base import Channel
@@ -17,7 +20,7 @@ from monitor.channels.rss import RssChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config import RssConfig, WebhookConfig
 from monitor.outbox import Backoff, Digest, Dispatcher
-from tests.helpers import ReplayServer, Reply
+from tests.helpers import HF_JSON, REPO, ReplayServer, Reply
 from tests.outbox_support import open_test_store, paper, record, rows, states
 
 OK = Reply(b'{"ok": true}', 200)
@@ -241,3 +244,76 @@ def test_digest_slot_follows_the_time_zone() -> None:
     assert datetime.fromtimestamp(digest.last_slot(now), UTC) == datetime(2026, 1, 15, 12, 30, tzinfo=UTC)
     early = datetime(2026, 1, 15, 12, 0, tzinfo=UTC).timestamp()  # 07:00 there: yesterday's slot
     assert datetime.fromtimestamp(digest.last_slot(early), UTC) == datetime(2026, 1, 14, 12, 30, tzinfo=UTC)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def write_config(tmp_path: Path, replay: ReplayServer, source: bool = False) -> Path:
+    config = tmp_path / "monitor.toml"
+    text = (
+        f'[monitor]\ndatabase = "sqlite:///{tmp_path}/monitor.db"\nfeeds_dir = "{tmp_path}/feeds"\n\n'
+        f'[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "{replay.url("/hook")}"\n\n'
+        '[[channels]]\nname = "feed"\ntype = "rss"\n\n'
+        '[[channels]]\nname = "console"\ntype = "console"\n\n'
+        '[[rules]]\nname = "everything"\nnotify = ["hook", "feed", "console"]\n'
+    )
+    if source:
+        text += f'\n[[sources]]\nname = "hf"\nurl = "{replay.url("/api/daily_papers")}"\nformat = "hf-json"\n'
+    config.write_text(text)
+    return config
+
+
+def test_status_shows_a_dead_delivery_and_retry_dead_requeues_it(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    config = write_config(tmp_path, replay)
+    replay.route("/hook", Reply(b"unknown field", 422))
+    store = open_test_store(tmp_path / "monitor.db")
+    try:
+        record(store, "everything", [paper("Alpha"), paper("Beta")], ["hook", "feed"])
+        channels: dict[str, Channel] = {"hook": hook(replay, "hook")}
+        with Dispatcher(store, channels) as dispatcher:
+            dispatcher.run_due()
+        status = run_cli("status", "--config", str(config))
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert lines[0].split() == ["channel", "type", "pending", "failed", "dead", "sent", "today"]
+        assert lines[1].split() == ["hook", "webhook", "0", "0", "2", "0"]
+        assert lines[2].strip().startswith("last error: webhook 127.0.0.1:") and "HTTP 422" in lines[2]
+        assert lines[3].split() == ["feed", "rss", "2", "0", "0", "0"]
+        assert lines[4].split() == ["console", "console", "0", "0", "0", "0"]
+
+        retried = run_cli("retry-dead", "--config", str(config), "hook")
+        assert retried.returncode == 0
+        assert retried.stdout.strip() == "requeued 2 dead deliveries (channel hook)"
+        assert run_cli("retry-dead", "--config", str(config), "nope").returncode == 2
+        replay.route("/hook", OK)
+        with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+            assert dispatcher.run_due().sent == 2
+        after = run_cli("status", "--config", str(config)).stdout.splitlines()
+        assert after[1].split() == ["hook", "webhook", "0", "0", "0", "2"]
+    finally:
+        store.close()
+
+
+def test_once_polls_then_delivers_everything_due_on_every_channel(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes(), 200, {"Content-Type": "application/json"}))
+    replay.route("/hook", OK)
+    config = write_config(tmp_path, replay, source=True)
+    first = run_cli("once", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    papers = json.loads(HF_JSON.read_bytes())
+    bodies = posted(replay)
+    assert len(bodies) == 1 and len(bodies[0]["papers"]) == len(papers)
+    assert sum(line.startswith("[everything] ") for line in first.stdout.splitlines()) == len(papers)
+    parsed = feedparser.parse((tmp_path / "feeds" / "feed.xml").read_bytes())
+    assert parsed.bozo == 0 and len(parsed.entries) == min(100, len(papers))
+    second = run_cli("once", "--config", str(config))
+    assert second.returncode == 0, second.stderr
+    assert len(posted(replay)) == 1  # nothing new: nothing sent twice
