@@ -13,7 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from monitor.config import Settings, SourceConfig
-from monitor.errors import FetchError, MonitorError, ParseError, StoreError
+from monitor.errors import FetchError, MonitorError, StoreError
 from monitor.fetch import Fetcher
 from monitor.models import Match, Paper
 from monitor.sources import parse_page
@@ -46,6 +46,8 @@ class PollReport:
     duration: float
     error: str | None = None
     new_papers: list[Paper] = field(default_factory=list)
+    # Seconds the server asked us to stay away (Retry-After, HF RateLimit), for the scheduler.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,21 +68,27 @@ def poll(
 ) -> PollReport:
     """Poll ``source`` once: fetch (conditional), parse, store the diff, match what is new or changed.
 
-    Never raises a ``MonitorError``: a failure is recorded in the source's state (the papers stay
-    untouched), logged with its one-line reason, and returned in the report.
+    Never raises: a failure (fetch, parse, store, or a bug in a stage) is recorded in the source's
+    state (the papers stay untouched), logged with its one-line reason, and returned in the report.
     """
     started = time.monotonic()
     status: int | None = None
     papers_read = 0
 
-    def failed(exc: MonitorError) -> PollReport:
+    def failed(exc: Exception, retry_after: float | None = None) -> PollReport:
         reason = f"{type(exc).__name__}: {exc}"
-        log.warning("source %s: %s", source.name, reason)
+        if isinstance(exc, MonitorError):
+            log.warning("source %s: %s", source.name, reason)
+        else:  # a bug, not bad input: keep the traceback, but let the other sources run
+            log.exception("source %s: unexpected %s", source.name, reason)
         try:
             store.record_failure(source.name, source.url, error=reason, status=status)
         except StoreError as again:
             log.error("source %s: cannot record the failure: %s", source.name, again)
-        return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started, reason)
+        return PollReport(
+            source.name, status, papers_read, 0, 0, 0, time.monotonic() - started, reason,
+            retry_after=retry_after,
+        )
 
     try:
         state = store.get_source_state(source.name)
@@ -99,7 +107,10 @@ def poll(
                 etag=result.etag or (known.etag if known else None),
                 last_modified=result.last_modified or (known.last_modified if known else None),
             )
-            return PollReport(source.name, status, 0, 0, 0, 0, time.monotonic() - started)
+            return PollReport(
+                source.name, status, 0, 0, 0, 0, time.monotonic() - started,
+                retry_after=result.retry_after_hint,
+            )
         papers = parse_page(result.content, source.format, today=today)
         papers_read = len(papers)
         diff = store.apply_poll(papers, index.match)
@@ -107,13 +118,14 @@ def poll(
         store.record_success(
             source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified
         )
-    except (FetchError, ParseError, StoreError) as exc:
-        if isinstance(exc, FetchError):
-            status = exc.status
+    except FetchError as exc:
+        status = exc.status
+        return failed(exc, exc.retry_after)
+    except Exception as exc:  # ParseError, StoreError, or a bug in a stage
         return failed(exc)
     report = PollReport(
         source.name, status, papers_read, len(diff.new), len(diff.changed), len(diff.matches),
-        time.monotonic() - started, new_papers=diff.new,
+        time.monotonic() - started, new_papers=diff.new, retry_after=result.retry_after_hint,
     )
     log.info("source %s: %s", source.name, report.line())
     return report

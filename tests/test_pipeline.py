@@ -17,6 +17,7 @@ import pytest
 from monitor.config import Settings, SourceConfig, load_settings
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.match import compile_rules
+from monitor.models import Match, Paper
 from monitor.pipeline import PollReport, poll, printable, run_once
 from monitor.store import open_store
 from monitor.store.sql import SqlStore
@@ -212,7 +213,7 @@ def test_a_failing_source_is_retried_then_reported_and_the_store_untouched(
     if reply is not None:
         assert replay.hits("/api") == FAST.attempts
     if case == "429":
-        assert min(waits) >= 1.0  # Retry-After honoured
+        assert min(waits) >= 1.0 and report.retry_after == 1.0  # Retry-After honoured, and passed on
     assert store.count_papers() == 0
     state = store.get_source_state("src")
     assert state is not None and state.consecutive_failures == 1 and state.last_success is None
@@ -245,6 +246,20 @@ def test_validators_of_a_page_that_failed_to_parse_are_not_kept(
     again = poll(source(replay.url("/api")), store, fetcher, ALL)
     assert "If-None-Match" not in replay.requests[1].headers  # so the page is fetched whole again
     assert (again.new, again.error) == (30, None)
+
+
+def test_a_bug_in_a_stage_is_reported_not_raised(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def match(self, paper: Paper) -> list[Match]:
+            raise RuntimeError("matcher bug")
+
+    replay.route("/api", Reply(HF_JSON.read_bytes()))
+    report = poll(source(replay.url("/api")), store, fetcher, Broken())
+    assert report.error == "RuntimeError: matcher bug"
+    assert store.count_papers() == 0  # the poll's transaction was rolled back
+    assert any(r.exc_info for r in caplog.records if "matcher bug" in r.getMessage())
 
 
 def test_report_line_and_printable_titles() -> None:
