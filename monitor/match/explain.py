@@ -52,6 +52,10 @@ def upvotes_reason(upvotes: int | None, op: str, value: int) -> str:
     return f"upvotes {upvotes} {op} {value}"
 
 
+def query_reason(query: str | None) -> str:
+    return f"query {query} holds"
+
+
 def every_paper_reason() -> str:
     return "no conditions: every paper"
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 from monitor.config import RuleConfig
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.match.atoms import And, Atom, Author, Field, Node, Not, Or, Org, Term, Upvotes, make_term
-from monitor.match.explain import describe, every_paper_reason, upvotes_reason
+from monitor.match.explain import describe, every_paper_reason, query_reason, upvotes_reason
 from monitor.match.names import Name, given_match, parse_name
 from monitor.match.query import parse_query
 from monitor.match.text import PaperText, normalize_phrase
@@ -33,6 +33,7 @@ class _Rule:
     notify: tuple[str, ...]
     positives: tuple[tuple[int, Atom], ...]  # keywords, authors, organizations: (atom id, as written)
     query: Compiled | None
+    query_text: str | None
     query_atoms: tuple[tuple[int, Atom], ...]  # atoms the query asserts (not under NOT), for reasons
     query_upvotes: tuple[Upvotes, ...]
     excludes: frozenset[int]
@@ -285,7 +286,7 @@ def _compile_rule(builder: _Builder, config: RuleConfig, number: int) -> tuple[_
             problems.append(f"{where}.query: {exc}")
     if problems:
         raise ConfigError(problems)
-    rule = _Rule(config.name, tuple(config.notify), tuple(positives), query, tuple(query_atoms),
+    rule = _Rule(config.name, tuple(config.notify), tuple(positives), query, config.query, tuple(query_atoms),
                  tuple(query_upvotes), frozenset(excludes), config.min_upvotes)
     triggers: set[int] | None = {atom_id for atom_id, _ in positives}
     if query is not None:
@@ -364,6 +365,8 @@ def _explain(rule: _Rule, reasons: list[str], true: set[int], upvotes: int | Non
             if atom_id in true:
                 reasons.append(describe(atom, text, aliases.get(atom_id)))
         reasons.extend(upvotes_reason(upvotes, c.op, c.value) for c in rule.query_upvotes if c.holds(upvotes))
+        if not reasons:  # it holds by what is absent: NOT survey
+            reasons.append(query_reason(rule.query_text))
     if rule.min_upvotes is not None:
         reasons.append(upvotes_reason(upvotes, ">=", rule.min_upvotes))
     elif not rule.positives and rule.query is None:
