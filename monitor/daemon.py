@@ -1,0 +1,384 @@
+"""``paper-monitor run``: the scheduler around the pipeline, the HTTP server, signals and reloads.
+
+One interval job per source and one dispatcher job (which also sends the digests) on APScheduler;
+SIGTERM/SIGINT stop it within 10 s, SIGHUP or an edited config file reload it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import cast
+
+import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.channels.rss import FeedKind, render_feed
+from monitor.config import RssConfig, Settings, SourceConfig, load_settings
+from monitor.errors import ConfigError, MonitorError
+from monitor.fetch import Fetcher, RetryPolicy
+from monitor.health import Heartbeat, SourceHealth
+from monitor.match import RuleIndex, compile_rules
+from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher
+from monitor.pipeline import PollReport, poll
+from monitor.server import App, FeedCache, HttpServer
+from monitor.store import open_store
+from monitor.store.schema import deliveries, matches
+from monitor.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+DISPATCH_EVERY = 2.0  # seconds between outbox checks; new matches wake it at once
+DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in the background
+STATS_EVERY = 10.0
+STOP_DEADLINE = 8.0  # SIGTERM to exit, leaving margin under the 10 s promise
+
+
+class Daemon:
+    """The running monitor. ``start()``, then ``stop()``; ``reload()`` from the main thread."""
+
+    def __init__(self, config_path: Path, settings: Settings) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.metrics = Metrics()
+        self.health = SourceHealth(settings.sources)
+        self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
+        self._feed_versions: dict[str, tuple[int, float | None]] = {}
+        self._polls_running: dict[str, float] = {}
+        self.store: SqlStore = open_store(settings.monitor.database)
+        try:
+            self.index: RuleIndex = compile_rules(settings.rules)
+            self.dispatcher: Dispatcher = open_dispatcher(settings, self.store)
+        except BaseException:
+            self.store.close()
+            raise
+        self.fetchers: dict[str, Fetcher] = {s.name: _fetcher(s, settings) for s in settings.sources}
+        self.feeds = FeedCache(self._render)
+        app = App(self.feeds, self._rss_channels, self._healthz, self._livez, self._metrics)
+        self.server = HttpServer(app, settings.server.host, settings.server.port)
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=len(settings.sources) + 4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.dispatcher.recover()
+        for state in self.store.list_source_states():
+            self.health.seed(state.name, state.last_success, state.consecutive_failures)
+            self.metrics.seed_last_success(state.name, state.last_success)
+        self.server.start()
+        now = datetime.now(UTC)
+        for i, source in enumerate(self.settings.sources):
+            self._add_poll_job(source, first=now.timestamp() + 0.1 * i)
+        self.scheduler.add_job(self._dispatch_job, IntervalTrigger(seconds=DISPATCH_EVERY), id="dispatch",
+                               next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
+        self.scheduler.add_job(self._stats_job, IntervalTrigger(seconds=STATS_EVERY), id="stats",
+                               next_run_time=now, misfire_grace_time=int(STATS_EVERY))
+        self.scheduler.start()
+        log.info("paper-monitor running: %d source(s), %d channel(s), %d rule(s)",
+                 len(self.settings.sources), len(self.settings.channels), len(self.settings.rules))
+
+    def stop(self) -> bool:
+        """Stop taking work, let what is in flight finish; False if some of it had to be abandoned."""
+        self.stopping.set()
+        deadline = time.monotonic() + STOP_DEADLINE
+        self.scheduler.shutdown(wait=False)
+        # A batch still sending when time runs out stays "sending"; the next start releases it.
+        closer = threading.Thread(target=self.dispatcher.close, name="dispatcher-close", daemon=True)
+        closer.start()
+        while self._polls_running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        closer.join(timeout=max(0.0, deadline - time.monotonic()))
+        clean = not self._polls_running and not closer.is_alive()
+        self.server.stop()
+        if clean:
+            for fetcher in self.fetchers.values():
+                fetcher.close()
+            self.store.close()
+        else:
+            log.warning("stopping with work in flight (polls: %s); the next start recovers it",
+                        ", ".join(self._polls_running) or "none")
+        return clean
+
+    def reload(self) -> None:
+        """Read the config again; a config with problems is reported and the running one kept."""
+        try:
+            new = load_settings(self.config_path)
+            index = compile_rules(new.rules)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload: %s: %s (keeping the running config)", self.config_path, problem)
+            return
+        for what, old_value, new_value in (("database", self.settings.monitor.database, new.monitor.database),
+                                           ("server.listen", self.settings.server.listen, new.server.listen)):
+            if old_value != new_value:
+                log.warning("reload: %s changed; it takes effect at the next restart", what)
+        dispatcher = open_dispatcher(new, self.store)
+        with self._lock:
+            old_dispatcher, old_settings = self.dispatcher, self.settings
+            self.settings, self.index, self.dispatcher = new, index, dispatcher
+        old_dispatcher.close()
+        self.health.reconfigure(new.sources)
+        self._reschedule(old_settings, new)
+        self.feeds.forget_others(set())
+        self._feed_versions.clear()
+        log.info("reloaded %s: %d source(s), %d channel(s), %d rule(s)", self.config_path,
+                 len(new.sources), len(new.channels), len(new.rules))
+
+    def _reschedule(self, old: Settings, new: Settings) -> None:
+        before = {s.name: s for s in old.sources}
+        after = {s.name: s for s in new.sources}
+        for name in before.keys() - after.keys():
+            self.scheduler.remove_job(f"poll:{name}")
+            self.fetchers.pop(name).close()
+        for i, (name, source) in enumerate(after.items()):
+            if before.get(name) == source:
+                continue
+            if name in before:
+                self.scheduler.remove_job(f"poll:{name}")
+                self.fetchers.pop(name).close()
+            self.fetchers[name] = _fetcher(source, new)
+            self._add_poll_job(source, first=time.time() + 0.1 * i)
+
+    def _add_poll_job(self, source: SourceConfig, first: float) -> None:
+        self.scheduler.add_job(
+            self._poll_job, IntervalTrigger(seconds=source.every, jitter=min(source.every * 0.1, 60.0)),
+            args=(source.name,), id=f"poll:{source.name}", name=f"poll {source.name}",
+            next_run_time=datetime.fromtimestamp(first, UTC),
+            misfire_grace_time=max(1, int(source.every / 2)),
+        )
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def _poll_job(self, name: str) -> None:
+        if self.stopping.is_set() or not self.health.due(name):
+            return
+        with self._lock:
+            source = next((s for s in self.settings.sources if s.name == name), None)
+            index, fetcher = self.index, self.fetchers.get(name)
+        if source is None or fetcher is None:
+            return
+        self._polls_running[name] = time.monotonic()
+        try:
+            report = poll(source, self.store, fetcher, index)
+        except Exception as exc:  # a store failure or a bug: the source is unhealthy, the daemon lives
+            log.exception("poll %s crashed", name)
+            report = PollReport(source=name, status=None, papers=0, new=0, changed=0, matched=0,
+                                duration=time.monotonic() - self._polls_running[name], error=str(exc))
+        finally:
+            self._polls_running.pop(name, None)
+        self._after_poll(source, report)
+
+    def _after_poll(self, source: SourceConfig, report: PollReport) -> None:
+        now = time.time()
+        ok = report.error is None
+        # PollReport.retry_after (the source's Retry-After / RateLimit wish) where the pipeline has it.
+        retry_after = cast("float | None", getattr(report, "retry_after", None))
+        wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
+                                  retry_after=retry_after, now=now)
+        self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
+                                  error_kind=_error_kind(report), now=now)
+        fields = {"source": source.name, "status": report.status, "papers": report.papers, "new": report.new,
+                  "changed": report.changed, "matched": report.matched, "duration": round(report.duration, 3)}
+        if ok:
+            log.info("poll %s: HTTP %s, %d papers, %d new, %d changed, %d matched, %.2fs", source.name,
+                     report.status, report.papers, report.new, report.changed, report.matched,
+                     report.duration, extra=fields)
+        else:
+            log.warning("poll %s: HTTP %s, failed: %s; next try in %.0fs", source.name, report.status,
+                        report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
+        if report.matched and not self.stopping.is_set():
+            self._wake_dispatcher()
+
+    def _wake_dispatcher(self) -> None:
+        try:
+            self.scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+        except Exception:  # the scheduler is shutting down; the next start delivers
+            log.debug("could not wake the dispatcher", exc_info=True)
+
+    def _dispatch_job(self) -> None:
+        if self.stopping.is_set():
+            return
+        with self._lock:
+            dispatcher = self.dispatcher
+        self.heartbeat.begin()
+        try:
+            report = dispatcher.run_due(timeout=DISPATCH_DEADLINE)
+            self._after_dispatch(report)
+        except MonitorError as exc:
+            log.error("dispatch failed: %s", exc)
+        finally:
+            self.heartbeat.end()
+
+    def _after_dispatch(self, report: DispatchReport) -> None:
+        outcomes: dict[tuple[str, str], int] = {}
+        for name, r in report.channels.items():
+            outcomes[(name, "sent")] = r.sent
+            outcomes[(name, "failed")] = r.failed
+            outcomes[(name, "dead")] = r.dead
+        self.metrics.observe_deliveries(outcomes)
+        self._refresh_feeds()
+
+    def _refresh_feeds(self) -> None:
+        """Re-render the feeds whose sent deliveries changed (the server serves them from memory)."""
+        channels = self._rss_channels()
+        if not channels:
+            return
+        d = deliveries.c
+        query = (sa.select(d.channel, sa.func.count(), sa.func.max(d.sent_at))
+                 .where(d.state == "sent", d.channel.in_(list(channels))).group_by(d.channel))
+        with self.store.engine.connect() as conn:
+            versions = {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
+        for name, cfg in channels.items():
+            version = versions.get(name, (0, None))
+            if self._feed_versions.get(name) != version:
+                self.feeds.refresh(cfg)
+                self._feed_versions[name] = version
+
+    def _stats_job(self) -> None:
+        """Outbox and match gauges from the store, health gauges, and the overdue-poll watchdog."""
+        now = time.time()
+        d, m = deliveries.c, matches.c
+        with self.store.engine.connect() as conn:
+            counts = [(r[0], r[1], int(r[2])) for r in conn.execute(
+                sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state))]
+            oldest = {r[0]: r[1] for r in conn.execute(
+                sa.select(d.channel, sa.func.min(d.created_at))
+                .where(d.state.in_(("pending", "failed", "sending"))).group_by(d.channel))}
+            by_rule = {r[0]: int(r[1]) for r in conn.execute(
+                sa.select(m.rule, sa.func.count()).group_by(m.rule))}
+        with self._lock:
+            names = [c.name for c in self.settings.channels]
+        self.metrics.set_outbox(counts, oldest, names, now)
+        self.metrics.set_matches(by_rule)
+        for name, started in list(self._polls_running.items()):
+            if time.monotonic() - started > _poll_deadline(self._source(name)):
+                log.error("poll %s has been running for %.0fs, past its deadline", name,
+                          time.monotonic() - started)
+
+    # -- what the server asks ----------------------------------------------------------------
+
+    def _source(self, name: str) -> SourceConfig | None:
+        with self._lock:
+            return next((s for s in self.settings.sources if s.name == name), None)
+
+    def _rss_channels(self) -> Mapping[str, RssConfig]:
+        with self._lock:
+            return {c.name: c for c in self.settings.channels if isinstance(c, RssConfig)}
+
+    def _render(self, cfg: RssConfig, kind: str) -> bytes:
+        return render_feed(self.store, cfg, cast(FeedKind, kind))
+
+    def _healthz(self) -> tuple[bool, dict[str, object]]:
+        sources = self.health.snapshot()
+        alive = self.heartbeat.alive()
+        problems = [f"source {name}: no successful poll within 3 intervals" + (
+            f" (last error: {s['last_error']})" if s["last_error"] else "")
+            for name, s in sources.items() if not s["ok"]]
+        if not alive:
+            problems.append("dispatcher: not running")
+        body: dict[str, object] = {"status": "ok" if not problems else "unhealthy", "problems": problems,
+                                   "sources": sources, "dispatcher": {"alive": alive}}
+        return not problems, body
+
+    def _livez(self) -> tuple[bool, dict[str, object]]:
+        alive = self.heartbeat.alive() and self.scheduler.running
+        return alive, {"status": "alive" if alive else "dead"}
+
+    def _metrics(self) -> tuple[bytes, str]:
+        fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()}
+        self.metrics.set_health(fresh, self.heartbeat.alive())
+        return self.metrics.render(), CONTENT_TYPE
+
+
+def _fetcher(source: SourceConfig, settings: Settings) -> Fetcher:
+    """A client per source, its retries bounded by the source's interval (a 1s test source retries fast)."""
+    policy = RetryPolicy(attempts=4, max_total=min(120.0, source.every / 2), base=min(1.0, source.every / 10),
+                         cap=min(30.0, source.every / 4))
+    return Fetcher(settings.monitor.user_agent, policy=policy)
+
+
+def _poll_deadline(source: SourceConfig | None) -> float:
+    if source is None:
+        return 300.0
+    return min(120.0, source.every / 2) + 4 * 2 * source.timeout + 30.0
+
+
+def _error_kind(report: PollReport) -> str | None:
+    if report.error is None:
+        return None
+    if report.status == 429:
+        return "rate_limited"
+    if report.status is not None and report.status >= 400:
+        return f"http_{report.status // 100}xx"
+    return "parse" if report.status == 200 else "fetch"
+
+
+def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
+    """Run until SIGTERM or SIGINT; 0 on a clean stop. ``ConfigError`` reaches the CLI (exit 2)."""
+    path = Path(config_path)
+    settings = load_settings(path)
+    wake = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+        wake.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    # The pipeline's own per-poll line would double ours, which carries the fields for JSON logs.
+    logging.getLogger("monitor.pipeline").setLevel(logging.ERROR)
+    daemon = Daemon(path, settings)
+    try:
+        daemon.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        daemon.stop()
+        return 1
+    mtime = _mtime(path)
+    while True:
+        wake.wait(1.0)
+        wake.clear()
+        stop = any(s in (signal.SIGTERM, signal.SIGINT) for s in signals)
+        hup = signal.SIGHUP in signals
+        signals.clear()
+        if stop:
+            log.info("stopping (signal)")
+            break
+        current = _mtime(path)
+        if hup or current != mtime:
+            mtime = current
+            daemon.reload()
+    if not daemon.stop():
+        # Threads stuck in a send or a fetch would hold the interpreter's exit; what they were
+        # doing is recovered at the next start, exactly as after a crash.
+        logging.shutdown()
+        os._exit(0)
+    log.info("stopped")
+    return 0
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+__all__ = ["Daemon", "run_daemon"]

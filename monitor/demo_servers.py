@@ -1,0 +1,117 @@
+"""The demo's stand-ins on 127.0.0.1: a web server replaying recorded pages, a mail sink writing .eml.
+
+Both are for ``paper-monitor demo`` only: no TLS, no auth, loopback only, closed after the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class PageReplay:
+    """Serves ``pages`` at ``/papers``, the next one at each GET; the last one repeats."""
+
+    def __init__(self, pages: list[tuple[bytes, str]]) -> None:
+        self.served = 0
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != "/papers":
+                    self.send_error(404)
+                    return
+                body, content_type = pages[min(replay.served, len(pages) - 1)]
+                replay.served += 1
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="demo-pages", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/papers"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=2)
+
+
+class MailSink:
+    """A minimal SMTP server on 127.0.0.1 that stores each message as ``<directory>/NNN.eml``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._numbers = itertools.count(1)
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._session, "127.0.0.1", 0))
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, name="demo-mail", daemon=True)
+        self._thread.start()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def say(text: str) -> None:
+            writer.write(text.encode() + b"\r\n")
+            await writer.drain()
+
+        try:
+            await say("220 localhost paper-monitor demo mail sink")
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    await say("250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8")
+                elif verb == b"DATA":
+                    await say("354 end with <CRLF>.<CRLF>")
+                    self._save(await _read_data(reader))
+                    await say("250 stored")
+                elif verb == b"QUIT":
+                    await say("221 bye")
+                    break
+                elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                    await say("250 ok")
+                else:
+                    await say("502 not implemented")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def _save(self, message: bytes) -> None:
+        (self.directory / f"{next(self._numbers):03d}.eml").write_bytes(message)
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=3)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=3)
+        self._loop.close()
+
+
+async def _read_data(reader: asyncio.StreamReader) -> bytes:
+    lines = []
+    while True:
+        line = await reader.readline()
+        if not line or line in (b".\r\n", b".\n"):
+            break
+        lines.append(line[1:] if line.startswith(b"..") else line)  # undo dot-stuffing
+    return b"".join(lines)

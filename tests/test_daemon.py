@@ -1,0 +1,197 @@
+"""``paper-monitor run`` as a real process: polls a replay server, delivers to a stand-in Slack API,
+aiosmtpd and a feed, answers /healthz and /metrics, stops on SIGTERM, and keeps going through faults."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from monitor.sources import parse_page
+from tests.daemon_support import Daemon, Inbox, free_port, source, wait_for, write_config
+from tests.helpers import ARXIV_ATOM, HF_HTML, HF_JSON, SEED_PAGES, ReplayServer, Reply
+from tests.slack_standin import SlackStandIn
+
+HOT = sorted(p.title for p in parse_page(HF_JSON.read_bytes()) if (p.upvotes or 0) >= 50)
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    server = Inbox()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _channels(slack: SlackStandIn, inbox: Inbox) -> str:
+    return (
+        f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\nchannel = "#papers"\n'
+        f'base_url = "{slack.base_url}"\ntimeout = 5\n\n'
+        f'[[channels]]\nname = "me"\ntype = "email"\nsmtp_url = "smtp+plain://127.0.0.1:{inbox.port}"\n'
+        f'from = "Monitor <monitor@example.org>"\nto = ["me@example.org"]\ntimeout = 5\n\n'
+        '[[channels]]\nname = "feed"\ntype = "rss"\n'
+    )
+
+
+RULES = '[[rules]]\nname = "hot"\nmin_upvotes = 50\nnotify = ["team", "me", "feed"]\n'
+
+
+def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice(
+    tmp_path: Path, replay: ReplayServer, slack: SlackStandIn, inbox: Inbox
+) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"}))
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources=source("hf", replay.url("/api/daily_papers")),
+                          channels=_channels(slack, inbox), rules=RULES)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: len(slack.messages) >= 1 and len(inbox.messages) >= 1, 20, "a Slack message and a mail")
+        wait_for(lambda: len(daemon.polls("hf")) >= 2, 10, "a second poll")
+
+        # Slack and mail: one batch of the three hot papers each.
+        assert len(slack.messages) == 1
+        text = str(slack.messages[0].payload)
+        assert all(title[:30] in text for title in HOT)
+        assert len(inbox.messages) == 1 and b"hot" in inbox.messages[0]
+
+        # The feed, as a feed reader sees it, with a conditional GET.
+        feed = daemon.get("/feeds/feed.xml")
+        assert feed.status_code == 200
+        parsed = feedparser.parse(feed.content)
+        assert sorted(e.title for e in parsed.entries) == HOT
+        assert daemon.get("/feeds/feed.xml", headers={"If-None-Match": feed.headers["etag"]}).status_code == 304
+        assert daemon.get("/feeds/nosuch.xml").status_code == 404
+
+        health = daemon.get("/healthz")
+        assert health.status_code == 200, health.text
+        assert health.json()["status"] == "ok"
+        metrics = daemon.get("/metrics").text
+        assert 'paper_monitor_polls_total{outcome="ok",source="hf"}' in metrics
+        assert 'paper_monitor_deliveries_total{channel="team",state="sent"} 3.0' in metrics
+        assert "paper_monitor_source_last_success_timestamp_seconds" in metrics
+
+        first = daemon.polls("hf")[0]
+        assert first["status"] == 200 and first["papers"] == 30 and first["new"] == 30
+        assert first["matched"] == 3 and first["changed"] == 0 and first["duration"] >= 0
+        later = daemon.polls("hf")[1]
+        assert later["new"] == 0 and later["matched"] == 0
+    finally:
+        code, took = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.log_text()
+    assert took < 10
+
+    again = Daemon(config, port)
+    try:
+        again.wait_up()
+        seen = len(again.polls("hf"))
+        wait_for(lambda: len(again.polls("hf")) >= seen + 2, 15, "two polls after the restart")
+        time.sleep(2.5)  # at least one dispatcher run after them
+    finally:
+        code, _ = again.stop(signal.SIGINT)
+    assert code == 0
+    assert len(slack.messages) == 1
+    assert len(inbox.messages) == 1
+
+
+def test_daemon_survives_faulty_sources_reports_them_and_recovers(tmp_path: Path, replay: ReplayServer) -> None:
+    html = HF_HTML.read_bytes()
+    faults = {
+        "err500": Reply(b"oops", status=500),
+        "limited": Reply(b"slow down", status=429, headers={"Retry-After": "3"}),
+        "slow": Reply(HF_JSON.read_bytes(), delay=3.0),
+        "truncated": Reply(html[: len(html) // 2], headers={"Content-Type": "text/html"}),
+        "empty": Reply(b""),
+        "other": Reply(b"<html><body><h1>Welcome to nginx!</h1></body></html>",
+                       headers={"Content-Type": "text/html"}),
+    }
+    replay.route("/ok", Reply(HF_JSON.read_bytes()))
+    sources = source("ok", replay.url("/ok"))
+    for name, reply in faults.items():
+        replay.route(f"/{name}", reply)
+        sources += source(name, replay.url(f"/{name}"), timeout="1s")
+    rules = '[[rules]]\nname = "all"\nnotify = ["feed"]\n'
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources=sources,
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules=rules)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+
+        def unhealthy() -> set[str]:
+            reply = daemon.get("/healthz")
+            if reply.status_code == 200:
+                return set()
+            return {name for name, s in reply.json()["sources"].items() if not s["ok"]}
+
+        wait_for(lambda: unhealthy() == set(faults), 15, "/healthz to name every faulty source")
+        body = daemon.get("/healthz").json()
+        assert body["status"] == "unhealthy" and body["sources"]["ok"]["ok"]
+        assert any("err500" in p for p in body["problems"])
+        assert daemon.proc.poll() is None
+
+        # 429 with Retry-After: 3 is obeyed (sources poll every second otherwise).
+        first_429 = min(r["time"] for r in daemon.polls("limited"))
+        assert first_429
+        hits_before = replay.hits("/limited")
+        time.sleep(2.0)
+        assert replay.hits("/limited") <= hits_before + 1
+
+        # No false alerts: only the good source's 30 papers were matched.
+        wait_for(lambda: len(feedparser.parse(daemon.get("/feeds/feed.xml").content).entries) == 30, 10,
+                 "the feed to hold the good source's papers")
+        metrics = daemon.get("/metrics").text
+        assert 'paper_monitor_poll_errors_total{kind="http_5xx",source="err500"}' in metrics
+        assert 'paper_monitor_source_healthy{source="err500"} 0.0' in metrics
+
+        # The sources come back: everything is healthy again without a restart.
+        seeds = [p.read_bytes() for p in SEED_PAGES]
+        for i, name in enumerate(faults):
+            page = seeds[i % len(seeds)] if i < len(seeds) else ARXIV_ATOM.read_bytes()
+            replay.route(f"/{name}", Reply(page))
+        wait_for(lambda: daemon.get("/healthz").status_code == 200, 20, "/healthz to recover")
+        assert daemon.proc.poll() is None
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0, daemon.log_text()[-3000:]
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, replay: ReplayServer) -> None:
+    replay.route("/a", Reply(HF_JSON.read_bytes()))
+    replay.route("/b", Reply(ARXIV_ATOM.read_bytes()))
+    port = free_port()
+    channels = '[[channels]]\nname = "feed"\ntype = "rss"\n'
+    config = write_config(tmp_path, port=port, sources=source("a", replay.url("/a")), channels=channels,
+                          rules='[[rules]]\nname = "r"\nnotify = ["feed"]\n')
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: len(daemon.polls("a")) >= 1, 10, "a poll")
+        good = config.read_text()
+
+        config.write_text(good.replace('notify = ["feed"]', 'notify = ["nosuch"]') + "[[sources]]\nname = 1\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload" in daemon.log_text() and "nosuch" in daemon.log_text(), 10, "the reload error")
+        errors = [r for r in daemon.log_records() if r.get("level") == "error" and "reload" in r["message"]]
+        assert len(errors) >= 2  # one line per problem
+        hits = replay.hits("/a")
+        wait_for(lambda: replay.hits("/a") > hits, 10, "polls going on with the old config")
+
+        config.write_text(good + source("b", replay.url("/b")))
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(daemon.polls("b")) >= 1, 10, "the new source's first poll")
+        assert daemon.get("/healthz").status_code == 200
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0, daemon.log_text()[-3000:]
