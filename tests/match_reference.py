@@ -72,8 +72,8 @@ def _any_text(pattern: re.Pattern[str] | None, texts: _Texts) -> bool:
 class _ReferenceRule:
     def __init__(self, rule: RuleConfig) -> None:
         self.name = rule.name
-        self.keywords = self._alternation([term_regex(t.words, t.prefix) for t in map(make_term, rule.keywords)])
-        self.excludes = self._alternation([term_regex(t.words, t.prefix) for t in map(make_term, rule.exclude)])
+        self.keywords = self._terms(rule.keywords)
+        self.excludes = self._terms(rule.exclude)
         authors = [author_regex(a) for a in rule.authors]
         self.authors = re.compile("|".join(f"(?:{a})" for a in authors), re.M) if authors else None
         self.orgs = {normalize_phrase(o) for o in rule.organizations}
@@ -83,6 +83,10 @@ class _ReferenceRule:
             self._compile_query(self.query)
         self.match_all = not (rule.keywords or rule.authors or rule.organizations or rule.query)
         self.min_upvotes = rule.min_upvotes
+
+    @classmethod
+    def _terms(cls, terms: list[str]) -> re.Pattern[str] | None:
+        return cls._alternation([term_regex(t.words, t.prefix) for t in map(make_term, terms)])
 
     @staticmethod
     def _alternation(patterns: list[str]) -> re.Pattern[str] | None:

@@ -226,7 +226,9 @@ def test_reasons_say_what_matched_where() -> None:
     query = run({"query": 'title:decoding AND author:"Tri Dao" AND upvotes:>40'}, item)
     assert query == []
     found = run({"query": 'title:"kv cache" AND author:"Tri Dao" AND upvotes:>40'}, item)
-    assert found[0].reasons == ['keyword "kv cache" in title', 'author "Tri Dao" (as "T. Dao")', "upvotes 52 > 40"]
+    assert found[0].reasons == [
+        'keyword "kv cache" in title', 'author "Tri Dao" (as "T. Dao")', "upvotes 52 > 40"
+    ]
 
 
 def test_matches_come_in_config_order_with_their_channels() -> None:
@@ -280,15 +282,17 @@ def test_hf_json_keywords_authors_orgs() -> None:
     found = run({"authors": ["Michael Alvarez"]}, papers[0])
     assert found[0].reasons == ['author "Michael Alvarez" (as "R. Michael Alvarez")']
     assert titles({"min_upvotes": 100}, papers) == [
-        "MiniMax Sparse Attention", "EvoArena: Tracking Memory Evolution for Robust LLM Agents in Dynamic Environments"
+        "MiniMax Sparse Attention",
+        "EvoArena: Tracking Memory Evolution for Robust LLM Agents in Dynamic Environments",
     ]
 
 
 def test_seed_pages_keywords_and_author_counts() -> None:
     papers = seed_papers()
     quantized = titles({"keywords": ["quantiz*"]}, papers)
-    assert len(quantized) == len(titles({"query": "quantization OR quantized OR quantizing OR quantize OR "
-                                                  "quantizers OR quantizer OR quantizes OR quantizations"}, papers))
+    spelled_out = ("quantization OR quantized OR quantizing OR quantize OR quantizers OR quantizer OR "
+                   "quantizes OR quantizations")
+    assert len(quantized) == len(titles({"query": spelled_out}, papers))
     assert quantized
     assert set(titles({"keywords": ["kv cache"]}, papers)) == set(titles({"keywords": ["KV-cache"]}, papers))
     counted = [p for p in papers if not p.authors and p.authors_count]

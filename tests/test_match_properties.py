@@ -35,7 +35,9 @@ def _write_name(parts: tuple[tuple[str, str], str, int]) -> str:
     return name.upper() if style == 3 else name
 
 
-person = st.tuples(st.sampled_from(PEOPLE), st.sampled_from(["", "A.", "Bo"]), st.integers(0, 3)).map(_write_name)
+person = st.tuples(st.sampled_from(PEOPLE), st.sampled_from(["", "A.", "Bo"]), st.integers(0, 3)).map(
+    _write_name
+)
 
 
 def _write_keyword(parts: tuple[list[str], int, str]) -> str:
@@ -45,13 +47,15 @@ def _write_keyword(parts: tuple[list[str], int, str]) -> str:
     return joiner.join(words)
 
 
-keyword = st.tuples(st.lists(cased, min_size=1, max_size=3), st.integers(0, 6), st.sampled_from([" ", "-"])).map(
-    _write_keyword
-)
+keyword = st.tuples(
+    st.lists(cased, min_size=1, max_size=3), st.integers(0, 6), st.sampled_from([" ", "-"])
+).map(_write_keyword)
 atom_query = st.one_of(
     person.map(lambda name: f'author:"{name}"'),
     st.sampled_from(ORGS).map(lambda org: f'org:"{org}"'),
-    st.tuples(st.sampled_from([">=", ">", "<", "<=", "="]), st.integers(0, 20)).map(lambda t: f"upvotes:{t[0]}{t[1]}"),
+    st.tuples(st.sampled_from([">=", ">", "<", "<=", "="]), st.integers(0, 20)).map(
+        lambda t: f"upvotes:{t[0]}{t[1]}"
+    ),
     st.tuples(st.sampled_from(["", "", "title:", "abstract:"]), keyword).map(lambda t: f'{t[0]}"{t[1]}"'),
     st.tuples(st.sampled_from(["", "", "title:", "abstract:"]), keyword).map(lambda t: f'{t[0]}"{t[1]}"'),
 )

@@ -14,6 +14,8 @@ from monitor.match.atoms import And, Author, Not, Or, Org, Term, Upvotes
 from monitor.match.query import parse_query
 
 KV = Term(("kv", "cache"), False, "any", "kv cache")
+A = Term(("a",), False, "any", "a")
+B = Term(("b",), False, "any", "b")
 
 PARSES = [
     ('"kv cache"', KV),
@@ -29,7 +31,7 @@ PARSES = [
     ("upvotes:10", Upvotes(">=", 10)),
     ("upvotes:<3", Upvotes("<", 3)),
     ("NOT survey", Not(Term(("survey",), False, "any", "survey"))),
-    ('"kv cache" OR a AND b', Or((KV, And((Term(("a",), False, "any", "a"), Term(("b",), False, "any", "b")))))),
+    ('"kv cache" OR a AND b', Or((KV, And((A, B))))),
     ("title:(a OR b)", Or((Term(("a",), False, "title", "a"), Term(("b",), False, "title", "b")))),
     (
         '("speculative decoding" OR "kv cache") AND NOT survey AND upvotes:>=10',
