@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -32,9 +33,8 @@ HTML_2024_IDS = [
 ]
 
 
-def parse(path_or_bytes: object, fmt: str = "auto") -> list[Paper]:
-    data = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()  # type: ignore[attr-defined]
-    return parse_page(data, fmt, today=TODAY)
+def parse(source: Path | bytes, fmt: str = "auto") -> list[Paper]:
+    return parse_page(source if isinstance(source, bytes) else source.read_bytes(), fmt, today=TODAY)
 
 
 def one_line_error(data: bytes, fmt: str = "auto") -> str:
@@ -127,15 +127,13 @@ def test_hf_api_2024_schema_dates_from_top_level_published_at() -> None:
 def test_hf_api_published_falls_back_to_the_arxiv_date_last() -> None:
     item = {"paper": {"id": "2401.00001v2", "title": "T", "publishedAt": "2024-01-02T10:00:00.000Z"}}
     (paper,) = parse(json.dumps([item]).encode())
-    assert (paper.arxiv_id, paper.published) == ("2401.00001", date(2024, 1, 2))
-    assert paper.key == "arxiv:2401.00001"
+    assert (paper.key, paper.published) == ("arxiv:2401.00001", date(2024, 1, 2))  # no version suffix
     item["publishedAt"] = "2024-01-05T01:00:00.000Z"  # type: ignore[assignment]
     assert parse(json.dumps([item]).encode())[0].published == date(2024, 1, 5)
 
 
 def test_hf_api_search_results_and_single_paper() -> None:
-    search = parse(HF_SEARCH)
-    assert [(p.arxiv_id, p.title, p.upvotes, p.organization) for p in search] == [
+    assert [(p.arxiv_id, p.title, p.upvotes, p.organization) for p in parse(HF_SEARCH)] == [
         ("2606.13392", "MiniMax Sparse Attention", 103, "MiniMax"),
         (
             "2606.13174",
@@ -146,15 +144,14 @@ def test_hf_api_search_results_and_single_paper() -> None:
         ),
     ]
     (single,) = parse(HF_PAPER)
-    assert single.to_json() | {"abstract": None} == parse(HF_JSON)[20].to_json() | {"abstract": None}
+    assert single.to_json() == parse(HF_JSON)[20].to_json()
     # Search results without the ``paper`` wrapper (flat paper objects) read the same.
     flat = json.loads(HF_SEARCH.read_bytes())
     assert parse(json.dumps([item["paper"] for item in flat]).encode())[0].upvotes == 103
 
 
 def test_hf_api_empty_day_is_not_an_error() -> None:
-    assert parse(b"[]") == []
-    assert parse(b"  [ ]\n") == []
+    assert parse(b"[]") == parse(b"  [ ]\n") == []
 
 
 @pytest.mark.parametrize(
@@ -188,9 +185,7 @@ def test_hf_listing_page_reads_the_daily_papers_data() -> None:
     assert llama.authors[:3] == ["Abhimanyu Dubey", "Abhinav Jauhri", "Abhinav Pandey"]
     assert llama.abstract and llama.abstract.startswith("Modern artificial intelligence (AI) systems")
     assert "Xuanyu Huang" in papers[9].authors  # hidden author
-    assert papers[3].title == (
-        "Towards Achieving Human Parity on End-to-end Simultaneous Speech Translation via LLM Agent"
-    )
+    assert papers[3].title.endswith("Simultaneous Speech Translation via LLM Agent")  # had a line break
     assert papers[12].url == "https://huggingface.co/papers/2404.01300"
 
 
@@ -256,8 +251,8 @@ def test_arxiv_api_atom_legacy_style() -> None:
     papers = parse(ARXIV_ATOM_LEGACY)
     assert [p.key for p in papers] == ["arxiv:2510.14968", "arxiv:2510.14827"]
     rdd = papers[0]
-    assert rdd.title == (
-        "RDD: Retrieval-Based Demonstration Decomposer for Planner Alignment in Long-Horizon Tasks"
+    assert rdd.title == "RDD: Retrieval-Based Demonstration Decomposer for Planner Alignment in " + (
+        "Long-Horizon Tasks"  # across a line break in the feed
     )
     assert rdd.abstract and rdd.abstract.startswith("To tackle long-horizon tasks, recent hierarchical")
     assert rdd.authors == ["Mingxuan Yan", "Yuping Wang", "Zechun Liu", "Jiachen Li"]
@@ -360,8 +355,8 @@ def test_wrong_format_given_explicitly_is_a_parse_error() -> None:
     ],
     ids=lambda value: getattr(value, "name", value),
 )
-def test_detect_format_of_every_fixture(path: object, fmt: str) -> None:
-    assert detect_format(path.read_bytes()) == fmt  # type: ignore[attr-defined]
+def test_detect_format_of_every_fixture(path: Path, fmt: str) -> None:
+    assert detect_format(path.read_bytes()) == fmt
 
 
 def test_detect_format_edge_cases() -> None:
@@ -400,3 +395,5 @@ def test_decode_honours_boms_and_declared_charsets() -> None:
     )
     assert parse(latin.encode("latin-1"))[0].title == "Café"
     assert decode("naïve plain text".encode("cp1252")) == "naïve plain text"
+    # UTF-8 wins over a "charset=" that is only text inside an abstract.
+    assert decode('[{"title": "charset=latin-1 considered harmful — café"}]'.encode()).endswith('café"}]')

@@ -1,7 +1,7 @@
 """Sources: one pure parser per page format, ``parse(bytes, today) -> list[Paper]``, chosen by content.
 
 ``parse_page`` is the one entry point; ``detect_format`` names the format of unknown bytes, and
-``decode`` turns page bytes into text (BOM, declared charset, UTF-8) or says why it cannot.
+``decode`` turns page bytes into text (BOM, UTF-8, declared charset) or says why it cannot.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _FIRST_TAG = re.compile(
 
 
 def decode(data: bytes) -> str:
-    """Page bytes as text: BOM first, then a declared charset, then UTF-8, then Windows-1252.
+    """Page bytes as text: by BOM, else UTF-8, else the declared charset, else Windows-1252.
 
     Raises ParseError for an empty input or for binary data (control bytes where text would be).
     """
@@ -64,17 +64,19 @@ def _decode(data: bytes) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data[len(bom):].decode(encoding, errors="replace")
-    declared = _DECLARED.search(data[:1024])
-    # A UTF-16/32 declaration without a BOM is a lie (the declaration itself was read as ASCII).
-    if declared and not declared.group(1).lower().startswith((b"utf-16", b"utf-32", b"utf16", b"utf32")):
-        try:
-            return data.decode(declared.group(1).decode("ascii"))
-        except (LookupError, UnicodeDecodeError, ValueError):
-            pass  # a false or wrong declaration: fall through to the guesses
+    # UTF-8 before any declaration: bytes that are valid UTF-8 are UTF-8 in practice, and a
+    # "charset=" inside an abstract must not turn a UTF-8 page into mojibake.
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        pass
+    declared = _DECLARED.search(data[:1024])
+    if declared:
+        try:
+            return data.decode(declared.group(1).decode("ascii"))
+        except (LookupError, UnicodeDecodeError, ValueError):
+            pass  # a false or wrong declaration: fall back to the usual Windows-1252
+    return data.decode("cp1252", errors="replace")
 
 
 def detect_format(data: bytes) -> str:
