@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config import RuleConfig
 from monitor.errors import StoreError
@@ -257,3 +259,39 @@ def test_source_state(store: SqlStore) -> None:
     back = store.record_success("hf", "http://h/api", status=304, etag='"e1"', last_modified=None, now=40.0)
     assert (back.consecutive_failures, back.last_error, back.last_status) == (0, None, 304)
     assert [s.name for s in store.list_source_states()] == ["hf"]
+
+
+# -- the diff under random pages -------------------------------------------------------------
+
+TITLES = ["Attention Again", "attention  again!", "Tiny Models", "Technical Report", "Scaling Up"]
+IDS = [None, None, "2606.00001", "2606.00002", "2606.00003"]
+sightings = st.builds(
+    lambda title, arxiv_id, votes, authors: paper(title, arxiv_id=arxiv_id, upvotes=votes, authors=authors),
+    st.sampled_from(TITLES), st.sampled_from(IDS), st.none() | st.integers(0, 3),
+    st.sampled_from([[], ["A B"], ["A B", "C D"]]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pages=st.lists(st.lists(sightings, max_size=6), min_size=1, max_size=5))
+def test_random_pages_never_break_the_store_and_each_paper_is_new_once(pages: list[list[Paper]]) -> None:
+    store = open_store("sqlite://")  # in memory: a fresh store per example
+    try:
+        announced: list[str] = []
+        matched: list[str] = []
+        for page in pages:
+            diff = store.apply_poll(page, everything)
+            announced += [p.key for p in diff.new]
+            for seen in page:  # every paper of the page can be found again by what identifies it
+                if seen.arxiv_id:
+                    assert store.get_paper(seen.key) is not None
+            # every new paper is matched (the rule takes all); a known one never twice
+            assert {p.key for p in diff.new} <= {m.paper.key for m in diff.matches}
+            matched += [m.paper.key for m in diff.matches]
+        stored = list(store.iter_papers())
+        assert len(announced) == len(set(announced)) == len(stored) == store.count_papers()
+        assert sorted(matched) == sorted(announced)
+        ids = [p.arxiv_id for p in stored if p.arxiv_id]
+        assert len(ids) == len(set(ids))
+    finally:
+        store.close()
