@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date, timedelta
 
 import pytest
@@ -43,12 +44,13 @@ def test_seed_pages_give_every_paper_once_in_page_order(n: int, count: int) -> N
     text = SEED_PAGES[n].read_text(encoding="utf-8")
     positions = [text.index(p.title) for p in papers]
     assert positions == sorted(positions)
+    flat = " ".join(text.split())
     for p in papers:
         assert p.source == "hf-text"
         assert (p.authors, p.arxiv_id, p.url) == ([], None, None)
         assert p.key.startswith("title:")
         assert p.abstract is not None and len(p.abstract) > 1000
-        assert p.abstract in " ".join(text.split())
+        assert p.abstract in flat
 
 
 def test_across_pages_the_same_papers_recur_under_the_same_keys() -> None:
@@ -296,6 +298,31 @@ def test_paper_links_above_each_title() -> None:
     assert papers[1].url == "https://huggingface.co/papers/2401.00002"
 
 
+def test_chrome_or_a_count_between_title_and_abstract() -> None:
+    paper = one(f"{HEADER}A Paper\n\nSubmitted by akhaliq\n\n{ABSTRACT}\n\n  • 3 authors\n·\nOct 8, 2024\n")
+    assert (paper.abstract, paper.authors_count, paper.upvotes) == (ABSTRACT, 3, None)
+    paper = one(f"{HEADER}A Paper\n\n12\n\n{ABSTRACT}\n\n  • 3 authors\n·\nOct 8, 2024\n")
+    assert (paper.abstract, paper.authors_count, paper.upvotes) == (ABSTRACT, 3, 12)
+
+
+LONG = " ".join([ABSTRACT] * 4)
+
+
+def test_a_missing_abstract_does_not_shift_the_rest_of_the_page() -> None:
+    text = (f"{HEADER}A Paper\n\n{LONG}\n\nB Paper without abstract\n\nC Paper\n\n{LONG}\n\n"
+            f"  • 3 authors\n·\nOct 8, 2024\n\nD Paper\n\n{LONG}\n\nE Paper\n\n{LONG}\n")
+    papers = parse(text.encode(), date(2025, 1, 1))
+    assert [(p.title, p.abstract == LONG) for p in papers] == [
+        ("A Paper", True), ("C Paper", True), ("D Paper", True), ("E Paper", True)]
+    assert papers[1].authors_count == 3
+
+
+def test_an_unknown_heading_above_the_entries_is_not_a_paper() -> None:
+    papers = parse(f"Papers about efficient inference\n\nA Paper\n\n{LONG}\n\nB Paper\n\n{LONG}\n".encode(),
+                   date(2025, 1, 1))
+    assert [p.title for p in papers] == ["A Paper", "B Paper"]
+
+
 def test_footer_and_pagination_are_skipped() -> None:
     footer = "\n\n".join(["", "Previous", "1", "2", "3", "Next", "Page 1 of 5", "« 1 2 3 … 9 »", "Load more",
                            "System theme", "Company", "TOS", "Privacy", "About", "© 2025 Hugging Face",
@@ -390,7 +417,7 @@ def _render(entries: list[dict[str, object]], header: bool) -> str:
     return "\n\n".join(parts)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entries=_entries(), header=st.booleans())
 def test_generated_listings_read_back(entries: list[dict[str, object]], header: bool) -> None:
     papers = parse(_render(entries, header).encode(), _TODAY)
@@ -406,3 +433,27 @@ def test_generated_listings_read_back(entries: list[dict[str, object]], header: 
         expected_org = (org[0], org[1]) if e["block"] == "org" else (None, None)
         assert (p.organization_id, p.organization) == expected_org
         assert p.key.startswith("title:") and normalize_title(p.title)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_damaged_pages_give_papers_or_a_parse_error_never_a_crash(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(60):
+        lines = rng.choice(SEED_PAGES).read_bytes().split(b"\n")
+        for _ in range(rng.randrange(1, 20)):
+            i = rng.randrange(len(lines))
+            action = rng.randrange(4)
+            if action == 0:
+                del lines[i]
+            elif action == 1:
+                lines.insert(i, rng.choice(lines))
+            elif action == 2:
+                lines[i] = rng.randbytes(rng.randrange(12))
+            else:
+                lines[i] = lines[i][: rng.randrange(len(lines[i]) + 1)]
+        try:
+            papers = parse(b"\n".join(lines), date(2025, 12, 8))
+        except ParseError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert papers and all(p.title and p.source == "hf-text" for p in papers)

@@ -46,11 +46,12 @@ _CHROME = _STRONG_CHROME | frozenset({
     "weekly", "monthly", "trending", "top", "previous", "prev", "next", "load more", "show more",
     "more papers", "hugging face", "models", "datasets", "spaces", "posts", "docs", "enterprise",
     "pricing", "log in", "login", "sign up", "system theme", "company", "tos", "privacy", "about",
-    "jobs", "website", "learn", "social", "github", "twitter", "linkedin", "discord",
+    "jobs", "website", "learn", "social", "github", "twitter", "linkedin", "discord", "upvote",
+    "view paper", "paper page",
 })
 _PAGINATION = re.compile(
     r"(?:[«‹<←]\s*)?(?:page\s+\d+(?:\s+of\s+\d+)?|previous|prev|next|load more)(?:\s*[»›>→])?"
-    r"|[\d\s.…«»‹›<>←→|]+|©.*|\(c\)\s*\d{4}.*",
+    r"|[\d\s.…«»‹›<>←→|]+|©.*|\(c\)\s*\d{4}.*|submitted by\s.*|published on\s.*",
     re.I,
 )
 
@@ -169,9 +170,19 @@ def _text_token(lines: list[str], *, tight: bool) -> _Tok:
     return _Tok(_TEXT, text, tight=tight)
 
 
+class _Entry(NamedTuple):
+    title: str
+    abstract: str | None
+    authors_count: int | None
+    org: str | None
+    when: tuple[date | None, int | None] | None
+    url: str | None
+    had_block: bool
+
+
 def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool]:
     """Walk the tokens once: title, abstract, optional block. Returns papers and listing evidence."""
-    papers: list[Paper] = []
+    entries: list[_Entry] = []
     evidence = False  # the page header, or at least one date block: this is a listing for sure
     pending_url: str | None = None
     n = len(tokens)
@@ -188,22 +199,44 @@ def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool]:
             evidence = evidence or (tok.kind == _CHROME_K and tok.tight)
             i += 1
             continue
-        title = tok.text
-        url, pending_url = pending_url, None
-        i += 1
-        i, url = _urls(tokens, i, url)
-        abstract = None
-        if i < n and tokens[i].kind == _TEXT and not _is_org(tokens, i, in_block=False):
-            abstract = tokens[i].text
+        votes: int | None = None
+        if _is_prose(tok.text):
+            # An abstract where a title should be: the entry before took this one's title for its
+            # abstract (it had none, or was a heading we do not know). Re-pair instead of cascading.
+            prev = entries[-1] if entries else None
             i += 1
-            i, url = _urls(tokens, i, url)
+            if prev is None or prev.had_block or prev.abstract is None or _is_prose(prev.abstract):
+                continue
+            entries.pop()
+            title, abstract, url = prev.abstract, tok.text, prev.url
+        else:
+            title = tok.text
+            url, pending_url = pending_url, None
+            i, url = _urls(tokens, i + 1, url)
+            # Chrome or a bare count between title and abstract ("Submitted by ...", "12").
+            while i < n and tokens[i].kind in (_CHROME_K, _NUM):
+                if tokens[i].kind == _NUM and votes is None:
+                    votes = int(tokens[i].text)
+                i += 1
+            abstract = None
+            if i < n and tokens[i].kind == _TEXT and not _is_org(tokens, i, in_block=False):
+                abstract = tokens[i].text
+                i += 1
+        i, url = _urls(tokens, i, url)
         count, org, when, i, had_block = _block(tokens, i, today)
         i, url = _urls(tokens, i, url)
         if abstract is None and not had_block:
             continue  # a lone line (footer, a heading we do not know): not a paper
+        if votes is not None and (when is None or when[1] is None):
+            when = (when[0] if when else None, votes)
         evidence = evidence or had_block
-        papers.append(_paper(title, abstract, count, org, when, url))
-    return papers, evidence
+        entries.append(_Entry(title, abstract, count, org, when, url, had_block))
+    return [_paper(*e[:6]) for e in entries], evidence
+
+
+def _is_prose(text: str) -> bool:
+    """Too long for a title: paper titles stay well under 300 characters."""
+    return len(text) >= 300 and text.count(" ") >= 30
 
 
 def _urls(tokens: list[_Tok], i: int, url: str | None) -> tuple[int, str | None]:
