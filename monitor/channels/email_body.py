@@ -152,6 +152,6 @@ def compose(cfg: EmailConfig, batch: Batch) -> EmailMessage:
     msg["Message-ID"] = message_id(batch, sender)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Paper-Monitor-Rule"] = header_value(batch.rule, 200)
-    msg.set_content(text_part(batch), subtype="plain", charset="utf-8")
-    msg.add_alternative(html_part(batch), subtype="html", charset="utf-8")
+    msg.set_content(text_part(batch), subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html_part(batch), subtype="html", charset="utf-8", cte="quoted-printable")
     return msg
