@@ -252,6 +252,26 @@ def test_upvotes_after_the_date(shown: str, published: date, upvotes: int | None
     assert (paper.published, paper.upvotes) == (published, upvotes)
 
 
+@pytest.mark.parametrize(
+    ("block", "count", "published"),
+    [("6 authors\n·\nOct 8, 2024", 6, date(2024, 10, 8)),  # no bullet
+     ("  • 1 author\n·\nOct 8, 2024", 1, date(2024, 10, 8)),
+     ("  • 6 authors\nOct 8, 2024", 6, date(2024, 10, 8)),  # no "·"
+     ("  • 6 authors\n\n·\n\nOct 8, 2024", 6, date(2024, 10, 8)),  # blank lines inside the block
+     ("·\nOct 8, 2024", None, date(2024, 10, 8)),  # neither authors nor organization
+     ("  • 6 authors", 6, None)],  # no date
+)
+def test_block_variants(block: str, count: int | None, published: date | None) -> None:
+    paper = one(f"{HEADER}A Paper\n\n{ABSTRACT}\n\n{block}\n")
+    assert (paper.abstract, paper.authors_count, paper.published) == (ABSTRACT, count, published)
+
+
+def test_a_bare_date_between_entries_is_a_heading_not_a_date_of_the_entry_above() -> None:
+    papers = parse(f"Oct 8\n\nA Paper\n\n{ABSTRACT}\n\nOct 7\n\nB Paper\n\n{ABSTRACT}\n".encode(),
+                   date(2025, 10, 9))
+    assert [(p.title, p.published) for p in papers] == [("A Paper", None), ("B Paper", None)]
+
+
 def test_line_endings_bom_and_odd_spaces() -> None:
     text = f"{HEADER}A  Paper\u00a0Title \n\n{ABSTRACT}  \n\n\u00a0 • 4 authors\n·\nOct 8, 2024 2\n"
     paper = one("\ufeff" + text.replace("\n", "\r\n"))

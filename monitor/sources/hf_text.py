@@ -27,7 +27,7 @@ _DATE = re.compile(
     r"(?:,\s*(\d{4}))?(?:\s+(\d{1,9}))?",
     re.I,
 )
-_AUTHORS = re.compile(r"[•∙]\s*(\d{1,6})\s+authors?", re.I)
+_AUTHORS = re.compile(r"(?:[•∙·]\s*)?(\d{1,6})\s+authors?", re.I)
 _DOTS = frozenset("·•⋅∙")
 _COUNT = re.compile(r"\d{1,9}")
 # An arXiv id inside a paper URL (not a bare "arXiv:..." in prose, which may cite another paper).
@@ -62,7 +62,8 @@ _TEXT, _AUTH, _DOT, _DATE_K, _URL, _NUM, _CHROME_K = range(7)
 class _Tok(NamedTuple):
     kind: int
     text: str
-    # _TEXT: no blank line between it and the next token (the org line sits right on its "·").
+    # _TEXT: no blank line between it and the next token (the org line sits right on its "·");
+    # _CHROME_K: a line of the page header proper, which tells a listing from other text.
     tight: bool = False
     date: tuple[int, int, int | None, int | None] | None = None  # month, day, year, upvotes
 
@@ -141,7 +142,7 @@ def _tokenize(text: str) -> Iterator[_Tok]:
 def _block_token(line: str) -> _Tok | None:
     """An authors, date or paper-URL line as its token; None for ordinary text."""
     first = line[0]
-    if first in "•∙":
+    if first in "•∙·" or (first.isdigit() and line.endswith(("authors", "author"))):
         m = _AUTHORS.fullmatch(line)
         return _Tok(_AUTH, m.group(1)) if m else None
     if len(line) <= 40 and first.isalpha():
@@ -160,12 +161,14 @@ def _block_token(line: str) -> _Tok | None:
 
 def _text_token(lines: list[str], *, tight: bool) -> _Tok:
     text = lines[0] if len(lines) == 1 else " ".join(lines)
+    if len(text) >= 80:  # titles and abstracts: chrome and pagination are short
+        return _Tok(_TEXT, text, tight=tight)
     folded = text.casefold()
     if folded in _CHROME:
         return _Tok(_CHROME_K, text, tight=folded in _STRONG_CHROME)
     if _COUNT.fullmatch(text):
         return _Tok(_NUM, text)
-    if len(text) < 80 and _PAGINATION.fullmatch(text):
+    if _PAGINATION.fullmatch(text):
         return _Tok(_CHROME_K, text)
     return _Tok(_TEXT, text, tight=tight)
 
@@ -280,15 +283,17 @@ def _block(
             break
         i += 1
     when: tuple[date | None, int | None] | None = None
-    if i < n and tokens[i].kind == _DOT:
+    dot = i < n and tokens[i].kind == _DOT
+    if dot:
         i += 1
-        if i < n and tokens[i].kind == _DATE_K:
-            month, day, year, votes = tokens[i].date or (0, 0, None, None)
+    # The date needs the "·" or an authors/org line before it; a bare date is a section heading.
+    if (dot or i > start) and i < n and tokens[i].kind == _DATE_K:
+        month, day, year, votes = tokens[i].date or (0, 0, None, None)
+        i += 1
+        if votes is None and i < n and tokens[i].kind == _NUM:
+            votes = int(tokens[i].text)  # the count on a line of its own
             i += 1
-            if votes is None and i < n and tokens[i].kind == _NUM:
-                votes = int(tokens[i].text)  # the count on a line of its own
-                i += 1
-            when = (_resolve(month, day, year, today), votes)
+        when = (_resolve(month, day, year, today), votes)
     return count, org, when, i, i > start
 
 
