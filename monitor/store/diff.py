@@ -3,7 +3,7 @@ into what is stored, and which changes count. ``sql.py`` loads the rows and writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from monitor.models import Paper, normalize_title
@@ -40,7 +40,8 @@ def merge(old: Paper, new: Paper) -> Paper:
     """``new`` over ``old``: the page's values where it gives them, the known ones where it does not
     (plain-text pages have no author names, say). The key moves to ``arxiv:`` once an id is known."""
     arxiv_id = new.arxiv_id or old.arxiv_id
-    return Paper(
+    # Both are valid papers already, so their values need no second validation.
+    return Paper.model_construct(
         key=f"arxiv:{arxiv_id}" if arxiv_id else old.key,
         arxiv_id=arxiv_id,
         title=new.title or old.title,
@@ -66,17 +67,17 @@ def changed_fields(old: Paper, new: Paper) -> list[str]:
     return changes
 
 
-def dedupe(papers: Iterable[Paper]) -> list[Paper]:
+def dedupe(papers: Iterable[Paper], norm: Callable[[str], str] = normalize_title) -> list[Paper]:
     """One entry per paper of a page, in page order: entries with the same arXiv id, or the same
     normalized title where at most one of them has an id, are merged."""
     slots: list[Paper] = []
     by_id: dict[str, int] = {}
     by_title: dict[str, int] = {}
     for paper in papers:
-        norm = normalize_title(paper.title)
+        title = norm(paper.title)
         slot = by_id.get(paper.arxiv_id) if paper.arxiv_id else None
         if slot is None:
-            other = by_title.get(norm)
+            other = by_title.get(title)
             if other is not None and (paper.arxiv_id is None or slots[other].arxiv_id is None):
                 slot = other
         if slot is None:
@@ -86,11 +87,13 @@ def dedupe(papers: Iterable[Paper]) -> list[Paper]:
             slots[slot] = merge(slots[slot], paper)
         if slots[slot].arxiv_id:
             by_id[slots[slot].arxiv_id or ""] = slot
-        by_title.setdefault(norm, slot)
+        by_title.setdefault(title, slot)
     return slots
 
 
-def plan(incoming: list[Paper], known: Iterable[Known]) -> Plan:
+def plan(
+    incoming: list[Paper], known: Iterable[Known], norm: Callable[[str], str] = normalize_title
+) -> Plan:
     """Decide, for each (deduplicated) page paper, which stored paper it is, if any.
 
     A paper is a stored one with the same key or arXiv id, else with the same normalized title
@@ -104,15 +107,15 @@ def plan(incoming: list[Paper], known: Iterable[Known]) -> Plan:
     taken = set(by_title)
     result = Plan(fresh=[], seen={})
     for paper in incoming:
-        norm = normalize_title(paper.title)
+        title = norm(paper.title)
         row = by_key.get(paper.key) or (by_id.get(paper.arxiv_id) if paper.arxiv_id else None)
-        if row is None and (candidate := by_title.get(norm)) is not None:
+        if row is None and (candidate := by_title.get(title)) is not None:
             current = result.seen.get(candidate.id)
             stored_id = current.merged.arxiv_id if current else candidate.paper.arxiv_id
             if paper.arxiv_id is None or stored_id is None or stored_id == paper.arxiv_id:
                 row = candidate
         if row is None:
-            title_norm = norm if norm not in taken else f"{norm} #{paper.key}"
+            title_norm = title if title not in taken else f"{title} #{paper.key}"
             taken.add(title_norm)
             result.fresh.append((paper, title_norm))
             continue
@@ -120,8 +123,8 @@ def plan(incoming: list[Paper], known: Iterable[Known]) -> Plan:
         if sighting is None:
             sighting = result.seen[row.id] = Sighting(row, row.paper, row.title_norm)
         sighting.merged = merge(sighting.merged, paper)
-        if norm != sighting.title_norm and norm not in taken:
+        if title != sighting.title_norm and title not in taken:
             # The title was edited: follow it, so a later title-only sighting still finds the paper.
-            taken.add(norm)
-            sighting.title_norm = norm
+            taken.add(title)
+            sighting.title_norm = title
     return result

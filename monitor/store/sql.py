@@ -127,17 +127,14 @@ def _columns(paper: Paper, title_norm: str) -> dict[str, Any]:
     }
 
 
-def _seen_again() -> sa.Update:
-    """The executemany UPDATE of papers seen again: fields, last_seen, and updated_at if edited."""
+def _edited() -> sa.Update:
+    """The executemany UPDATE of papers seen again with different values."""
     values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in _FIELDS}
-    values["last_seen"] = sa.bindparam("b_last_seen")
-    values["updated_at"] = sa.case(
-        (sa.bindparam("b_edited", type_=sa.Boolean), sa.bindparam("b_last_seen")), else_=papers.c.updated_at
-    )
+    values["last_seen"] = values["updated_at"] = sa.bindparam("b_now")
     return papers.update().where(papers.c.id == sa.bindparam("b_id")).values(values)
 
 
-_SEEN_AGAIN = _seen_again()
+_EDITED = _edited()
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -215,11 +212,12 @@ class SqlStore(DeliveryQueries):
         self, papers_seen: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
     ) -> PollDiff:
         now = time.time() if now is None else now
-        incoming = dedupe(papers_seen)
+        norms = {paper.title: normalize_title(paper.title) for paper in papers_seen}
+        incoming = dedupe(papers_seen, norms.__getitem__)
         if not incoming:
             return PollDiff()
         with self._write("storing a poll") as conn:
-            todo = plan(incoming, self._load_known(conn, incoming))
+            todo = plan(incoming, self._load_known(conn, incoming, norms), norms.__getitem__)
             ids: dict[str, int] = {}
             if todo.fresh:
                 rows = [
@@ -229,24 +227,29 @@ class SqlStore(DeliveryQueries):
                 inserted = conn.execute(papers.insert().returning(papers.c.id, papers.c.key), rows)
                 ids.update({key: id_ for id_, key in inserted})
             changed: list[Paper] = []
-            updates: list[dict[str, Any]] = []
+            edits: list[dict[str, Any]] = []
+            untouched: list[int] = []
             for row_id, sighting in todo.seen.items():
                 ids[sighting.merged.key] = row_id
                 old, merged = sighting.known.paper, sighting.merged
                 if changed_fields(old, merged):
                     changed.append(merged)
-                edited = merged != old or sighting.title_norm != sighting.known.title_norm
-                columns = _columns(merged, sighting.title_norm)
-                updates.append({f"b_{name}": value for name, value in columns.items()} | {
-                    "b_id": row_id, "b_last_seen": now, "b_edited": edited,
-                })
-            if updates:
-                conn.execute(_SEEN_AGAIN, updates)
+                if merged != old or sighting.title_norm != sighting.known.title_norm:
+                    columns = _columns(merged, sighting.title_norm)
+                    edits.append({f"b_{name}": value for name, value in columns.items()} | {
+                        "b_id": row_id, "b_now": now,
+                    })
+                else:
+                    untouched.append(row_id)
+            if edits:
+                conn.execute(_EDITED, edits)
+            for chunk in _chunks(untouched):  # the common case on a re-poll: one statement
+                conn.execute(papers.update().where(papers.c.id.in_(chunk)).values(last_seen=now))
             fresh = [paper for paper, _ in todo.fresh]
             recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now)
         return PollDiff(new=fresh, changed=changed, matches=recorded)
 
-    def _load_known(self, conn: Connection, incoming: list[Paper]) -> list[Known]:
+    def _load_known(self, conn: Connection, incoming: list[Paper], norms: Mapping[str, str]) -> list[Known]:
         """The stored papers any page paper may be, by key, arXiv id or normalized title: one SELECT
         per 300 papers (at most 900 bound parameters, below SQLite's oldest limit)."""
         found: dict[int, Known] = {}
@@ -255,7 +258,7 @@ class SqlStore(DeliveryQueries):
             arxiv_ids = {p.arxiv_id for p in chunk if p.arxiv_id}
             query = sa.select(papers).where(sa.or_(
                 papers.c.key.in_({p.key for p in chunk}),
-                papers.c.title_norm.in_({normalize_title(p.title) for p in chunk}),
+                papers.c.title_norm.in_({norms[p.title] for p in chunk}),
                 *([papers.c.arxiv_id.in_(arxiv_ids)] if arxiv_ids else []),
             ))
             for row in conn.execute(query):
