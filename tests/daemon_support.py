@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,8 +17,6 @@ from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
-
-from tests.helpers import REPO
 
 
 def free_port() -> int:
@@ -97,10 +96,8 @@ class Daemon:
         out = []
         for line in self.log_text().splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(json.JSONDecodeError):
                     out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
         return out
 
     def polls(self, name: str) -> list[dict[str, Any]]:

@@ -50,14 +50,15 @@ RULES = '[[rules]]\nname = "hot"\nmin_upvotes = 50\nnotify = ["team", "me", "fee
 def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice(
     tmp_path: Path, replay: ReplayServer, slack: SlackStandIn, inbox: Inbox
 ) -> None:
-    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"}))
+    page = Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"})
+    replay.route("/api/daily_papers", page)
     port = free_port()
     config = write_config(tmp_path, port=port, sources=source("hf", replay.url("/api/daily_papers")),
                           channels=_channels(slack, inbox), rules=RULES)
     daemon = Daemon(config, port)
     try:
         daemon.wait_up()
-        wait_for(lambda: len(slack.messages) >= 1 and len(inbox.messages) >= 1, 20, "a Slack message and a mail")
+        wait_for(lambda: len(slack.messages) >= 1 and len(inbox.messages) >= 1, 20, "a Slack post and a mail")
         wait_for(lambda: len(daemon.polls("hf")) >= 2, 10, "a second poll")
 
         # Slack and mail: one batch of the three hot papers each.
@@ -71,7 +72,8 @@ def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice
         assert feed.status_code == 200
         parsed = feedparser.parse(feed.content)
         assert sorted(e.title for e in parsed.entries) == HOT
-        assert daemon.get("/feeds/feed.xml", headers={"If-None-Match": feed.headers["etag"]}).status_code == 304
+        conditional = daemon.get("/feeds/feed.xml", headers={"If-None-Match": feed.headers["etag"]})
+        assert conditional.status_code == 304
         assert daemon.get("/feeds/nosuch.xml").status_code == 404
 
         health = daemon.get("/healthz")
@@ -105,7 +107,9 @@ def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice
     assert len(inbox.messages) == 1
 
 
-def test_daemon_survives_faulty_sources_reports_them_and_recovers(tmp_path: Path, replay: ReplayServer) -> None:
+def test_daemon_survives_faulty_sources_reports_them_and_recovers(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
     html = HF_HTML.read_bytes()
     faults = {
         "err500": Reply(b"oops", status=500),
@@ -180,9 +184,10 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
         wait_for(lambda: len(daemon.polls("a")) >= 1, 10, "a poll")
         good = config.read_text()
 
-        config.write_text(good.replace('notify = ["feed"]', 'notify = ["nosuch"]') + "[[sources]]\nname = 1\n")
+        bad = good.replace('notify = ["feed"]', 'notify = ["nosuch"]') + "[[sources]]\nname = 1\n"
+        config.write_text(bad)
         daemon.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reload" in daemon.log_text() and "nosuch" in daemon.log_text(), 10, "the reload error")
+        wait_for(lambda: "nosuch" in daemon.log_text(), 10, "the reload error")
         errors = [r for r in daemon.log_records() if r.get("level") == "error" and "reload" in r["message"]]
         assert len(errors) >= 2  # one line per problem
         hits = replay.hits("/a")
