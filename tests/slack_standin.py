@@ -63,13 +63,16 @@ class SlackStandIn:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, content_type, body, headers = standin._answer(self.path, dict(self.headers), raw)
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client is gone (tests kill daemons mid-request): nothing to answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
