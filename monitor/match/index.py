@@ -15,7 +15,7 @@ from monitor.config import RuleConfig
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.match.atoms import And, Atom, Author, Field, Node, Not, Or, Org, Term, Upvotes, make_term
 from monitor.match.explain import describe, every_paper_reason, query_reason, upvotes_reason
-from monitor.match.names import Name, given_match, parse_name
+from monitor.match.names import given_match, parse_name
 from monitor.match.query import parse_query
 from monitor.match.text import PaperText, normalize_phrase
 from monitor.models import Match, Paper
@@ -32,6 +32,7 @@ class _Rule:
     name: str
     notify: tuple[str, ...]
     positives: tuple[tuple[int, Atom], ...]  # keywords, authors, organizations: (atom id, as written)
+    positive_ids: frozenset[int]
     query: Compiled | None
     query_text: str | None
     query_atoms: tuple[tuple[int, Atom], ...]  # atoms the query asserts (not under NOT), for reasons
@@ -51,7 +52,9 @@ class _Builder:
         self.check_words: dict[str, list[tuple[int, str, Field]]] = {}
         self.check_pairs: dict[tuple[str, str], list[tuple[int, str, Field]]] = {}
         self.prefixes: dict[str, list[tuple[int, Field]]] = {}
-        self.surnames: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        # surname -> initials of the given names -> watches: an author's given names can only agree
+        # with a watch whose initials are a subset or a superset of the author's.
+        self.surnames: dict[str, dict[frozenset[str], list[tuple[int, tuple[str, ...]]]]] = {}
         self.orgs: dict[str, list[int]] = {}
 
     def intern(self, atom: Term | Author | Org) -> int:
@@ -73,8 +76,9 @@ class _Builder:
         if isinstance(atom, Term):
             self._file_term(atom_id, atom)
         elif isinstance(atom, Author):
-            given, surname = key[1], key[2]
-            self.surnames.setdefault(surname, []).append((atom_id, given))  # type: ignore[arg-type]
+            given: tuple[str, ...] = key[1]  # type: ignore[assignment]
+            buckets = self.surnames.setdefault(key[2], {})  # type: ignore[arg-type]
+            buckets.setdefault(frozenset(g[0] for g in given), []).append((atom_id, given))
         else:
             self.orgs.setdefault(atom.normalized, []).append(atom_id)
         return atom_id
@@ -138,12 +142,12 @@ class RuleIndex:
         self._check_pairs = _frozen(builder.check_pairs)
         self._prefixes = _frozen(builder.prefixes)
         self._prefix_lengths = sorted({len(p) for p in self._prefixes})
-        self._surnames = _frozen(builder.surnames)
+        self._surnames = {surname: _frozen(buckets) for surname, buckets in builder.surnames.items()}
         self._orgs = _frozen(builder.orgs)
         # Paper words and author names recur across papers; remember what each one triggers.
         self._prefix_memo: dict[str, tuple[tuple[int, Field], ...]] = {}
         self._prefix_seen: set[str] = set()
-        self._name_memo: dict[str, Name | None] = {}
+        self._author_memo: dict[str, tuple[int, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -172,8 +176,7 @@ class RuleIndex:
             if reasons is None:
                 continue
             reasons = _explain(rule, reasons, true, upvotes, text, aliases)
-            found.append(Match.model_construct(rule=rule.name, paper=paper, reasons=reasons,
-                                               notify=list(rule.notify)))
+            found.append(Match(rule=rule.name, paper=paper, reasons=reasons, notify=list(rule.notify)))
         return found
 
     def _true_atoms(self, paper: Paper, text: PaperText, aliases: dict[int, str]) -> set[int]:
@@ -219,19 +222,32 @@ class RuleIndex:
                     true.add(atom_id)
 
     def _true_authors(self, authors: list[str], true: set[int], aliases: dict[int, str]) -> None:
-        memo = self._name_memo
+        memo = self._author_memo
         for raw in authors:
-            if raw not in memo:
+            found = memo.get(raw)
+            if found is None:
                 if len(memo) > _MEMO_LIMIT:
                     memo.clear()
-                memo[raw] = parse_name(raw)
-            name = memo[raw]
-            if name is None:
-                continue
-            for atom_id, given in self._surnames.get(name.surname, ()):
-                if atom_id not in true and given_match(given, name.given):
+                found = memo[raw] = self._watches_of(raw)
+            for atom_id in found:
+                if atom_id not in true:
                     true.add(atom_id)
                     aliases[atom_id] = raw
+
+    def _watches_of(self, raw: str) -> tuple[int, ...]:
+        """The watched-author atoms that the paper author ``raw`` satisfies."""
+        name = parse_name(raw)
+        buckets = self._surnames.get(name.surname) if name is not None else None
+        if name is None or not buckets:
+            return ()
+        initials = frozenset(g[0] for g in name.given)
+        return tuple(
+            atom_id
+            for watched, entries in buckets.items()
+            if watched <= initials or initials <= watched
+            for atom_id, given in entries
+            if given_match(given, name.given)
+        )
 
 
 def _frozen(index: dict[K, list[V]]) -> dict[K, tuple[V, ...]]:
@@ -286,8 +302,9 @@ def _compile_rule(builder: _Builder, config: RuleConfig, number: int) -> tuple[_
             problems.append(f"{where}.query: {exc}")
     if problems:
         raise ConfigError(problems)
-    rule = _Rule(config.name, tuple(config.notify), tuple(positives), query, config.query, tuple(query_atoms),
-                 tuple(query_upvotes), frozenset(excludes), config.min_upvotes)
+    rule = _Rule(config.name, tuple(config.notify), tuple(positives), frozenset(a for a, _ in positives),
+                 query, config.query, tuple(query_atoms), tuple(query_upvotes), frozenset(excludes),
+                 config.min_upvotes)
     triggers: set[int] | None = {atom_id for atom_id, _ in positives}
     if query is not None:
         query_triggers = _triggers(query)
@@ -348,7 +365,7 @@ def _evaluate(rule: _Rule, true: set[int], upvotes: int | None) -> list[str] | N
         return None
     if not rule.positives and rule.query is None:
         return []
-    if any(atom_id in true for atom_id, _ in rule.positives):
+    if not rule.positive_ids.isdisjoint(true):
         return []
     if rule.query is not None and _holds(rule.query, true, upvotes):
         return []
