@@ -19,8 +19,8 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
-from itertools import pairwise
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
