@@ -264,9 +264,14 @@ class _Connection(asyncio.Protocol):
         if close:
             out.append(b"Connection: close\r\n")
         out.append(b"\r\n")
-        if method != "HEAD" and response.status != 304:
-            out.append(response.body)
-        self.transport.write(b"".join(out))
+        body = response.body if method != "HEAD" and response.status != 304 else b""
+        if len(body) > 16384:
+            # A big feed goes out as its own write: joining would copy it for every request.
+            self.transport.write(b"".join(out))
+            self.transport.write(body)
+        else:
+            out.append(body)
+            self.transport.write(b"".join(out))
         if close:
             self.transport.close()
 
