@@ -53,7 +53,8 @@ def seed_store(root: Path) -> str:
     store = open_store(url)
     papers = [
         Paper.build(title=f"Efficient inference, part {i}: a study", source="hf-json",
-                    arxiv_id=f"2406.{10000 + i}", abstract=ABSTRACT, authors=["Ada Lovelace", "Alan Turing", "Grace Hopper"], upvotes=i,
+                    arxiv_id=f"2406.{10000 + i}", abstract=ABSTRACT,
+                    authors=["Ada Lovelace", "Alan Turing", "Grace Hopper"], upvotes=i,
                     url=f"https://huggingface.co/papers/2406.{10000 + i}")
         for i in range(120)
     ]
