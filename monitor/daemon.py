@@ -24,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.channels.rss import FeedKind, render_feed
 from monitor.config import RssConfig, Settings, SourceConfig, load_settings
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.health import Heartbeat, SourceHealth
 from monitor.match import RuleIndex, compile_rules
@@ -64,7 +64,7 @@ class Daemon:
         except BaseException:
             self.store.close()
             raise
-        self.fetchers: dict[str, Fetcher] = {s.name: _fetcher(s, settings) for s in settings.sources}
+        self.fetchers: dict[str, Fetcher] = {s.name: self._fetcher(s, settings) for s in settings.sources}
         self.feeds = FeedCache(self._render)
         app = App(self.feeds, self._rss_channels, self._healthz, self._livez, self._metrics)
         self.server = HttpServer(app, settings.server.host, settings.server.port)
@@ -152,7 +152,7 @@ class Daemon:
             if name in before:
                 self.scheduler.remove_job(f"poll:{name}")
                 self.fetchers.pop(name).close()
-            self.fetchers[name] = _fetcher(source, new)
+            self.fetchers[name] = self._fetcher(source, new)
             self._add_poll_job(source, first=time.time() + 0.1 * i)
 
     def _add_poll_job(self, source: SourceConfig, first: float) -> None:
@@ -185,12 +185,13 @@ class Daemon:
         self._after_poll(source, report)
 
     def _after_poll(self, source: SourceConfig, report: PollReport) -> None:
+        if self.stopping.is_set() and report.error:
+            log.info("poll %s interrupted by the stop", source.name)
+            return
         now = time.time()
         ok = report.error is None
-        # PollReport.retry_after (the source's Retry-After / RateLimit wish) where the pipeline has it.
-        retry_after = cast("float | None", getattr(report, "retry_after", None))
         wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
-                                  retry_after=retry_after, now=now)
+                                  retry_after=report.retry_after, now=now)
         self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
                                   error_kind=_error_kind(report), now=now)
         fields = {"source": source.name, "status": report.status, "papers": report.papers, "new": report.new,
@@ -271,6 +272,16 @@ class Daemon:
                 log.error("poll %s has been running for %.0fs, past its deadline", name,
                           time.monotonic() - started)
 
+    def _fetcher(self, source: SourceConfig, settings: Settings) -> Fetcher:
+        """A client per source: retries bounded by the source's interval, waits cut short by a stop."""
+        policy = RetryPolicy(attempts=4, max_total=min(120.0, source.every / 2),
+                             base=min(1.0, source.every / 10), cap=min(30.0, source.every / 4))
+        return Fetcher(settings.monitor.user_agent, policy=policy, sleep=self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise FetchError("stopped while waiting to retry")
+
     # -- what the server asks ----------------------------------------------------------------
 
     def _source(self, name: str) -> SourceConfig | None:
@@ -304,13 +315,6 @@ class Daemon:
         fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()}
         self.metrics.set_health(fresh, self.heartbeat.alive())
         return self.metrics.render(), CONTENT_TYPE
-
-
-def _fetcher(source: SourceConfig, settings: Settings) -> Fetcher:
-    """A client per source, its retries bounded by the source's interval (a 1s test source retries fast)."""
-    policy = RetryPolicy(attempts=4, max_total=min(120.0, source.every / 2), base=min(1.0, source.every / 10),
-                         cap=min(30.0, source.every / 4))
-    return Fetcher(settings.monitor.user_agent, policy=policy)
 
 
 def _poll_deadline(source: SourceConfig | None) -> float:

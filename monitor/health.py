@@ -93,15 +93,16 @@ class SourceHealth:
                 state.last_success = now
                 state.last_error = None
                 state.failures = 0
-                state.not_before = 0.0
-                return 0.0
+                # A success can still say "no more for now" (HF's RateLimit with r=0; t= seconds).
+                state.not_before = now + retry_after if retry_after else 0.0
+                return retry_after or 0.0
             state.failures += 1
             state.last_error = error
             # The regular tick comes one interval later anyway; a little slack keeps a jittered
             # tick that fires slightly early from being skipped.
             intervals = float(min(2 ** (state.failures - 1), BACKOFF_CAP_INTERVALS))
             wait: float = max(intervals * state.every, retry_after or 0.0)
-            state.not_before = now + wait - 0.25 * state.every
+            state.not_before = max(now + (intervals - 0.25) * state.every, now + (retry_after or 0.0))
             return wait
 
     def stale(self, name: str, now: float | None = None) -> bool:
