@@ -13,7 +13,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from monitor.channels.base import Alert, Batch
 from monitor.channels.email import EmailChannel, SmtpTarget
 from monitor.config import EmailConfig
-from monitor.errors import DeliveryError
+from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Paper
 from tests.smtp_support import Certs, Inbox, free_port, make_certs
 
@@ -256,6 +256,8 @@ def test_plain_relay_and_loopback_without_starttls_deliver(smtp_server: Start) -
     assert [r.tls for r in inbox.received] == [False, False]
     assert not SmtpTarget.parse("smtp://smtp.example.org:587").loopback
     assert SmtpTarget.parse("smtp://localhost").loopback and SmtpTarget.parse("smtp://[::1]:25").loopback
+    with pytest.raises(ConfigError):
+        SmtpTarget.parse("smtp://:25")
 
 
 def test_an_unreachable_server_is_transient() -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from monitor.channels.base import Batch
 from monitor.channels.email_body import addresses, compose
 from monitor.config import EmailConfig
-from monitor.errors import DeliveryError
+from monitor.errors import ConfigError, DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,15 @@ class SmtpTarget:
 
     @classmethod
     def parse(cls, url: str) -> SmtpTarget:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise DeliveryError(f'email: cannot use smtp_url "{scheme}://…"', permanent=True)
-        return cls(scheme, parts.hostname, parts.port or _DEFAULT_PORTS[scheme])
+        """``ConfigError`` when the URL names no host or port we can use (never echoing the URL)."""
+        try:
+            parts = urlsplit(url)
+            scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+        except ValueError as exc:
+            raise ConfigError(f"smtp_url: {exc}") from None
+        if scheme not in _DEFAULT_PORTS or not host:
+            raise ConfigError(f'smtp_url: expected {scheme or "smtp"}://host[:port]')
+        return cls(scheme, host, port or _DEFAULT_PORTS[scheme])
 
     @property
     def loopback(self) -> bool:
