@@ -125,3 +125,14 @@ def test_an_unwritable_feeds_dir_is_a_transient_failure_and_later_delivered(
         blocked.unlink()
         assert dispatcher.run_due(now=time.time() + 3600).sent == 1
     assert [e.title for e in read(blocked / "feed.xml").entries] == ["Waiting"]
+
+
+def test_a_paper_from_a_text_page_without_any_link_is_a_valid_item(store: Any, tmp_path: Path) -> None:
+    text_paper = paper("Known only by its title", arxiv_id=None, url=None)
+    assert text_paper.key.startswith("title:")
+    record(store, "r", [text_paper], ["feed"])
+    deliver(store, tmp_path)
+    for name in ("feed.xml", "feed.atom"):
+        entries = read(tmp_path / name).entries
+        assert [e.title for e in entries] == ["Known only by its title"]
+        assert entries[0].id == text_paper.key

@@ -99,7 +99,10 @@ def _add_entry(fg: FeedGenerator, item: FeedItem) -> None:
         entry.author(name=xml_text(name))
     for rule in item.rules:
         entry.category(term=xml_text(rule))
-    entry.description(xml_text(_description(item)), isSummary=True)
+    description = xml_text(_description(item))
+    entry.description(description, isSummary=True)
+    if not link:  # Atom wants a link or a content element: papers from text pages have no link
+        entry.content(description, type="text")
     stamp = _stamp(item.at)
     entry.pubDate(stamp)
     entry.updated(stamp)
