@@ -198,3 +198,48 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
     finally:
         code, _ = daemon.stop()
     assert code == 0, daemon.log_text()[-3000:]
+
+
+class _HangingSlack(SlackStandIn):
+    """Holds the first post for ``hang`` seconds (a peer that stopped answering), the rest at once."""
+
+    hang = 30.0
+    arrived = 0
+
+    def _answer(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        self.arrived += 1
+        if self.arrived == 1:
+            time.sleep(self.hang)
+        return super()._answer(path, headers, raw)
+
+
+def test_sigterm_during_a_hanging_send_exits_in_time_and_the_batch_goes_out_after_restart(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()))
+    with _HangingSlack() as slack:
+        channels = (f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\n'
+                    f'channel = "#papers"\nbase_url = "{slack.base_url}"\ntimeout = 60\n')
+        rules = '[[rules]]\nname = "hot"\nmin_upvotes = 50\nnotify = ["team"]\n'
+        port = free_port()
+        config = write_config(tmp_path, port=port, sources=source("hf", replay.url("/api/daily_papers")),
+                              channels=channels, rules=rules)
+        daemon = Daemon(config, port)
+        try:
+            daemon.wait_up()
+            wait_for(lambda: slack.arrived >= 1, 15, "the send to start")
+        finally:
+            code, took = daemon.stop()
+        assert code == 0 and took < 10, daemon.log_text()[-2000:]
+        assert slack.messages == []
+
+        again = Daemon(config, port)
+        try:
+            again.wait_up()
+            wait_for(lambda: len(slack.messages) == 1, 15, "the released batch to be sent")
+        finally:
+            code, _ = again.stop()
+        assert code == 0
+        assert all(title[:30] in str(slack.messages[0].payload) for title in HOT)
