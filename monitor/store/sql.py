@@ -22,7 +22,8 @@ from monitor.models import Match, Paper, normalize_title
 from monitor.store import PollDiff, SourceState
 from monitor.store.deliveries import DeliveryQueries
 from monitor.store.diff import Known, changed_fields, dedupe, plan
-from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, papers, sources
+from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, sources
+from monitor.store.schema import papers as paper_table
 
 BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500  # bound parameters per IN (...), far below every database's limit
@@ -131,7 +132,7 @@ def _edited() -> sa.Update:
     """The executemany UPDATE of papers seen again with different values."""
     values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in _FIELDS}
     values["last_seen"] = values["updated_at"] = sa.bindparam("b_now")
-    return papers.update().where(papers.c.id == sa.bindparam("b_id")).values(values)
+    return paper_table.update().where(paper_table.c.id == sa.bindparam("b_id")).values(values)
 
 
 _EDITED = _edited()
@@ -209,11 +210,11 @@ class SqlStore(DeliveryQueries):
     # -- papers and the diff -----------------------------------------------------------------
 
     def apply_poll(
-        self, papers_seen: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
+        self, papers: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
     ) -> PollDiff:
         now = time.time() if now is None else now
-        norms = {paper.title: normalize_title(paper.title) for paper in papers_seen}
-        incoming = dedupe(papers_seen, norms.__getitem__)
+        norms = {paper.title: normalize_title(paper.title) for paper in papers}
+        incoming = dedupe(papers, norms.__getitem__)
         if not incoming:
             return PollDiff()
         with self._write("storing a poll") as conn:
@@ -224,7 +225,8 @@ class SqlStore(DeliveryQueries):
                     {**_columns(paper, norm), "first_seen": now, "last_seen": now, "updated_at": now}
                     for paper, norm in todo.fresh
                 ]
-                inserted = conn.execute(papers.insert().returning(papers.c.id, papers.c.key), rows)
+                insert = paper_table.insert().returning(paper_table.c.id, paper_table.c.key)
+                inserted = conn.execute(insert, rows)
                 ids.update({key: id_ for id_, key in inserted})
             changed: list[Paper] = []
             edits: list[dict[str, Any]] = []
@@ -244,7 +246,7 @@ class SqlStore(DeliveryQueries):
             if edits:
                 conn.execute(_EDITED, edits)
             for chunk in _chunks(untouched):  # the common case on a re-poll: one statement
-                conn.execute(papers.update().where(papers.c.id.in_(chunk)).values(last_seen=now))
+                conn.execute(paper_table.update().where(paper_table.c.id.in_(chunk)).values(last_seen=now))
             fresh = [paper for paper, _ in todo.fresh]
             recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now)
         return PollDiff(new=fresh, changed=changed, matches=recorded)
@@ -256,10 +258,10 @@ class SqlStore(DeliveryQueries):
         for start in range(0, len(incoming), 300):
             chunk = incoming[start : start + 300]
             arxiv_ids = {p.arxiv_id for p in chunk if p.arxiv_id}
-            query = sa.select(papers).where(sa.or_(
-                papers.c.key.in_({p.key for p in chunk}),
-                papers.c.title_norm.in_({norms[p.title] for p in chunk}),
-                *([papers.c.arxiv_id.in_(arxiv_ids)] if arxiv_ids else []),
+            query = sa.select(paper_table).where(sa.or_(
+                paper_table.c.key.in_({p.key for p in chunk}),
+                paper_table.c.title_norm.in_({norms[p.title] for p in chunk}),
+                *([paper_table.c.arxiv_id.in_(arxiv_ids)] if arxiv_ids else []),
             ))
             for row in conn.execute(query):
                 found.setdefault(row.id, Known(row.id, paper_from_row(row), row.title_norm))
@@ -308,9 +310,10 @@ class SqlStore(DeliveryQueries):
         # Keyset pages in short read transactions: no connection is held while the caller works.
         last_id = 0
         while True:
-            query = sa.select(papers).where(papers.c.id > last_id).order_by(papers.c.id).limit(_CHUNK)
+            query = sa.select(paper_table).where(paper_table.c.id > last_id)
+            query = query.order_by(paper_table.c.id).limit(_CHUNK)
             if since is not None:
-                query = query.where(papers.c.last_seen >= since)
+                query = query.where(paper_table.c.last_seen >= since)
             with self._read("reading papers") as conn:
                 rows = conn.execute(query).all()
             if not rows:
@@ -321,12 +324,12 @@ class SqlStore(DeliveryQueries):
 
     def get_paper(self, key: str) -> Paper | None:
         with self._read("reading a paper") as conn:
-            row = conn.execute(sa.select(papers).where(papers.c.key == key)).first()
+            row = conn.execute(sa.select(paper_table).where(paper_table.c.key == key)).first()
         return paper_from_row(row) if row is not None else None
 
     def count_papers(self) -> int:
         with self._read("counting papers") as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(papers)).scalar_one())
+            return int(conn.execute(sa.select(sa.func.count()).select_from(paper_table)).scalar_one())
 
     # -- source state ------------------------------------------------------------------------
 
