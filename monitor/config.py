@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import ConfigError
 
@@ -33,6 +41,14 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f'duration must be positive: "{text}"')
     return seconds
+
+
+def _duration_or_number(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# Seconds, written as a number or a duration string ("30s", "15m").
+Duration = Annotated[float, Field(gt=0), BeforeValidator(_duration_or_number)]
 
 
 class _Model(BaseModel):
@@ -71,14 +87,9 @@ Format = Literal["auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-at
 class SourceConfig(_Model):
     name: str = Field(min_length=1)
     url: str
-    every: float = 900.0
+    every: Duration = 900.0
     format: Format = "auto"
-    timeout: float = 30.0
-
-    @field_validator("every", "timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
+    timeout: Duration = 30.0
 
     @field_validator("url")
     @classmethod
@@ -98,7 +109,7 @@ class SlackConfig(_ChannelBase):
     token: str | None = None
     channel: str | None = None
     base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a stand-in
-    timeout: float = 30.0
+    timeout: Duration = 30.0
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackConfig:
@@ -119,7 +130,7 @@ class EmailConfig(_ChannelBase):
     digest: str | None = None  # "HH:MM" in ``timezone``: one message a day
     timezone: str = "UTC"
     ca_file: str | None = None  # trust this CA (a self-signed relay) besides the system's
-    timeout: float = 30.0
+    timeout: Duration = 30.0
 
     @field_validator("smtp_url")
     @classmethod
@@ -158,7 +169,7 @@ class WebhookConfig(_ChannelBase):
     type: Literal["webhook"]
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = 30.0
+    timeout: Duration = 30.0
 
 
 class ConsoleConfig(_ChannelBase):

@@ -232,3 +232,16 @@ def test_every_config_key_is_documented_in_the_readme() -> None:
     keys -= {"sources", "channels", "rules"}
     missing = sorted(k.rsplit(".", 1)[-1] for k in keys if k.rsplit(".", 1)[-1] not in documented)
     assert not missing, f"config keys not documented in README.md: {missing}"
+
+
+def test_timeouts_take_durations_like_intervals() -> None:
+    text = MINIMAL.replace('url = "http://127.0.0.1:9/api/daily_papers"',
+                           'url = "http://127.0.0.1:9/api/daily_papers"\ntimeout = "10s"\nevery = 45')
+    text += '\n[[channels]]\nname = "h"\ntype = "webhook"\nurl = "http://127.0.0.1:9/h"\ntimeout = "1m"\n'
+    settings = parse_settings(text, env={})
+    assert (settings.sources[0].timeout, settings.sources[0].every) == (10, 45)
+    hook = settings.channel("h")
+    assert isinstance(hook, WebhookConfig) and hook.timeout == 60
+    assert problems_of(text.replace('timeout = "1m"', "timeout = 0")) == [
+        "channels[1].timeout: Input should be greater than 0"
+    ]
