@@ -22,6 +22,11 @@ _LETTERS = str.maketrans({
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _MARKUP = re.compile(r"</?(?:i|b|em|strong|sub|sup|span|tt|code|br|p|a|math|mi|mo|mn|mrow|msub|msup)"
                      r"(?:\s[^<>]{0,200})?/?>", re.I)
+# ASCII bytes to what the fold makes of them: letters lowercased, digits kept, the rest a space.
+_ASCII_FOLD = bytes(
+    c | 0x20 if chr(c).isalpha() and c < 0x80 else c if chr(c).isdigit() and c < 0x80 else 0x20
+    for c in range(256)
+)
 
 
 def fold(text: str) -> str:
@@ -36,14 +41,45 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def _fold_table() -> dict[int, str]:
+    """Common non-ASCII characters (accented Latin letters, dashes, quotes, spaces, arrows) mapped
+    to what ``fold`` makes of each, or to a space for those that only break words. None of them is
+    or starts with a mark, so none composes with a neighbour: folding one alone is folding it in
+    context, and a text of ASCII and these characters folds by one ``str.translate``.
+    tests/test_match_text.py checks every such character next to every ASCII one and to each other.
+    """
+    table: dict[int, str] = {}
+    for code in (*range(0x80, 0x250), *range(0x2000, 0x2070), *range(0x2100, 0x2300)):
+        char = chr(code)
+        if unicodedata.category(unicodedata.normalize("NFKD", char)[0]).startswith("M"):
+            continue
+        folded = fold(char)
+        if "<" in folded or "\\" in folded:
+            continue
+        if folded.isascii():
+            table[code] = folded
+        elif not _WORD.search(folded):
+            table[code] = " "
+    return table
+
+
+_FOLD_TABLE = _fold_table()
+
+
 def tokenize(text: str | None) -> list[str]:
     """The words of ``text``, folded, in order."""
     if not text:
         return []
-    folded = fold(text)
-    if folded.isascii():
-        return _ASCII_WORD.findall(folded)
-    return _WORD.findall(folded)
+    if not text.isascii():
+        # Most text that is not ASCII is ASCII but for a few dashes, quotes or accented letters.
+        translated = text.translate(_FOLD_TABLE)
+        if not translated.isascii() or "\\" in translated or "<" in translated:
+            return _WORD.findall(fold(text))
+        text = translated
+    elif "\\" in text or "<" in text:
+        return _ASCII_WORD.findall(fold(text))
+    # One C-level pass each: fold the bytes, split on the spaces.
+    return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii").split()
 
 
 def normalize_phrase(text: str | None) -> str:
