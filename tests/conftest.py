@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import ReplayServer
+from tests.pg_support import PgServer, PgUnavailable
 
 
 @pytest.fixture
@@ -14,3 +16,25 @@ def replay() -> Iterator[ReplayServer]:
     """A real HTTP server on 127.0.0.1 answering scripted replies (see ``ReplayServer``)."""
     with ReplayServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server on loopback for the whole session (see tests/pg_support.py);
+    the tests that need it are skipped, with the reason, where none can be had."""
+    server = PgServer()
+    try:
+        server.start()
+    except PgUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh, empty database: a SQLite file in tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/db.sqlite"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()

@@ -28,8 +28,9 @@ class _DiskStore(DeliveryQueries):
         self.engine.dispose()
 
 
-def open_test_store(path: Path) -> Any:
-    url = f"sqlite:///{path}"
+def open_test_store(path: Path | str) -> Any:
+    """The store in a SQLite file at ``path``, or at a database URL."""
+    url = path if isinstance(path, str) else f"sqlite:///{path}"
     try:
         from monitor.store import open_store
 

@@ -1,4 +1,5 @@
-"""The outbox end to end: SQLite on disk, real webhook receivers on loopback, real dispatchers."""
+"""The outbox end to end: SQLite on disk or PostgreSQL (``store_url``), real webhook receivers on
+loopback, real dispatchers."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ OK = Reply(b'{"ok": true}', 200)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Any]:
-    s = open_test_store(tmp_path / "monitor.db")
+def store(store_url: str) -> Iterator[Any]:
+    s = open_test_store(store_url)
     yield s
     s.close()
 
@@ -196,9 +197,9 @@ def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: 
     assert len(bodies) == 1 and bodies[0]["key"] == key and titles(bodies) == ["P1", "P2"]
 
 
-def test_two_dispatchers_at_once_send_each_alert_once(tmp_path: Path, replay: ReplayServer) -> None:
+def test_two_dispatchers_at_once_send_each_alert_once(store_url: str, replay: ReplayServer) -> None:
     replay.route("/hook", OK)
-    stores = [open_test_store(tmp_path / "shared.db") for _ in range(2)]
+    stores = [open_test_store(store_url) for _ in range(2)]
     try:
         for i in range(30):
             record(stores[0], f"rule{i % 3}", [paper(f"P{i}")], ["hook"])
@@ -252,10 +253,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def write_config(tmp_path: Path, replay: ReplayServer, source: bool = False) -> Path:
+def write_config(tmp_path: Path, replay: ReplayServer, source: bool = False, database: str = "") -> Path:
     config = tmp_path / "monitor.toml"
+    database = database or f"sqlite:///{tmp_path}/monitor.db"
     text = (
-        f'[monitor]\ndatabase = "sqlite:///{tmp_path}/monitor.db"\nfeeds_dir = "{tmp_path}/feeds"\n\n'
+        f'[monitor]\ndatabase = "{database}"\nfeeds_dir = "{tmp_path}/feeds"\n\n'
         f'[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "{replay.url("/hook")}"\n\n'
         '[[channels]]\nname = "feed"\ntype = "rss"\n\n'
         '[[channels]]\nname = "console"\ntype = "console"\n\n'
@@ -268,11 +270,11 @@ def write_config(tmp_path: Path, replay: ReplayServer, source: bool = False) -> 
 
 
 def test_status_shows_a_dead_delivery_and_retry_dead_requeues_it(
-    tmp_path: Path, replay: ReplayServer
+    tmp_path: Path, replay: ReplayServer, store_url: str
 ) -> None:
-    config = write_config(tmp_path, replay)
+    config = write_config(tmp_path, replay, database=store_url)
     replay.route("/hook", Reply(b"unknown field", 422))
-    store = open_test_store(tmp_path / "monitor.db")
+    store = open_test_store(store_url)
     try:
         record(store, "everything", [paper("Alpha"), paper("Beta")], ["hook", "feed"])
         channels: dict[str, Channel] = {"hook": hook(replay, "hook")}

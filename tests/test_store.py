@@ -1,4 +1,5 @@
-"""The SQL store on SQLite in tmp_path: schema, the poll diff, key moves, matches, source state."""
+"""The SQL store on SQLite in tmp_path and on PostgreSQL (the ``store_url`` fixture): schema, the poll
+diff, key moves, matches, source state."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from monitor.match import compile_rules
 from monitor.models import Match, Paper, title_key
 from monitor.sources import parse_page
 from monitor.store import open_store
-from monitor.store.schema import SCHEMA_VERSION, deliveries, matches
+from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta
 from monitor.store.sql import SqlStore
 from tests.helpers import HF_JSON
 
@@ -27,8 +28,8 @@ TODAY = date(2026, 6, 12)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    opened = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+def store(store_url: str) -> Iterator[SqlStore]:
+    opened = open_store(store_url)
     yield opened
     opened.close()
 
@@ -77,15 +78,13 @@ def test_open_creates_directories_wal_and_versioned_schema(tmp_path: Path) -> No
     raw.close()
 
 
-def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/db.sqlite"
-    open_store(url).close()
-    raw = sqlite3.connect(tmp_path / "db.sqlite")
-    with raw:
-        raw.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
-    raw.close()
+def test_a_database_from_a_newer_version_is_refused(store_url: str) -> None:
+    store = open_store(store_url)
+    with store.engine.begin() as conn:
+        conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="99"))
+    store.close()
     with pytest.raises(StoreError, match="schema version 99"):
-        open_store(url)
+        open_store(store_url)
 
 
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
@@ -219,9 +218,8 @@ def test_iter_papers_since(store: SqlStore) -> None:
     assert len(list(store.iter_papers())) == 1201
 
 
-def test_two_processes_writing_at_once_wait_for_each_other(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/db.sqlite"
-    stores = [open_store(url), open_store(url)]
+def test_two_processes_writing_at_once_wait_for_each_other(store_url: str) -> None:
+    stores = [open_store(store_url), open_store(store_url)]
     errors: list[BaseException] = []
 
     def work(store: SqlStore, tag: str) -> None:

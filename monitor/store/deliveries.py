@@ -119,7 +119,8 @@ class DeliveryQueries:
         claim = {"state": "sending", "claimed_at": now, "attempts": d.attempts + 1}
         if head.batch_key is not None:
             key = head.batch_key
-            stmt = sa.update(deliveries).where(due, d.batch_key == key).values(**claim)
+            pick = sa.select(d.id).where(due, d.batch_key == key)
+            values: dict[str, Any] = claim
         else:
             key = uuid.uuid4().hex
             pick = sa.select(d.id).where(due, d.batch_key.is_(None))
@@ -128,8 +129,11 @@ class DeliveryQueries:
             else:
                 pick = pick.where(d.created_at < created_before)
             pick = pick.order_by(d.id).limit(limit)
-            stmt = sa.update(deliveries).where(due, d.batch_key.is_(None), d.id.in_(pick))
-            stmt = stmt.values(batch_key=key, **claim)
+            values = {"batch_key": key, **claim}
+        # PostgreSQL: rows another dispatcher is claiming right now are passed over, not waited
+        # for (SQLite renders no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
+        pick = pick.with_for_update(skip_locked=True)
+        stmt = sa.update(deliveries).where(due, d.id.in_(pick)).values(**values)
         with self._dq_write() as conn:
             # One statement: two dispatchers cannot both claim a row (the loser updates none).
             if conn.execute(stmt).rowcount == 0:

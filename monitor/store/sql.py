@@ -1,7 +1,9 @@
-"""The SQL store on SQLAlchemy Core: SQLite (WAL) by default, nothing SQLite-only but the PRAGMAs.
+"""The SQL store on SQLAlchemy Core: SQLite (WAL) by default, or PostgreSQL (psycopg).
 
-Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so that two processes (the daemon and
-a ``once``) wait for each other on busy_timeout instead of failing when a reader turns writer.
+Two processes (the daemon and a ``once``) storing polls at once must wait for each other, not
+fail on a key the other just inserted: on SQLite write transactions start with ``BEGIN IMMEDIATE``
+(and wait on busy_timeout); on PostgreSQL ``apply_poll`` locks the papers table against other
+writers (readers go on) and the schema upgrade takes an advisory lock.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from monitor.store.schema import papers as paper_table
 BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500  # bound parameters per IN (...), far below every database's limit
 _READ_ONLY = "paper_monitor_read_only"
+_PG_SCHEMA_LOCK = 0x70617065  # pg_advisory_xact_lock key of the schema upgrade ("pape")
 
 
 def _v1_create_all(conn: Connection) -> None:
@@ -181,6 +184,8 @@ class SqlStore(DeliveryQueries):
 
     def _upgrade(self) -> None:
         with self._write("upgrading the schema") as conn:
+            if conn.dialect.name == "postgresql":  # two processes starting on a new database
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SCHEMA_LOCK)))
             meta.create(conn, checkfirst=True)
             stored = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
             try:
@@ -218,6 +223,10 @@ class SqlStore(DeliveryQueries):
         if not incoming:
             return PollDiff()
         with self._write("storing a poll") as conn:
+            if conn.dialect.name == "postgresql":
+                # One poll at a time, like BEGIN IMMEDIATE on SQLite: the diff reads, then inserts.
+                # SHARE ROW EXCLUSIVE blocks only writers of papers; reads and FK checks go on.
+                conn.exec_driver_sql("LOCK TABLE papers IN SHARE ROW EXCLUSIVE MODE")
             todo = plan(incoming, self._load_known(conn, incoming, norms), norms.__getitem__)
             ids: dict[str, int] = {}
             if todo.fresh:
