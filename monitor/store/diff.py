@@ -3,10 +3,24 @@ into what is stored, and which changes count. ``sql.py`` loads the rows and writ
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from monitor.models import Paper, normalize_title
+
+# A normalized title longer than this is stored cut, with a digest of the whole: PostgreSQL refuses
+# unique-index entries over 2704 bytes, and 400 characters are at most 1600 bytes of UTF-8.
+_TITLE_NORM_MAX = 400
+
+
+def stored_title_norm(title: str) -> str:
+    """The normalized title as the ``title_norm`` column holds it (scraped titles can be any length);
+    the ``~`` after ``#`` keeps it apart from the ``#key`` suffix of a shared title (see ``plan``)."""
+    norm = normalize_title(title)
+    if len(norm) <= _TITLE_NORM_MAX:
+        return norm
+    return f"{norm[:_TITLE_NORM_MAX]} #~{hashlib.sha256(norm.encode('utf-8')).hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ def changed_fields(old: Paper, new: Paper) -> list[str]:
     return changes
 
 
-def dedupe(papers: Iterable[Paper], norm: Callable[[str], str] = normalize_title) -> list[Paper]:
+def dedupe(papers: Iterable[Paper], norm: Callable[[str], str] = stored_title_norm) -> list[Paper]:
     """One entry per paper of a page, in page order: entries with the same arXiv id, or the same
     normalized title where at most one of them has an id, are merged."""
     slots: list[Paper] = []
@@ -92,7 +106,7 @@ def dedupe(papers: Iterable[Paper], norm: Callable[[str], str] = normalize_title
 
 
 def plan(
-    incoming: list[Paper], known: Iterable[Known], norm: Callable[[str], str] = normalize_title
+    incoming: list[Paper], known: Iterable[Known], norm: Callable[[str], str] = stored_title_norm
 ) -> Plan:
     """Decide, for each (deduplicated) page paper, which stored paper it is, if any.
 

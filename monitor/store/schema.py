@@ -2,6 +2,8 @@
 
 Times are UTC epoch seconds (float). A paper has a surrogate ``id`` so its ``key`` can move from
 ``title:...`` to ``arxiv:...`` without touching the matches and deliveries that point at it.
+Values from scraped pages or the config (keys, arXiv ids, rule/channel/source names) are ``Text``:
+PostgreSQL enforces VARCHAR lengths, and no name or page should make a poll fail.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ papers = sa.Table(
     "papers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("key", sa.String(64), nullable=False, unique=True),
-    sa.Column("arxiv_id", sa.String(32), unique=True),  # NULL for papers known by title only
+    sa.Column("key", sa.Text, nullable=False, unique=True),
+    sa.Column("arxiv_id", sa.Text, unique=True),  # NULL for papers known by title only
     sa.Column("title_norm", sa.Text, nullable=False, unique=True),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("abstract", sa.Text),
@@ -35,7 +37,7 @@ papers = sa.Table(
     sa.Column("published", sa.Date),
     sa.Column("upvotes", sa.Integer),
     sa.Column("url", sa.Text),
-    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
     sa.Column("first_seen", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
@@ -45,7 +47,7 @@ matches = sa.Table(
     "matches",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("rule", sa.Text, nullable=False),
     sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), nullable=False),
     sa.Column("reasons", sa.JSON, nullable=False),  # list[str]
     sa.Column("matched_at", sa.Float, nullable=False),
@@ -59,9 +61,9 @@ deliveries = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=False),
-    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("rule", sa.Text, nullable=False),
     sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), nullable=False),
-    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
     sa.Column("state", sa.String(16), nullable=False, default="pending"),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
@@ -79,7 +81,7 @@ sa.Index("ix_deliveries_sent", deliveries.c.channel, deliveries.c.sent_at)
 sources = sa.Table(
     "sources",
     metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),

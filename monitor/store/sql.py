@@ -20,10 +20,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.models import Match, Paper, normalize_title
+from monitor.models import Match, Paper
 from monitor.store import PollDiff, SourceState
 from monitor.store.deliveries import DeliveryQueries
-from monitor.store.diff import Known, changed_fields, dedupe, plan
+from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, sources
 from monitor.store.schema import papers as paper_table
 
@@ -218,7 +218,7 @@ class SqlStore(DeliveryQueries):
         self, papers: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
     ) -> PollDiff:
         now = time.time() if now is None else now
-        norms = {paper.title: normalize_title(paper.title) for paper in papers}
+        norms = {paper.title: stored_title_norm(paper.title) for paper in papers}
         incoming = dedupe(papers, norms.__getitem__)
         if not incoming:
             return PollDiff()
