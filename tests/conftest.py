@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import ReplayServer
-from tests.pg_support import PgServer, PgUnavailable
+from tests.pg_support import ENV_REQUIRE, PgServer, PgUnavailable
 
 
 @pytest.fixture
@@ -26,6 +27,8 @@ def pg_server() -> Iterator[PgServer]:
     try:
         server.start()
     except PgUnavailable as exc:
+        if os.environ.get(ENV_REQUIRE):
+            pytest.fail(f"no PostgreSQL server ({ENV_REQUIRE} is set): {exc}")
         pytest.skip(f"no PostgreSQL server: {exc}")
     yield server
     server.stop()
