@@ -243,7 +243,7 @@ class Daemon:
         d = deliveries.c
         query = (sa.select(d.channel, sa.func.count(), sa.func.max(d.sent_at))
                  .where(d.state == "sent", d.channel.in_(list(channels))).group_by(d.channel))
-        with self.store.engine.connect() as conn:
+        with self.store.read("reading feed versions") as conn:
             versions = {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
         for name, cfg in channels.items():
             version = versions.get(name, (0, None))
@@ -255,7 +255,7 @@ class Daemon:
         """Outbox and match gauges from the store, health gauges, and the overdue-poll watchdog."""
         now = time.time()
         d, m = deliveries.c, matches.c
-        with self.store.engine.connect() as conn:
+        with self.store.read("reading outbox statistics") as conn:
             counts = [(r[0], r[1], int(r[2])) for r in conn.execute(
                 sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state))]
             oldest = {r[0]: r[1] for r in conn.execute(

@@ -170,8 +170,8 @@ class SqlStore(DeliveryQueries):
             raise StoreError(f"{action}: {_reason(exc)}") from exc
 
     @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        """One read transaction (deferred: takes no write lock)."""
+    def read(self, action: str) -> Iterator[Connection]:
+        """One read transaction (deferred on SQLite: takes no write lock); errors become StoreError."""
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**{_READ_ONLY: True})
@@ -208,7 +208,7 @@ class SqlStore(DeliveryQueries):
 
     def schema_version(self) -> int:
         """The schema version the database is at."""
-        with self._read("reading the schema version") as conn:
+        with self.read("reading the schema version") as conn:
             stored = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
         return int(stored or 0)
 
@@ -323,7 +323,7 @@ class SqlStore(DeliveryQueries):
             query = query.order_by(paper_table.c.id).limit(_CHUNK)
             if since is not None:
                 query = query.where(paper_table.c.last_seen >= since)
-            with self._read("reading papers") as conn:
+            with self.read("reading papers") as conn:
                 rows = conn.execute(query).all()
             if not rows:
                 return
@@ -332,23 +332,23 @@ class SqlStore(DeliveryQueries):
             last_id = rows[-1].id
 
     def get_paper(self, key: str) -> Paper | None:
-        with self._read("reading a paper") as conn:
+        with self.read("reading a paper") as conn:
             row = conn.execute(sa.select(paper_table).where(paper_table.c.key == key)).first()
         return paper_from_row(row) if row is not None else None
 
     def count_papers(self) -> int:
-        with self._read("counting papers") as conn:
+        with self.read("counting papers") as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(paper_table)).scalar_one())
 
     # -- source state ------------------------------------------------------------------------
 
     def get_source_state(self, name: str) -> SourceState | None:
-        with self._read("reading source state") as conn:
+        with self.read("reading source state") as conn:
             row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
         return _state(row) if row is not None else None
 
     def list_source_states(self) -> list[SourceState]:
-        with self._read("reading source state") as conn:
+        with self.read("reading source state") as conn:
             return [_state(row) for row in conn.execute(sa.select(sources).order_by(sources.c.name))]
 
     def record_success(
