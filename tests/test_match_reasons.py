@@ -1,0 +1,62 @@
+"""The reasons a match carries, against ``explain`` (which reads the paper directly, with no index):
+for random rules without a query, the index gives exactly the lines ``explain`` says hold, in
+order. And every Match the index makes is the Match that validation would make."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.config import RuleConfig
+from monitor.match import compile_rules, explain
+from monitor.models import Match, Paper
+from tests.test_match_properties import paper, person, rules
+
+_HOLDS = [
+    (re.compile(r'^(keyword "[^"]*"): in (title|abstract)$'), r"\1 in \2"),
+    (re.compile(r'^(author "([^"]*)"): yes \(as "\2"\)$'), r"\1"),
+    (re.compile(r'^(author "[^"]*"): yes (\(as "[^"]*"\))$'), r"\1 \2"),
+    (re.compile(r'^(organization "[^"]*"): yes$'), r"\1"),
+    (re.compile(r"^min_upvotes (\d+): upvotes (\d+), ok$"), r"upvotes \2 >= \1"),
+]
+
+
+def expected_reasons(rule: RuleConfig, item: Paper) -> list[str]:
+    reasons = []
+    for line in explain(rule, item):
+        for pattern, reason in _HOLDS:
+            if pattern.match(line):
+                reasons.append(pattern.sub(reason, line))
+                break
+    if not (rule.keywords or rule.authors or rule.organizations or rule.min_upvotes is not None):
+        reasons.append("no conditions: every paper")
+    return list(dict.fromkeys(reasons))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules(), st.lists(paper(), min_size=1, max_size=4))
+def test_reasons_are_what_explain_says_holds(rule_list: list[RuleConfig], papers: list[Paper]) -> None:
+    plain = [rule.model_copy(update={"query": None}) for rule in rule_list]
+    index = compile_rules(plain)
+    for item in papers:
+        for found in index.match(item):
+            rule = next(r for r in plain if r.name == found.rule)
+            assert found.reasons == expected_reasons(rule, item), (rule, item)
+
+
+@settings(max_examples=50, deadline=None)
+@given(rules(), paper(), person)
+def test_matches_are_the_matches_validation_makes(rule_list: list[RuleConfig], item: Paper,
+                                                  name: str) -> None:
+    rule_list.append(RuleConfig(name="every", notify=["console", "feed"]))
+    rule_list.append(RuleConfig(name="who", authors=[name], notify=["slack"]))
+    for found in compile_rules(rule_list).match(item):
+        validated = Match(rule=found.rule, paper=found.paper, reasons=found.reasons, notify=found.notify)
+        assert found == validated
+        assert repr(found) == repr(validated)
+        assert found.model_dump() == validated.model_dump()
+        assert found.model_dump_json() == validated.model_dump_json()
+        assert found.model_fields_set == {"rule", "paper", "reasons", "notify"}
+        assert found.model_copy(update={"rule": "x"}).rule == "x" and found.rule != "x"
