@@ -6,7 +6,8 @@ Rules are drawn, with a fixed seed, from the words of one half of the recorded p
 pages): phrases of adjacent content words, specific words, prefixes, authors (real names from the
 HF JSON mixed with made-up pairings), organizations, excludes, min_upvotes, a few queries. Papers
 are the other half (a seed page, the HF JSON and HTML, the arXiv Atom pages): rules written from
-yesterday's papers, matched against today's.
+yesterday's papers, matched against today's. Times are CPU time (time.process_time), and each
+throughput the best of its rounds, so that other work on a shared machine disturbs them least.
 """
 
 from __future__ import annotations
@@ -145,24 +146,30 @@ class RuleMaker:
 
 
 def rate(papers: list[Paper], work: Callable[[Paper], object], seconds: float) -> float:
-    """Papers per second, over whole passes through ``papers`` for at least ``seconds``."""
-    done, start = 0, time.perf_counter()
-    while True:
-        for paper in papers:
-            work(paper)
-        done += len(papers)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
+    """Papers per second: the best of rounds (whole passes through ``papers``, at least 0.2 s
+    each) over ``seconds`` of CPU time, so that other processes on the machine count least."""
+    best, spent = 0.0, 0.0
+    while spent < seconds or not best:
+        done, start = 0, time.process_time()
+        while True:
+            for paper in papers:
+                work(paper)
+            done += len(papers)
+            elapsed = time.process_time() - start
+            if elapsed >= min(0.2, seconds):
+                break
+        spent += elapsed
+        best = max(best, done / elapsed)
+    return best
 
 
 def bench(count: int, maker: RuleMaker, papers: list[Paper], seconds: float, floor: float) -> None:
     rules = [maker.rule(i) for i in range(count)]
     gc.collect()
     before = rss_mb()
-    start = time.perf_counter()
+    start = time.process_time()
     index = compile_rules(rules)
-    compile_s = time.perf_counter() - start
+    compile_s = time.process_time() - start
     gc.collect()
     index_mb = rss_mb() - before
     for paper in papers:  # warm the per-word memo, as a running daemon would be
@@ -172,19 +179,19 @@ def bench(count: int, maker: RuleMaker, papers: list[Paper], seconds: float, flo
     per_paper = sum(map(len, fired)) / len(papers)
     firing = len(set().union(*fired)) / count
 
-    start = time.perf_counter()
+    start = time.process_time()
     reference = ReferenceMatcher(rules)
-    reference_compile = time.perf_counter() - start
+    reference_compile = time.process_time() - start
     budget = max(seconds, 1.0)
     sample: list[Paper] = []
-    start = time.perf_counter()
+    start = time.process_time()
     for paper in papers:
         expected = reference.match(paper)
         assert [m.rule for m in index.match(paper)] == expected, paper.title
         sample.append(paper)
-        if time.perf_counter() - start > budget:
+        if time.process_time() - start > budget:
             break
-    reference_rate = len(sample) / (time.perf_counter() - start)
+    reference_rate = len(sample) / (time.process_time() - start)
     print(f"{count:>7} rules  compile {compile_s:6.2f}s  index +{index_mb:6.0f} MB RSS  "
           f"matches/paper {per_paper:6.1f}  rules firing on any paper {firing:.0%}")
     print(f"         index {index_rate:9.0f} papers/s ({floor / index_rate:4.1f}x tokenizing alone)   "
@@ -209,7 +216,7 @@ def main() -> int:
           f"{len(maker.specific)} specific words, {len(maker.stems)} stems, {len(names)} author names)")
 
     tokenize_rate = rate(papers, lambda p: (tokenize(p.title), tokenize(p.abstract)), args.seconds)
-    text_rate = rate(papers, lambda p: PaperText(p.title, p.abstract), args.seconds)
+    text_rate = rate(papers, lambda p: PaperText(p.title, p.abstract).all_pairs, args.seconds)
     print(f"floor: tokenizing alone {tokenize_rate:9.0f} papers/s; with word sets and pairs {text_rate:9.0f}")
     for count in counts:
         bench(count, maker, papers, args.seconds, tokenize_rate)
