@@ -7,10 +7,8 @@ rules with no positive atom sit on a short list (or, for pure ``min_upvotes`` ru
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import chain, repeat
-
-from pydantic import BaseModel
 
 from monitor.config import RuleConfig
 from monitor.match.atoms import Field
@@ -19,7 +17,6 @@ from monitor.match.text import PaperText, normalize_phrase
 from monitor.models import Match, Paper
 
 _MEMO_LIMIT = 500_000
-MakeMatch = Callable[[str, Paper, list[str], list[str]], Match]
 
 
 def compile_rules(rules: Sequence[RuleConfig]) -> RuleIndex:
@@ -70,7 +67,6 @@ class RuleIndex:
         self._scoped_memo: dict[str, tuple[tuple[int, Field], ...]] = {}
         self._word_seen: set[str] = set()
         self._author_memo: dict[str, tuple[int, ...]] = {}
-        self._make = match_factory()
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -94,7 +90,7 @@ class RuleIndex:
         if upvotes is not None and self._thresholds:
             candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         found: list[Match] = []
-        plans, make = self._plans, self._make
+        plans = self._plans
         for rule_id in sorted(candidates):
             name, notify, excludes, minimum, entries, authors, slow = plans[rule_id]
             if excludes is not None and not excludes.isdisjoint(true):
@@ -115,7 +111,7 @@ class RuleIndex:
                                if atom_id in true]
                 if minimum is not None:
                     reasons.append(f"upvotes {upvotes} >= {minimum}")
-            found.append(make(name, paper, reasons, list(notify)))
+            found.append(Match(name, paper, reasons, list(notify)))
         return found
 
     def _true_terms(self, text: PaperText) -> tuple[set[int], set[int]]:
@@ -193,40 +189,3 @@ class RuleIndex:
                 if atom_id not in true:
                     true.add(atom_id)
                     aliases[atom_id] = raw
-
-
-def match_factory() -> MakeMatch:
-    """A maker of ``Match`` from values already of the right types (a rule name, a validated Paper,
-    new lists of strings), without validating them again: what ``Match.model_construct`` does, in
-    a fifth of its time, by setting the four slots of a pydantic model. Checked against a validated
-    ``Match`` first; on any difference (a pydantic that keeps its state elsewhere), the validating
-    constructor is used instead.
-    """
-    new, fields = object.__new__, frozenset(Match.model_fields)
-    names = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-    slots = {name: getattr(BaseModel.__dict__.get(name), "__set__", None) for name in names}
-    set_dict, set_fields = slots["__dict__"], slots["__pydantic_fields_set__"]
-    set_extra, set_private = slots["__pydantic_extra__"], slots["__pydantic_private__"]
-
-    def construct(rule: str, paper: Paper, reasons: list[str], notify: list[str]) -> Match:
-        match = new(Match)
-        set_dict(match, {"rule": rule, "paper": paper, "reasons": reasons, "notify": notify})  # type: ignore[misc]
-        set_fields(match, set(fields))  # type: ignore[misc]
-        set_extra(match, None)  # type: ignore[misc]
-        set_private(match, None)  # type: ignore[misc]
-        return match
-
-    def validate(rule: str, paper: Paper, reasons: list[str], notify: list[str]) -> Match:
-        return Match(rule=rule, paper=paper, reasons=reasons, notify=notify)
-
-    if None in slots.values():
-        return validate
-    sample = Paper.build(title="t", source="check")
-    try:
-        made = construct("r", sample, ["why"], ["ch"])
-    except (AttributeError, TypeError):
-        return validate
-    checked = validate("r", sample, ["why"], ["ch"])
-    same = (made == checked and made.model_dump() == checked.model_dump() and repr(made) == repr(checked)
-            and made.model_fields_set == checked.model_fields_set and made.model_copy() == checked)
-    return construct if same else validate
