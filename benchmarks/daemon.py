@@ -34,17 +34,10 @@ from monitor.config import RssConfig, RuleConfig  # noqa: E402
 from monitor.match import compile_rules  # noqa: E402
 from monitor.models import Paper  # noqa: E402
 from monitor.store import open_store  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 ABSTRACT = ("We study how large language models can be made faster at inference time without losing "
             "accuracy, combining speculative decoding with a compressed KV cache. ") * 6
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def seed_store(root: Path) -> str:

@@ -12,9 +12,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,34 +24,24 @@ from monitor.config import WebhookConfig  # noqa: E402
 from monitor.models import Paper  # noqa: E402
 from monitor.outbox import Dispatcher  # noqa: E402
 from monitor.store import open_store  # noqa: E402
+from tests.helpers import LoopbackServer, QuietHandler  # noqa: E402
 from tests.outbox_support import record  # noqa: E402
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """A keep-alive HTTP/1.1 receiver on 127.0.0.1 that answers 200 in one write, without Nagle
     (a split header/body write would measure delayed-ACK stalls, not our client)."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.url = self.root + "/hook"
 
 
 def sample(i: int) -> Paper:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "fixtures"
@@ -22,6 +24,53 @@ ARXIV_ATOM = REAL / "arxiv_api_query_2026-06-14.atom.xml"
 ARXIV_ATOM_LEGACY = REAL / "arxiv_api_query_legacy_2025-10-17.atom.xml"
 ARXIV_RSS_EMPTY = REAL / "arxiv_rss_physics_empty_2025-12-31.reconstructed.xml"
 SEED_PAGES = sorted(SEEDS.glob("*.txt"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers the test starts itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 that logs nothing (pytest would show every request)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 running ``handler`` until ``close()`` (or the ``with`` ends).
+
+    The scripted servers of the tests and benchmarks (replay, Slack stand-in, webhook receivers) build
+    on it, so each says only how it answers.
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        # Poll for shutdown every 50 ms, not the default 0.5 s: every test closes one.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def root(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
@@ -42,7 +91,7 @@ class Seen:
     body: bytes
 
 
-class ReplayServer:
+class ReplayServer(LoopbackServer):
     """A real HTTP server on 127.0.0.1 that answers each path from a queue of ``Reply``s.
 
     The last reply of a path's queue repeats once the others are used up. Every request is kept
@@ -55,9 +104,7 @@ class ReplayServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -82,18 +129,11 @@ class ReplayServer:
 
             do_GET = do_POST = do_HEAD = _answer
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     @property
     def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.root
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -105,13 +145,3 @@ class ReplayServer:
 
     def hits(self, path: str) -> int:
         return sum(1 for r in self.requests if r.path.split("?", 1)[0] == path)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> ReplayServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -16,13 +16,14 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from tests.helpers import free_port
 
 ENV_URL = "PAPER_MONITOR_TEST_PG_URL"
 ENV_REQUIRE = "PAPER_MONITOR_REQUIRE_PG"
@@ -74,12 +75,6 @@ def install_with_apt() -> None:
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
             raise PgUnavailable(f"`{' '.join(cmd)}` failed ({done.returncode}): {tail[0]}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_user() -> str | None:
@@ -140,7 +135,7 @@ class PgServer:
         if init.returncode != 0:
             raise PgUnavailable(f"initdb failed: {(init.stderr or init.stdout).strip()[-500:]}")
         for _ in range(3):  # another process may take the free port between our look and the start
-            port = _free_port()
+            port = free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {port} -k {self.base} -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"

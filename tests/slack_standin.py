@@ -12,9 +12,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.helpers import LoopbackServer, QuietHandler
 
 API_PATH = "/api/chat.postMessage"
 WEBHOOK_PATH = "/services/T0000/B0000/not-a-real-secret"
@@ -45,7 +46,7 @@ class Posted:
     at: float = field(default_factory=time.monotonic)
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackServer):
     """Use as a context manager. ``messages`` are the accepted posts, in arrival order."""
 
     def __init__(self, token: str = "xoxb-test-token", channels: tuple[str, ...] = ("#papers", "C0PAPERS")):
@@ -56,9 +57,7 @@ class SlackStandIn:
         self._lock = threading.Lock()
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -74,18 +73,7 @@ class SlackStandIn:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client is gone (tests kill daemons mid-request): nothing to answer
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def root(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(Handler)
 
     @property
     def base_url(self) -> str:
@@ -104,17 +92,6 @@ class SlackStandIn:
         """Answer the next requests (any endpoint) with these, in turn; then behave normally again."""
         with self._lock:
             self._script.extend(answers)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> SlackStandIn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- the emulation -----------------------------------------------------------------------
 

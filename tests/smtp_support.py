@@ -5,7 +5,6 @@ spot (a private CA and a localhost certificate it signed) for STARTTLS / SMTPS s
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import ssl
 import threading
 from collections import deque
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.helpers import free_port
 
 
 @dataclass
@@ -67,12 +68,6 @@ class Inbox:
                     session.ssl is not None,
                 ))
         return reply
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

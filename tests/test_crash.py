@@ -10,10 +10,8 @@ import json
 import random
 import re
 import sqlite3
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,8 @@ from monitor.config import RuleConfig
 from monitor.match import compile_rules
 from monitor.sources import parse_page
 from monitor.store import open_store
-from tests.daemon_support import Daemon, free_port, source, wait_for, write_config
-from tests.helpers import HF_JSON, SEED_PAGES, ReplayServer, Reply
+from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.helpers import HF_JSON, SEED_PAGES, LoopbackServer, QuietHandler, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
 
 KILLS = 21
@@ -54,16 +52,14 @@ class SlowSlack(SlackStandIn):
         return answer
 
 
-class Hook:
+class Hook(LoopbackServer):
     """A webhook receiver that answers after a short delay and keeps every POST with its timing."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[float, float, str, dict[str, Any]]] = []
         hook = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 began = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -74,21 +70,11 @@ class Hook:
                 hook.posts.append((began, time.monotonic(), self.headers.get("Idempotency-Key", ""),
                                    json.loads(body)))
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return self.root + "/hook"
 
 
 def _reference(tmp: Path) -> tuple[set[tuple[str, str]], list[int]]:

@@ -12,8 +12,8 @@ import feedparser
 import pytest
 
 from monitor.sources import parse_page
-from tests.daemon_support import Daemon, Inbox, free_port, source, wait_for, write_config
-from tests.helpers import ARXIV_ATOM, HF_HTML, HF_JSON, SEED_PAGES, ReplayServer, Reply
+from tests.daemon_support import Daemon, Inbox, source, wait_for, write_config
+from tests.helpers import ARXIV_ATOM, HF_HTML, HF_JSON, SEED_PAGES, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
 
 HOT = sorted(p.title for p in parse_page(HF_JSON.read_bytes()) if (p.upvotes or 0) >= 50)

@@ -15,7 +15,8 @@ from monitor.channels.email import EmailChannel, SmtpTarget
 from monitor.config import EmailConfig
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Paper
-from tests.smtp_support import Certs, Inbox, free_port, make_certs
+from tests.helpers import free_port
+from tests.smtp_support import Certs, Inbox, make_certs
 
 Start = Callable[..., tuple[Inbox, int]]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import socket
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -19,7 +18,7 @@ from monitor.fetch import (
     parse_ratelimit,
     parse_retry_after,
 )
-from tests.helpers import ReplayServer, Reply
+from tests.helpers import ReplayServer, Reply, free_port
 
 FAST = RetryPolicy(attempts=3, max_total=5.0, base=0.01, cap=0.05)
 
@@ -36,13 +35,6 @@ class Waits:
 
 def fetcher(waits: Waits | None = None, policy: RetryPolicy = FAST, **kw: object) -> Fetcher:
     return Fetcher(policy=policy, sleep=waits or Waits(), **kw)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_ok_returns_body_validators_and_names_the_project(replay: ReplayServer) -> None:

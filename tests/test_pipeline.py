@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from monitor.models import Match, Paper
 from monitor.pipeline import PollReport, poll, printable, run_once
 from monitor.store import open_store
 from monitor.store.sql import SqlStore
-from tests.helpers import HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply
+from tests.helpers import HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
 
 FAST = RetryPolicy(attempts=3, max_total=5.0, base=0.01, cap=0.05)
 ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)  # matches every paper
@@ -180,13 +179,6 @@ def test_garbage_from_one_source_is_logged_and_the_next_source_still_runs(
         assert (state.last_error or "").startswith("ParseError")
     finally:
         store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(
