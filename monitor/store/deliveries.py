@@ -1,23 +1,20 @@
 """The outbox's SQL: claiming due deliveries as batches, marking them, and the operator's counts.
 
-``DeliveryQueries`` is a mixin for the store (it expects ``self.engine``); every method is one or
+``DeliveryQueries`` is a base of the SQL store (``Transactions`` on its ``engine``); every method is one or
 two short transactions, so it is safe with several dispatcher threads, or processes, at once.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
 from monitor.models import Paper
+from monitor.store.base import Transactions, paper_from_row
 from monitor.store.schema import deliveries, matches, papers
 
 _OPEN = ("pending", "failed")  # states a dispatcher may claim
@@ -60,27 +57,6 @@ class ChannelCounts:
     last_error: str | None = None
 
 
-def paper_from_row(row: Any) -> Paper:
-    """A ``Paper`` from a row holding the ``papers`` columns."""
-    published = row.published
-    if isinstance(published, str):
-        published = date.fromisoformat(published)
-    return Paper(
-        key=row.key,
-        arxiv_id=row.arxiv_id,
-        title=row.title,
-        abstract=row.abstract,
-        authors=list(row.authors or []),
-        authors_count=row.authors_count,
-        organization=row.organization,
-        organization_id=row.organization_id,
-        published=published,
-        upvotes=row.upvotes,
-        url=row.url,
-        source=row.source,
-    )
-
-
 _PAPER_COLS = [
     papers.c.key, papers.c.arxiv_id, papers.c.title, papers.c.abstract, papers.c.authors,
     papers.c.authors_count, papers.c.organization, papers.c.organization_id, papers.c.published,
@@ -88,10 +64,8 @@ _PAPER_COLS = [
 ]
 
 
-class DeliveryQueries:
+class DeliveryQueries(Transactions):
     """Outbox queries over ``deliveries`` (see monitor/store/schema.py for the states)."""
-
-    engine: sa.Engine
 
     def queue_head(self, channel: str) -> Head | None:
         """The oldest pending or failed row of ``channel``, due or not."""
@@ -102,7 +76,7 @@ class DeliveryQueries:
             .order_by(d.id)
             .limit(1)
         )
-        with self._dq_read() as conn:
+        with self.read("reading a queue head") as conn:
             row = conn.execute(query).first()
         return Head(*row) if row else None
 
@@ -134,7 +108,7 @@ class DeliveryQueries:
         # for (SQLite renders no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
         pick = pick.with_for_update(skip_locked=True)
         stmt = sa.update(deliveries).where(due, d.id.in_(pick)).values(**values)
-        with self._dq_write() as conn:
+        with self._write("claiming a batch") as conn:
             # One statement: two dispatchers cannot both claim a row (the loser updates none).
             if conn.execute(stmt).rowcount == 0:
                 return key, []
@@ -148,7 +122,7 @@ class DeliveryQueries:
             .where(d.batch_key == key, d.state == "sending")
             .order_by(d.id)
         )
-        with self._dq_read() as conn:
+        with self.read("reading a batch") as conn:
             rows = conn.execute(query).all()
         return [
             Claimed(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.attempts, r.created_at)
@@ -170,7 +144,7 @@ class DeliveryQueries:
     def _finish(self, key: str, **values: Any) -> int:
         d = deliveries.c
         stmt = sa.update(deliveries).where(d.batch_key == key, d.state == "sending").values(**values)
-        with self._dq_write() as conn:
+        with self._write("marking a batch") as conn:
             return int(conn.execute(stmt).rowcount)
 
     def recover_sending(self, now: float, channels: Iterable[str] | None = None) -> int:
@@ -179,7 +153,7 @@ class DeliveryQueries:
         stmt = sa.update(deliveries).where(d.state == "sending")
         if channels is not None:
             stmt = stmt.where(d.channel.in_(list(channels)))
-        with self._dq_write() as conn:
+        with self._write("recovering interrupted sends") as conn:
             return int(conn.execute(stmt.values(state="pending", next_attempt_at=now)).rowcount)
 
     def requeue_dead(self, now: float, channel: str | None = None) -> int:
@@ -189,7 +163,7 @@ class DeliveryQueries:
         if channel is not None:
             stmt = stmt.where(d.channel == channel)
         values = {"state": "pending", "attempts": 0, "next_attempt_at": now, "batch_key": None}
-        with self._dq_write() as conn:
+        with self._write("requeueing dead deliveries") as conn:
             return int(conn.execute(stmt.values(**values)).rowcount)
 
     def delivery_counts(self, since: float) -> dict[str, ChannelCounts]:
@@ -203,7 +177,7 @@ class DeliveryQueries:
         )
         last_dead = sa.select(d.channel, d.last_error).where(d.state == "dead").order_by(d.id)
         out: dict[str, dict[str, Any]] = {}
-        with self._dq_read() as conn:
+        with self.read("counting deliveries") as conn:
             for channel, state, count in conn.execute(by_state):
                 out.setdefault(channel, {})[state] = int(count)
             for channel, count in conn.execute(sent):
@@ -233,25 +207,6 @@ class DeliveryQueries:
             .order_by(d.created_at.desc(), d.id.desc())
             .limit(limit)
         )
-        with self._dq_read() as conn:
+        with self.read("reading feed rows") as conn:
             rows = conn.execute(query).all()
         return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at) for r in rows]
-
-    @contextmanager
-    def _dq_read(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.connect() as conn:
-                # The SQL store's SQLite hook then opens a deferred BEGIN: reads take no write lock.
-                conn.execution_options(paper_monitor_read_only=True)
-                with conn.begin():
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database: {exc}") from exc
-
-    @contextmanager
-    def _dq_write(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database: {exc}") from exc

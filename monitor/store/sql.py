@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.models import Match, Paper
 from monitor.store import PollDiff, SourceState
+from monitor.store.base import READ_ONLY, paper_from_row
 from monitor.store.deliveries import DeliveryQueries
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, sources
@@ -29,7 +28,6 @@ from monitor.store.schema import papers as paper_table
 
 BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500  # bound parameters per IN (...), far below every database's limit
-_READ_ONLY = "paper_monitor_read_only"
 _PG_SCHEMA_LOCK = 0x70617065  # pg_advisory_xact_lock key of the schema upgrade ("pape")
 
 
@@ -77,7 +75,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY)
+        read_only = conn.get_execution_options().get(READ_ONLY)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
@@ -101,19 +99,6 @@ def insert_ignore(
                 conn.execute(table.insert(), dict(row))
         except IntegrityError:
             pass
-
-
-def paper_from_row(row: Any) -> Paper:
-    """A ``Paper`` from a ``papers`` row; ``StoreError`` if the row does not hold one."""
-    try:
-        return Paper(
-            key=row.key, arxiv_id=row.arxiv_id, title=row.title, abstract=row.abstract,
-            authors=list(row.authors or []), authors_count=row.authors_count,
-            organization=row.organization, organization_id=row.organization_id,
-            published=row.published, upvotes=row.upvotes, url=row.url, source=row.source,
-        )
-    except ValidationError as exc:
-        raise StoreError(f"paper row {row.id} is unreadable: {exc.errors()[0]['msg']}") from exc
 
 
 _FIELDS = (
@@ -159,26 +144,6 @@ class SqlStore(DeliveryQueries):
 
     def close(self) -> None:
         self.engine.dispose()
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Connection]:
-        """One write transaction; a database failure becomes ``StoreError("<action>: ...")``."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"{action}: {_reason(exc)}") from exc
-
-    @contextmanager
-    def read(self, action: str) -> Iterator[Connection]:
-        """One read transaction (deferred on SQLite: takes no write lock); errors become StoreError."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execution_options(**{_READ_ONLY: True})
-                with conn.begin():
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"{action}: {_reason(exc)}") from exc
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -385,9 +350,3 @@ def _state(row: Any) -> SourceState:
         last_error=row.last_error, consecutive_failures=row.consecutive_failures,
     )
 
-
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's own message, one line, without SQLAlchemy's SQL dump and background link."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig) if orig is not None else str(exc)
-    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"

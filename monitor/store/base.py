@@ -1,0 +1,64 @@
+"""What the SQL store and its outbox queries share: transactions that turn database failures into
+``StoreError`` (with the driver's one-line reason, never the SQL or its parameters), and row -> Paper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.errors import StoreError
+from monitor.models import Paper
+
+# Execution option that makes the SQLite "begin" hook open a deferred BEGIN (no write lock).
+READ_ONLY = "paper_monitor_read_only"
+
+
+class Transactions:
+    """A base for the store's query classes: ``read`` and ``_write`` on ``self.engine``."""
+
+    engine: Engine
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        """One write transaction; a database failure becomes ``StoreError("<action>: ...")``."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action}: {reason(exc)}") from exc
+
+    @contextmanager
+    def read(self, action: str) -> Iterator[Connection]:
+        """One read transaction (deferred on SQLite: takes no write lock); errors become StoreError."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{action}: {reason(exc)}") from exc
+
+
+def reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, one line, without SQLAlchemy's SQL dump and background link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc)
+    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def paper_from_row(row: Any) -> Paper:
+    """A ``Paper`` from a row holding the ``papers`` columns; ``StoreError`` if it does not hold one."""
+    try:
+        return Paper(
+            key=row.key, arxiv_id=row.arxiv_id, title=row.title, abstract=row.abstract,
+            authors=list(row.authors or []), authors_count=row.authors_count,
+            organization=row.organization, organization_id=row.organization_id,
+            published=row.published, upvotes=row.upvotes, url=row.url, source=row.source,
+        )
+    except ValidationError as exc:
+        raise StoreError(f"paper row {row.key!r} is unreadable: {exc.errors()[0]['msg']}") from exc
