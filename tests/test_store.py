@@ -94,6 +94,9 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     assert isinstance(err.value.__cause__, sa.exc.SQLAlchemyError)
     with pytest.raises(StoreError, match="bad database URL"):
         open_store("not a url")
+    with pytest.raises(StoreError, match="bad database URL") as err:
+        open_store("postgresql://monitor:hunter2@db.example:notaport/papers")
+    assert "hunter2" not in str(err.value)
 
 
 # -- the diff ------------------------------------------------------------------------------

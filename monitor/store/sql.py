@@ -45,7 +45,7 @@ def open_sql_store(url: str) -> SqlStore:
     """A ``SqlStore`` at ``url`` (parent directories of a SQLite file are created); ``StoreError``."""
     try:
         parsed = sa.make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise StoreError(f"bad database URL: {exc}") from exc
     try:
         if parsed.get_backend_name() == "sqlite":
