@@ -11,25 +11,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from monitor.channels.base import Channel
+from monitor.channels.base import Channel, FeedRows
 from monitor.config import ChannelConfig, RssConfig, Settings
 from monitor.errors import MonitorError
-from monitor.store.deliveries import DeliveryQueries
 
-Factory = Callable[[ChannelConfig, Settings, DeliveryQueries], Channel]
+Factory = Callable[[ChannelConfig, Settings, FeedRows], Channel]
 
 
 def _plain(module: str, cls: str) -> Factory:
     """A factory for channels built from their config alone: ``cls(cfg)``."""
 
-    def build(cfg: ChannelConfig, settings: Settings, store: DeliveryQueries) -> Channel:
+    def build(cfg: ChannelConfig, settings: Settings, store: FeedRows) -> Channel:
         implementation = getattr(importlib.import_module(module), cls)
         return cast(Channel, implementation(cfg))
 
     return build
 
 
-def _rss(cfg: ChannelConfig, settings: Settings, store: DeliveryQueries) -> Channel:
+def _rss(cfg: ChannelConfig, settings: Settings, store: FeedRows) -> Channel:
     from monitor.channels.rss import RssChannel
 
     assert isinstance(cfg, RssConfig)
@@ -45,7 +44,7 @@ FACTORIES: dict[str, Factory] = {
 }
 
 
-def build_channel(cfg: ChannelConfig, settings: Settings, store: DeliveryQueries) -> Channel:
+def build_channel(cfg: ChannelConfig, settings: Settings, store: FeedRows) -> Channel:
     """The channel ``cfg`` describes."""
     try:
         return FACTORIES[cfg.type](cfg, settings, store)
@@ -53,7 +52,7 @@ def build_channel(cfg: ChannelConfig, settings: Settings, store: DeliveryQueries
         raise MonitorError(f"channel {cfg.name}: {cfg.type} channels are not available: {exc}") from exc
 
 
-def build_channels(settings: Settings, store: DeliveryQueries) -> dict[str, Channel]:
+def build_channels(settings: Settings, store: FeedRows) -> dict[str, Channel]:
     """Every configured channel by name. On failure the ones already built are closed."""
     built: dict[str, Channel] = {}
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,3 +45,12 @@ class Channel(Protocol):
     def send(self, batch: Batch) -> None: ...
 
     def close(self) -> None: ...
+
+
+class FeedRows(Protocol):
+    """What the feed channel reads from the store (``DeliveryQueries.feed_rows``), so channels do
+    not import the store stage: ``(delivery id, rule, paper, reasons, matched at)``, newest first."""
+
+    def feed_rows(
+        self, channel: str, limit: int, include: Sequence[int] = ()
+    ) -> list[tuple[int, str, Paper, list[str], float]]: ...

@@ -17,12 +17,11 @@ from typing import Literal
 
 from feedgen.feed import FeedGenerator
 
-from monitor.channels.base import Batch
+from monitor.channels.base import Batch, FeedRows
 from monitor.channels.render import http_url
 from monitor.config import RssConfig
 from monitor.errors import DeliveryError, StoreError
 from monitor.models import Paper
-from monitor.store.deliveries import DeliveryQueries
 
 FeedKind = Literal["rss", "atom"]
 SUFFIX: dict[FeedKind, str] = {"rss": ".xml", "atom": ".atom"}
@@ -44,7 +43,7 @@ class FeedItem:
     at: float  # when the match was recorded
 
 
-def feed_items(store: DeliveryQueries, cfg: RssConfig, batch: Batch | None = None,
+def feed_items(store: FeedRows, cfg: RssConfig, batch: Batch | None = None,
                now: float | None = None) -> list[FeedItem]:
     """The feed's items, newest first: sent deliveries of the channel plus ``batch``; one per paper."""
     ids = [a.delivery_id for a in batch.alerts] if batch else []
@@ -65,7 +64,7 @@ def feed_items(store: DeliveryQueries, cfg: RssConfig, batch: Batch | None = Non
     return list(items.values())[: cfg.max_items]
 
 
-def render_feed(store: DeliveryQueries, cfg: RssConfig, kind: FeedKind, *, batch: Batch | None = None,
+def render_feed(store: FeedRows, cfg: RssConfig, kind: FeedKind, *, batch: Batch | None = None,
                 now: float | None = None) -> bytes:
     """The feed of channel ``cfg`` as RSS 2.0 (``kind="rss"``) or Atom bytes (UTF-8)."""
     items = feed_items(store, cfg, batch, now)
@@ -150,7 +149,7 @@ class RssChannel:
     """Keeps ``<feeds_dir>/<name>.xml`` and ``<name>.atom`` up to date; a batch is confirmed once
     both files are in place."""
 
-    def __init__(self, cfg: RssConfig, store: DeliveryQueries, feeds_dir: Path | str) -> None:
+    def __init__(self, cfg: RssConfig, store: FeedRows, feeds_dir: Path | str) -> None:
         self.name = cfg.name
         self._cfg = cfg
         self._store = store
