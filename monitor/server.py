@@ -249,7 +249,7 @@ class _Connection(asyncio.Protocol):
         try:
             response = self.app.handle(method, request[1].decode("latin-1"), headers)
         except Exception:
-            log.exception("%s %r failed", method, request[1][:200])
+            log.exception("%s %r failed", method, _loggable(request[1]))
             response = Response(500, b"internal error\n")
         self._reply(response, method, close=not keep)
 
@@ -335,3 +335,12 @@ class HttpServer:
                 transport.abort()
             await asyncio.wait_for(self._server.wait_closed(), timeout=2)
             await asyncio.sleep(0)  # let connection_lost callbacks run
+
+
+def _loggable(target: bytes) -> str:
+    """The request target as a log may show it: no query string and no private feed token (both may
+    carry a feed's ``token``)."""
+    path = target.split(b"?", 1)[0].decode("latin-1")[:200]
+    if path.startswith("/feeds/") and path.count("/") > 2:
+        path = "/feeds/.../" + path.rpartition("/")[2]
+    return path

@@ -188,3 +188,14 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_a_failing_request_is_logged_without_the_feed_token(
+    srv: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    del srv.feeds.items["private"]  # rendering the private feed now fails inside the server
+    with caplog.at_level("ERROR", logger="monitor.server"):
+        assert srv.client.get("/feeds/s3cret-token/private.xml").status_code == 500
+        assert srv.client.get("/feeds/private.atom", params={"token": "s3cret-token"}).status_code == 500
+    assert "private.xml" in caplog.text and "private.atom" in caplog.text
+    assert "s3cret-token" not in caplog.text
