@@ -1,5 +1,7 @@
 """The rule index: matching a paper costs in proportion to its own words and the rules those words
-can satisfy, not to the rule count. A paper's words find the atoms that hold (memoized per word),
+can satisfy, not to the rule count.
+
+A paper's words find the atoms that hold (memoized per word),
 the atoms find the rules they trigger, and each such rule is checked by its precompiled plan;
 rules with no positive atom sit on a short list (or, for pure ``min_upvotes`` rules, a sorted one).
 """
