@@ -17,7 +17,6 @@ from pathlib import Path
 from types import FrameType
 from typing import cast
 
-import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -33,7 +32,6 @@ from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher
 from monitor.pipeline import PollReport, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
-from monitor.store.schema import deliveries, matches
 from monitor.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -240,11 +238,7 @@ class Daemon:
         channels = self._rss_channels()
         if not channels:
             return
-        d = deliveries.c
-        query = (sa.select(d.channel, sa.func.count(), sa.func.max(d.sent_at))
-                 .where(d.state == "sent", d.channel.in_(list(channels))).group_by(d.channel))
-        with self.store.read("reading feed versions") as conn:
-            versions = {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
+        versions = self.store.feed_versions(list(channels))
         for name, cfg in channels.items():
             version = versions.get(name, (0, None))
             if self._feed_versions.get(name) != version:
@@ -254,19 +248,11 @@ class Daemon:
     def _stats_job(self) -> None:
         """Outbox and match gauges from the store, health gauges, and the overdue-poll watchdog."""
         now = time.time()
-        d, m = deliveries.c, matches.c
-        with self.store.read("reading outbox statistics") as conn:
-            counts = [(r[0], r[1], int(r[2])) for r in conn.execute(
-                sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state))]
-            oldest = {r[0]: r[1] for r in conn.execute(
-                sa.select(d.channel, sa.func.min(d.created_at))
-                .where(d.state.in_(("pending", "failed", "sending"))).group_by(d.channel))}
-            by_rule = {r[0]: int(r[1]) for r in conn.execute(
-                sa.select(m.rule, sa.func.count()).group_by(m.rule))}
+        stats = self.store.outbox_stats()
         with self._lock:
             names = [c.name for c in self.settings.channels]
-        self.metrics.set_outbox(counts, oldest, names, now)
-        self.metrics.set_matches(by_rule)
+        self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
+        self.metrics.set_matches(stats.matches_by_rule)
         for name, started in list(self._polls_running.items()):
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,

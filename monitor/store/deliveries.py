@@ -57,6 +57,16 @@ class ChannelCounts:
     last_error: str | None = None
 
 
+@dataclass(frozen=True)
+class OutboxStats:
+    """Rows by (channel, state, count), the oldest open row's creation time per channel, and
+    matches per rule."""
+
+    counts: list[tuple[str, str, int]]
+    oldest: dict[str, float]
+    matches_by_rule: dict[str, int]
+
+
 _PAPER_COLS = [
     papers.c.key, papers.c.arxiv_id, papers.c.title, papers.c.abstract, papers.c.authors,
     papers.c.authors_count, papers.c.organization, papers.c.organization_id, papers.c.published,
@@ -210,3 +220,25 @@ class DeliveryQueries(Transactions):
         with self.read("reading feed rows") as conn:
             rows = conn.execute(query).all()
         return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at) for r in rows]
+
+    def feed_versions(self, channels: Sequence[str]) -> dict[str, tuple[int, float | None]]:
+        """Per channel, (sent rows, the last sent time): a feed changes exactly when this does."""
+        d = deliveries.c
+        query = (sa.select(d.channel, sa.func.count(), sa.func.max(d.sent_at))
+                 .where(d.state == "sent", d.channel.in_(list(channels))).group_by(d.channel))
+        with self.read("reading feed versions") as conn:
+            return {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
+
+    def outbox_stats(self) -> OutboxStats:
+        """The metrics' view of the outbox: rows by (channel, state), the oldest open row per
+        channel, and matches by rule."""
+        d, m = deliveries.c, matches.c
+        with self.read("reading outbox statistics") as conn:
+            counts = [(r[0], r[1], int(r[2])) for r in conn.execute(
+                sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state))]
+            oldest = {r[0]: r[1] for r in conn.execute(
+                sa.select(d.channel, sa.func.min(d.created_at))
+                .where(d.state.in_(("pending", "failed", "sending"))).group_by(d.channel))}
+            by_rule = {r[0]: int(r[1]) for r in conn.execute(
+                sa.select(m.rule, sa.func.count()).group_by(m.rule))}
+        return OutboxStats(counts, oldest, by_rule)
