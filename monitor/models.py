@@ -1,4 +1,4 @@
-"""The nouns: Paper (the JSON of INTERFACE.md), Match, and the helpers that make a paper's key."""
+"""The nouns: Paper (the JSON of INTERFACE.md), Hit and Match, and the helpers that make a paper's key."""
 
 from __future__ import annotations
 
@@ -102,14 +102,24 @@ class Paper(BaseModel):
         return self.model_dump(mode="json")
 
 
-class Match(NamedTuple):
-    """A rule that a paper satisfies, why, and the channels the rule notifies.
+class Hit(NamedTuple):
+    """A rule that a paper satisfies, why, and the channels the rule notifies: what
+    ``RuleIndex.match(paper)`` answers (the paper is the one asked about).
 
-    A plain tuple, not a pydantic model: the index makes one per (rule, paper) that holds, tens of
-    them per paper with 100,000 rules, from values that are already of the right types.
+    Immutable, so that the index can make one ``Hit`` per way a rule holds and hand the same one
+    to every paper that satisfies the rule that way: with 100,000 rules a paper satisfies tens of
+    them, and building a fresh object for each would cost more than finding them.
     """
 
     rule: str
+    reasons: tuple[str, ...]
+    notify: tuple[str, ...]
+
+
+class Match(NamedTuple):
+    """A (rule, paper) match as the store records it: the ``Hit`` and the paper it is about."""
+
+    rule: str
     paper: Paper
-    reasons: list[str]
-    notify: list[str]
+    reasons: tuple[str, ...]
+    notify: tuple[str, ...]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from monitor.config import Settings, SourceConfig
 from monitor.errors import FetchError, MonitorError, StoreError
 from monitor.fetch import Fetcher
-from monitor.models import Match, Paper
+from monitor.models import Hit, Paper
 from monitor.sources import parse_page
 from monitor.store import Store, open_store
 from monitor.store.deliveries import DeliveryQueries
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class Matcher(Protocol):
     """What ``poll`` needs of the rule index (``monitor.match.RuleIndex``)."""
 
-    def match(self, paper: Paper) -> list[Match]: ...
+    def match(self, paper: Paper) -> list[Hit]: ...
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from monitor.config import RuleConfig
 from monitor.errors import ConfigError
 from monitor.match import compile_rules, explain
-from monitor.models import Match, Paper
+from monitor.models import Hit, Paper
 from monitor.sources import parse_page
 from tests.helpers import HF_JSON, SEED_PAGES
 
@@ -20,7 +20,7 @@ def paper(title: str = "A paper", abstract: str | None = None, **fields: Any) ->
     return Paper.build(title=title, abstract=abstract, source="test", **fields)
 
 
-def run(rule: dict[str, Any], item: Paper) -> list[Match]:
+def run(rule: dict[str, Any], item: Paper) -> list[Hit]:
     return compile_rules([RuleConfig(name="r", **rule)]).match(item)
 
 
@@ -207,7 +207,7 @@ def test_queries(query: str, title: str, upvotes: int | None, expected: bool) ->
 
 
 def test_a_rule_without_conditions_matches_every_paper() -> None:
-    assert run({}, paper()) and run({}, paper())[0].reasons == ["no conditions: every paper"]
+    assert run({}, paper()) and run({}, paper())[0].reasons == ("no conditions: every paper",)
 
 
 def test_reasons_say_what_matched_where() -> None:
@@ -215,26 +215,26 @@ def test_reasons_say_what_matched_where() -> None:
             "organizations": ["caltech"], "min_upvotes": 50, "notify": []}
     item = paper("Quantized KV-Cache", abstract="Speculative decoding, fast.", authors=["T. Dao"],
                  organization_id="caltech", upvotes=52)
-    assert run(rule, item)[0].reasons == [
+    assert run(rule, item)[0].reasons == (
         'keyword "speculative decoding" in abstract',
         'keyword "KV cache" in title',
         'keyword "quantiz*" in title',
         'author "Tri Dao" (as "T. Dao")',
         'organization "caltech"',
         "upvotes 52 >= 50",
-    ]
+    )
     query = run({"query": 'title:decoding AND author:"Tri Dao" AND upvotes:>40'}, item)
     assert query == []
     found = run({"query": 'title:"kv cache" AND author:"Tri Dao" AND upvotes:>40'}, item)
-    assert found[0].reasons == [
+    assert found[0].reasons == (
         'keyword "kv cache" in title', 'author "Tri Dao" (as "T. Dao")', "upvotes 52 > 40"
-    ]
+    )
 
 
 def test_matches_come_in_config_order_with_their_channels() -> None:
     rules = [RuleConfig(name=n, keywords=["cache"], notify=[n + "-ch"]) for n in ("b", "a", "c")]
     found = compile_rules(rules).match(paper("cache"))
-    assert [(m.rule, m.notify) for m in found] == [("b", ["b-ch"]), ("a", ["a-ch"]), ("c", ["c-ch"])]
+    assert [(m.rule, m.notify) for m in found] == [("b", ("b-ch",)), ("a", ("a-ch",)), ("c", ("c-ch",))]
 
 
 @pytest.mark.parametrize(
@@ -280,7 +280,7 @@ def test_hf_json_keywords_authors_orgs() -> None:
     assert len(titles({"authors": ["Kaiming He"]}, papers)) == 0
     assert len(titles({"authors": ["Y. He"]}, papers)) == 2  # Yang He, twice; not Bo He
     found = run({"authors": ["Michael Alvarez"]}, papers[0])
-    assert found[0].reasons == ['author "Michael Alvarez" (as "R. Michael Alvarez")']
+    assert found[0].reasons == ('author "Michael Alvarez" (as "R. Michael Alvarez")',)
     assert titles({"min_upvotes": 100}, papers) == [
         "MiniMax Sparse Attention",
         "EvoArena: Tracking Memory Evolution for Robust LLM Agents in Dynamic Environments",

@@ -85,3 +85,32 @@ def test_a_bad_query_is_a_config_error_naming_rule_and_column(tmp_path: Path) ->
     assert done.returncode == 2
     assert done.stderr == 'rules[3].query: column 12: expected ")"\n'
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("depth", [1, 25, 49])
+def test_deeply_nested_queries_match_like_shallow_ones(depth: int) -> None:
+    """Queries run as generated functions, and as a walk of the tree when nested beyond what the
+    generator takes on; both answer alike."""
+    from monitor.config import RuleConfig
+    from monitor.match import compile_rules
+    from monitor.models import Paper
+
+    query = "(" * depth + "gpu AND NOT tpu" + ") OR upvotes:>=100" * depth
+    index = compile_rules([RuleConfig(name="deep", query=query)])
+
+    def fires(title: str, upvotes: int | None) -> bool:
+        return bool(index.match(Paper.build(title=title, source="t", upvotes=upvotes)))
+
+    assert fires("GPU kernels", None)
+    assert not fires("GPU and TPU kernels", 5)
+    assert fires("GPU and TPU kernels", 100)
+    assert not fires("CPU kernels", None)
+
+
+def test_a_query_nested_past_the_limit_is_a_syntax_error_not_a_crash() -> None:
+    with pytest.raises(QuerySyntaxError) as raised:
+        parse_query("(" * 51 + "gpu" + ")" * 51)
+    assert (raised.value.column, raised.value.message) == (
+        51, "nested too deeply (at most 50 levels of parentheses and NOT)")
+    with pytest.raises(QuerySyntaxError):
+        parse_query("NOT " * 5000 + "gpu")

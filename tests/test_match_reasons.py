@@ -23,7 +23,7 @@ _HOLDS = [
 ]
 
 
-def expected_reasons(rule: RuleConfig, item: Paper) -> list[str]:
+def expected_reasons(rule: RuleConfig, item: Paper) -> tuple[str, ...]:
     reasons = []
     for line in explain(rule, item):
         for pattern, reason in _HOLDS:
@@ -32,7 +32,7 @@ def expected_reasons(rule: RuleConfig, item: Paper) -> list[str]:
                 break
     if not (rule.keywords or rule.authors or rule.organizations or rule.min_upvotes is not None):
         reasons.append("no conditions: every paper")
-    return list(dict.fromkeys(reasons))
+    return tuple(dict.fromkeys(reasons))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

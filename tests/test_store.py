@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from monitor.config import RuleConfig
 from monitor.errors import StoreError
 from monitor.match import compile_rules
-from monitor.models import Match, Paper, title_key
+from monitor.models import Hit, Paper, title_key
 from monitor.sources import parse_page
 from monitor.store import open_store
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta
@@ -34,12 +34,12 @@ def store(store_url: str) -> Iterator[SqlStore]:
     opened.close()
 
 
-def nothing(paper: Paper) -> list[Match]:
+def nothing(paper: Paper) -> list[Hit]:
     return []
 
 
-def everything(paper: Paper) -> list[Match]:
-    return [Match(rule="all", paper=paper, reasons=["every paper"], notify=["console", "feed"])]
+def everything(paper: Paper) -> list[Hit]:
+    return [Hit(rule="all", reasons=("every paper",), notify=("console", "feed"))]
 
 
 def paper(title: str, **fields: object) -> Paper:
@@ -205,7 +205,7 @@ def test_a_known_paper_fires_a_rule_when_it_comes_to_satisfy_it(store: SqlStore)
 
 
 def test_a_failing_poll_writes_nothing(store: SqlStore) -> None:
-    def broken(paper: Paper) -> list[Match]:
+    def broken(paper: Paper) -> list[Hit]:
         raise RuntimeError("matcher bug")
 
     with pytest.raises(RuntimeError):

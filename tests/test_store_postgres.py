@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import StoreError
-from monitor.models import Match, Paper
+from monitor.models import Hit, Paper
 from monitor.store import open_store
 from monitor.store.deliveries import Head
 from monitor.store.schema import SCHEMA_VERSION, deliveries, meta
@@ -122,8 +122,8 @@ def test_long_scraped_values_and_long_names_are_stored(store: SqlStore) -> None:
     page = [paper(title, source="hf-text"), paper("Short", arxiv_id=long_id)]
     rule, channel = "r" * 300, "c" * 300
 
-    def long_rule(p: Paper) -> list[Match]:
-        return [Match(rule=rule, paper=p, reasons=["x" * 5000], notify=[channel])]
+    def long_rule(p: Paper) -> list[Hit]:
+        return [Hit(rule=rule, reasons=("x" * 5000,), notify=(channel,))]
 
     diff = store.apply_poll(page, long_rule)
     assert len(diff.new) == 2 and len(diff.matches) == 2

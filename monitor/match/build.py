@@ -5,8 +5,9 @@ rule reduced to a plan: the checks and the reason strings it needs, ready before
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 from monitor.config import RuleConfig
@@ -22,6 +23,7 @@ Compiled = int | Upvotes | tuple[str, tuple["Compiled", ...]]
 # (one string twice for an organization or a scoped term), or the watched name of an author.
 Said = tuple[str, str] | str
 Entry = tuple[int, Said]
+Predicate = Callable[[set[int], int | None], bool]
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -46,6 +48,7 @@ class SlowPlan:
 
     positive_ids: frozenset[int]
     query: Compiled | None
+    holds: Predicate | None  # the query as one function
     query_text: str | None
     query_entries: tuple[Entry, ...]  # atoms the query asserts (not under NOT), for reasons
     query_upvotes: tuple[Upvotes, ...]
@@ -53,7 +56,7 @@ class SlowPlan:
     def reasons(self, plan: Plan, true: set[int], in_title: set[int], upvotes: int | None,
                 aliases: dict[int, str]) -> list[str] | None:
         """The reasons if the rule matches (excludes and min_upvotes already passed), else None."""
-        holds = self.query is not None and holds_query(self.query, true, upvotes)
+        holds = self.holds is not None and self.holds(true, upvotes)
         if not (holds or not self.positive_ids.isdisjoint(true) or (not plan.entries and self.query is None)):
             return None
         reasons = said(plan.entries, true, in_title, aliases)
@@ -79,9 +82,45 @@ def said(entries: tuple[Entry, ...], true: set[int], in_title: set[int],
             if isinstance(what, tuple):
                 reasons.append(what[atom_id not in in_title])
             else:
-                alias = aliases.get(atom_id)
-                reasons.append(f'author "{what}"' + (f' (as "{alias}")' if alias and alias != what else ""))
+                reasons.append(author_reason(what, aliases.get(atom_id)))
     return reasons
+
+
+def author_reason(watched: str, alias: str | None) -> str:
+    """``author "Tri Dao" (as "T. Dao")``: the name as the rule wrote it, and as the paper did."""
+    return f'author "{watched}"' + (f' (as "{alias}")' if alias and alias != watched else "")
+
+
+def predicate(node: Compiled) -> Predicate:
+    """The query as one Python function, so that checking it is one call rather than a walk of its
+    tree: ``lambda t, u: (4 in t) and not (7 in t) and (u is not None and u >= 10)``. The code is
+    made of atom ids and comparison operators only, never of the user's text; a query nested too
+    deep for Python's parser keeps the walk."""
+    if _depth(node) > _GENERATED_DEPTH:
+        return partial(holds_query, node)
+    holds: Predicate = eval(f"lambda t, u: {_source(node)}", {"__builtins__": {}})
+    return holds
+
+
+_GENERATED_DEPTH = 40
+_OPERATORS = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "=": "=="}
+
+
+def _source(node: Compiled) -> str:
+    if isinstance(node, int):
+        return f"({node} in t)"
+    if isinstance(node, Upvotes):
+        return f"(u is not None and u {_OPERATORS[node.op]} {int(node.value)})"
+    kind, children = node
+    if kind == "not":
+        return f"(not {_source(children[0])})"
+    return "(" + f" {kind} ".join(map(_source, children)) + ")"
+
+
+def _depth(node: Compiled) -> int:
+    if isinstance(node, int | Upvotes):
+        return 1
+    return 1 + max(map(_depth, node[1]))
 
 
 def holds_query(node: Compiled, true: set[int], upvotes: int | None) -> bool:
@@ -102,17 +141,17 @@ class Builder:
     """Interns atoms and files each under the key a paper must contain for the atom to hold."""
 
     ids: dict[tuple[object, ...], int] = field(default_factory=dict)
-    words: dict[str, list[int]] = field(default_factory=dict)  # field "any"
-    pairs: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # field "any"
-    prefixes: dict[str, list[int]] = field(default_factory=dict)  # field "any"
-    # title: and abstract: terms (queries only), by field.
-    scoped_words: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    scoped_pairs: dict[str, dict[tuple[str, str], list[int]]] = field(default_factory=dict)
-    scoped_prefixes: dict[str, list[tuple[int, Field]]] = field(default_factory=dict)
-    # Longer phrases (and two words ending in a prefix): filed under their first pair (first word),
-    # then checked on the joined text: (atom id, " kv cach", field).
-    check_words: dict[str, list[tuple[int, str, Field]]] = field(default_factory=dict)
-    check_pairs: dict[tuple[str, str], list[tuple[int, str, Field]]] = field(default_factory=dict)
+    # Term atoms of every field, by the word, adjacent pair or prefix that makes them hold; those
+    # of field "title" or "abstract" are also in ``title_only`` or ``abstract_only``.
+    words: dict[str, list[int]] = field(default_factory=dict)
+    pairs: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    prefixes: dict[str, list[int]] = field(default_factory=dict)
+    title_only: set[int] = field(default_factory=set)
+    abstract_only: set[int] = field(default_factory=set)
+    # Longer phrases (and two words ending in a prefix) are checked on the joined words
+    # (" kv cach" in " ... kv cache ..."): each such check has a negative id, filed like an atom
+    # under its first pair (first word); ``checks[-id - 1]`` is (atom id, needle, field).
+    checks: list[tuple[int, str, Field]] = field(default_factory=list)
     # surname -> initials of the given names -> watches: an author's given names can only agree
     # with a watch whose initials are a subset or a superset of the author's.
     surnames: dict[str, dict[frozenset[str], list[tuple[int, tuple[str, ...]]]]] = field(default_factory=dict)
@@ -146,23 +185,24 @@ class Builder:
         return atom_id
 
     def _file_term(self, atom_id: int, term: Term) -> None:
-        words, scope = term.words, term.field
+        words = term.words
+        if term.field == "title":
+            self.title_only.add(atom_id)
+        elif term.field == "abstract":
+            self.abstract_only.add(atom_id)
         if len(words) > 2 or (len(words) == 2 and term.prefix):
-            needle = " " + " ".join(words) + ("" if term.prefix else " ")
+            self.checks.append((atom_id, " " + " ".join(words) + ("" if term.prefix else " "), term.field))
+            check_id = -len(self.checks)
             if len(words) == 2:
-                self.check_words.setdefault(words[0], []).append((atom_id, needle, scope))
+                self.words.setdefault(words[0], []).append(check_id)
             else:
-                self.check_pairs.setdefault((words[0], words[1]), []).append((atom_id, needle, scope))
+                self.pairs.setdefault((words[0], words[1]), []).append(check_id)
         elif len(words) == 2:
-            pairs = self.pairs if scope == "any" else self.scoped_pairs.setdefault(scope, {})
-            pairs.setdefault((words[0], words[1]), []).append(atom_id)
-        elif term.prefix and scope == "any":
-            self.prefixes.setdefault(words[0], []).append(atom_id)
+            self.pairs.setdefault((words[0], words[1]), []).append(atom_id)
         elif term.prefix:
-            self.scoped_prefixes.setdefault(words[0], []).append((atom_id, scope))
+            self.prefixes.setdefault(words[0], []).append(atom_id)
         else:
-            exact = self.words if scope == "any" else self.scoped_words.setdefault(scope, {})
-            exact.setdefault(words[0], []).append(atom_id)
+            self.words.setdefault(words[0], []).append(atom_id)
 
     def said(self, atom: Term | Author | Org) -> Said:
         """The reason an atom gives when it holds, as in ``explain.describe``."""
@@ -240,7 +280,8 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
         raise ConfigError(problems)
     slow = None
     if query is not None or not entries:
-        slow = SlowPlan(frozenset(positive_ids), query, config.query, tuple(query_entries),
+        holds = None if query is None else predicate(query)
+        slow = SlowPlan(frozenset(positive_ids), query, holds, config.query, tuple(query_entries),
                         tuple(query_upvotes))
     # One atom's reason twice is one reason (the same words written twice, or a name repeated).
     plan = Plan(config.name, tuple(config.notify), frozenset(excludes) or None, config.min_upvotes,

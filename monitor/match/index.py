@@ -1,24 +1,39 @@
 """The rule index: matching a paper costs in proportion to its own words and the rules those words
 can satisfy, not to the rule count.
 
-A paper's words find the atoms that hold (memoized per word),
-the atoms find the rules they trigger, and each such rule is checked by its precompiled plan;
-rules with no positive atom sit on a short list (or, for pure ``min_upvotes`` rules, a sorted one).
+A paper's words and adjacent pairs find the atoms that hold (one dictionary probe each, memoized
+per word); each atom that holds finds its record: the hits of the rules it makes match, made
+before (an atom holds in the title or only in the abstract, or an author is spelled one way, so
+the reasons are known once that is), the hits still to be checked against excludes and
+``min_upvotes``, and the rules with queries it triggers. Rules with no positive atom sit on a
+short list (or, for pure ``min_upvotes`` rules, a sorted one).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
+from operator import itemgetter
 
 from monitor.config import RuleConfig
-from monitor.match.atoms import Field
-from monitor.match.build import Builder, compile_all, frozen, said
-from monitor.match.text import PaperText, normalize_phrase
-from monitor.models import Match, Paper
+from monitor.match.build import Builder, Said, author_reason, compile_all, frozen, said
+from monitor.match.explain import upvotes_reason
+from monitor.match.text import normalize_phrase, tokenize
+from monitor.models import Hit, Paper
 
 _MEMO_LIMIT = 500_000
+
+# A hit still to be checked: (rule id, hit, excludes, min_upvotes).
+Guarded = tuple[int, Hit, frozenset[int] | None, int | None]
+
+
+# What one atom holding one way does: (ids of the rules it makes match, their hits, the guarded
+# hits, ids of the rules with queries it triggers).
+Record = tuple[tuple[int, ...], tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
+
+
+_IDS, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
 
 
 def compile_rules(rules: Sequence[RuleConfig]) -> RuleIndex:
@@ -32,13 +47,19 @@ class RuleIndex:
     def __init__(self, rules: Sequence[RuleConfig]) -> None:
         builder = Builder()
         plans, triggers_of = compile_all(rules, builder)
-        triggers: dict[int, list[int]] = {}
+        # Rules of keywords, authors and organizations match when one of their atoms holds (given
+        # their excludes and min_upvotes); rules with queries are checked when a trigger holds.
+        entries: dict[int, list[tuple[int, Said]]] = {}
+        queries: dict[int, list[int]] = {}
         always: list[int] = []
         by_threshold: list[tuple[int, int]] = []
         for rule_id, (plan, rule_triggers) in enumerate(zip(plans, triggers_of, strict=True)):
-            if rule_triggers is not None:
+            if rule_triggers is not None and plan.slow is None:
+                for atom_id, what in plan.entries:
+                    entries.setdefault(atom_id, []).append((rule_id, what))
+            elif rule_triggers is not None:
                 for atom_id in rule_triggers:
-                    triggers.setdefault(atom_id, []).append(rule_id)
+                    queries.setdefault(atom_id, []).append(rule_id)
             elif not plan.entries and plan.slow is not None and plan.slow.query is None \
                     and plan.min_upvotes is not None:
                 by_threshold.append((plan.min_upvotes, rule_id))
@@ -46,29 +67,29 @@ class RuleIndex:
                 always.append(rule_id)
         self._plans = tuple(plans)
         self._builder = builder
-        self._triggers = frozen(triggers)
+        self._entries = frozen(entries)
+        self._queries = frozen(queries)
         self._always = tuple(always)
         by_threshold.sort()
         self._thresholds = [threshold for threshold, _ in by_threshold]
         self._threshold_rules = tuple(rule_id for _, rule_id in by_threshold)
         self._words = frozen(builder.words)
         self._pairs = frozen(builder.pairs)
-        self._pair_keys = frozenset(self._pairs)
         self._prefixes = frozen(builder.prefixes)
         self._prefix_lengths = sorted({len(p) for p in self._prefixes})
-        self._scoped_words = {scope: frozen(words) for scope, words in builder.scoped_words.items()}
-        self._scoped_pairs = {scope: frozen(pairs) for scope, pairs in builder.scoped_pairs.items()}
-        self._scoped_prefixes = frozen(builder.scoped_prefixes)
-        self._scoped_lengths = sorted({len(p) for p in self._scoped_prefixes})
-        self._check_words = frozen(builder.check_words)
-        self._check_pairs = frozen(builder.check_pairs)
-        self._check_pair_keys = frozenset(self._check_pairs)
+        self._title_only = frozenset(builder.title_only)
+        self._abstract_only = frozenset(builder.abstract_only)
+        self._checks = tuple(builder.checks)
+        self._check_ids = frozenset(range(-len(builder.checks), 0))
         self._orgs = frozen(builder.orgs)
-        # Paper words and author names recur across papers; remember the atoms each one makes hold.
+        # Paper words and author names recur across papers: remember the atoms each one makes hold,
+        # and each atom's record, as it holds in the title, in the abstract, or by an author.
         self._word_memo: dict[str, tuple[int, ...]] = {}
-        self._scoped_memo: dict[str, tuple[tuple[int, Field], ...]] = {}
-        self._word_seen: set[str] = set()
         self._author_memo: dict[str, tuple[int, ...]] = {}
+        self._in_title: dict[int, Record] = {}
+        self._in_abstract: dict[int, Record] = {}
+        self._by_author: dict[tuple[int, str], Record] = {}
+        self._shared_reasons: dict[str, tuple[str]] = {}
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -76,108 +97,106 @@ class RuleIndex:
     def rule_names(self) -> list[str]:
         return [plan.name for plan in self._plans]
 
-    def match(self, paper: Paper) -> list[Match]:
-        """Every rule ``paper`` satisfies, each with its reasons and channels."""
-        text = PaperText(paper.title, paper.abstract)
-        true, in_title = self._true_terms(text)
+    def match(self, paper: Paper) -> list[Hit]:
+        """Every rule ``paper`` satisfies, in config order, each with its reasons and channels."""
+        true, in_title = self._true_terms(tokenize(paper.title), tokenize(paper.abstract))
+        records = self._records(list(in_title), self._in_title, True)
         aliases: dict[int, str] = {}
         if paper.authors and self._builder.surnames:
             self._true_authors(paper.authors, true, aliases)
+            if len(self._by_author) > _MEMO_LIMIT:
+                self._by_author.clear()
+            memo = self._by_author
+            for key in aliases.items():
+                record = memo.get(key)
+                if record is None:
+                    record = memo[key] = self._record(*key)
+                records.append(record)
         if self._orgs and (paper.organization or paper.organization_id):
             for org in {normalize_phrase(paper.organization), normalize_phrase(paper.organization_id)}:
                 true.update(self._orgs.get(org, ()))
-        candidates = set(chain.from_iterable(map(self._triggers.get, true, repeat(()))))
-        candidates.update(self._always)
+        records += self._records(list(true.difference(in_title, aliases)), self._in_abstract, False)
+
+        ids = list(chain.from_iterable(map(_IDS, records)))
+        hits = list(chain.from_iterable(map(_HITS, records)))
         upvotes = paper.upvotes
-        if upvotes is not None and self._thresholds:
-            candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
-        found: list[Match] = []
-        plans = self._plans
-        for rule_id in sorted(candidates):
-            name, notify, excludes, minimum, entries, authors, slow = plans[rule_id]
+        for rule_id, hit, excludes, minimum in chain.from_iterable(map(_GUARDED, records)):
             if excludes is not None and not excludes.isdisjoint(true):
                 continue
-            if minimum is not None and (upvotes is None or upvotes < minimum):
-                continue
-            if slow is not None:
-                maybe = slow.reasons(plans[rule_id], true, in_title, upvotes, aliases)
-                if maybe is None:
+            if minimum is not None:
+                if upvotes is None or upvotes < minimum:
                     continue
-                reasons = maybe
-            else:
-                # It was triggered, so one of its keywords, authors or organizations holds.
-                if authors:
-                    reasons = said(entries, true, in_title, aliases)
-                else:
-                    reasons = [what[atom_id not in in_title] for atom_id, what in entries
-                               if atom_id in true]
-                if minimum is not None:
-                    reasons.append(f"upvotes {upvotes} >= {minimum}")
-            found.append(Match(name, paper, reasons, list(notify)))
-        return found
+                hit = Hit(hit.rule, (*hit.reasons, upvotes_reason(upvotes, ">=", minimum)), hit.notify)
+            ids.append(rule_id)
+            hits.append(hit)
+        candidates = set(chain.from_iterable(map(_QUERIES, records)))
+        candidates.update(self._always)
+        if upvotes is not None and self._thresholds:
+            candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
+        if candidates:
+            self._check(candidates, upvotes, true, in_title, aliases, ids, hits)
 
-    def _true_terms(self, text: PaperText) -> tuple[set[int], set[int]]:
-        """The term atoms that hold, and those of field "any" that hold in the title."""
-        self._learn(text.all_words)
+        found = dict(zip(ids, hits, strict=True))
+        if len(found) < len(ids):  # a rule two of whose atoms hold: one hit, with both reasons
+            for rule_id in _repeated(ids):
+                name, notify, _, minimum, entries, _, _ = self._plans[rule_id]
+                reasons = said(entries, true, in_title, aliases)
+                if minimum is not None:
+                    reasons.append(upvotes_reason(upvotes, ">=", minimum))
+                found[rule_id] = Hit(name, tuple(reasons), notify)
+        return list(map(found.__getitem__, sorted(found)))
+
+    def _true_terms(self, title: list[str], abstract: list[str]) -> tuple[set[int], set[int]]:
+        """The term atoms that hold, and those that hold in the title."""
         memo = self._word_memo
-        known = memo.keys()
-        true = set(chain.from_iterable(map(memo.__getitem__, known & text.all_words)))
-        in_title = set(chain.from_iterable(map(memo.__getitem__, known & text.title_words_set)))
-        if self._pair_keys:
-            # A frozenset intersects a set by the hashes both keep, without hashing the pairs again.
-            pairs, pair_keys = self._pairs, self._pair_keys
-            true.update(chain.from_iterable(map(pairs.__getitem__, pair_keys & text.all_pairs)))
-            in_title.update(chain.from_iterable(map(pairs.__getitem__, pair_keys & text.title_pairs)))
-        checks = [self._check_words[w] for w in self._check_words.keys() & text.all_words]
-        if self._check_pair_keys:
-            checks += map(self._check_pairs.__getitem__, self._check_pair_keys & text.all_pairs)
-        for atom_id, needle, scope in chain.from_iterable(checks):
-            if scope != "abstract" and needle in text.title_text:
-                true.add(atom_id)
-                in_title.add(atom_id)
-            elif scope != "title" and needle in text.abstract_text:
-                true.add(atom_id)
-        if self._scoped_words or self._scoped_pairs or self._scoped_memo:
-            self._true_scoped(text, true)
+        in_title = self._atoms_of(title)
+        in_abstract = self._atoms_of(abstract)
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        checks = (in_title | in_abstract) & self._check_ids
+        if checks:
+            in_title -= checks
+            in_abstract -= checks
+        # Scoped terms: a title: term holds only by the title's words, an abstract: term only by
+        # the abstract's.
+        if self._title_only:
+            in_abstract = in_abstract - self._title_only
+        if self._abstract_only:
+            in_title = in_title - self._abstract_only
+        true = in_title | in_abstract
+        if checks:
+            title_text, abstract_text = " " + " ".join(title) + " ", " " + " ".join(abstract) + " "
+            for check_id in checks:
+                atom_id, needle, scope = self._checks[-check_id - 1]
+                if scope != "abstract" and needle in title_text:
+                    true.add(atom_id)
+                    in_title.add(atom_id)
+                elif scope != "title" and needle in abstract_text:
+                    true.add(atom_id)
         return true, in_title
 
-    def _true_scoped(self, text: PaperText, true: set[int]) -> None:
-        """Terms of ``title:`` and ``abstract:`` query clauses."""
-        for scope, words in self._scoped_words.items():
-            present = text.title_words_set if scope == "title" else text.abstract_words_set
-            true.update(chain.from_iterable(map(words.__getitem__, words.keys() & present)))
-        for scope, pairs in self._scoped_pairs.items():
-            adjacent = text.title_pairs if scope == "title" else text.abstract_pairs
-            true.update(chain.from_iterable(map(pairs.__getitem__, pairs.keys() & adjacent)))
-        memo = self._scoped_memo
-        for word in memo.keys() & text.all_words:
-            true.update(atom_id for atom_id, scope in memo[word]
-                        if word in (text.title_words_set if scope == "title" else text.abstract_words_set))
+    def _atoms_of(self, words: list[str]) -> set[int]:
+        """The atoms (and checks) that ``words`` make hold, by word and by adjacent pair."""
+        memo = self._word_memo
+        found = list(map(memo.get, words))
+        if None in found:
+            found = [self._learn(word) if atoms is None else atoms
+                     for word, atoms in zip(words, found, strict=True)]
+        atoms = set(chain.from_iterable(found))  # type: ignore[arg-type]  # no None left
+        if self._pairs:
+            # zip hands map each pair in the tuple it reuses: probing the pairs allocates nothing.
+            pairs = zip(words, islice(words, 1, None))  # noqa: B905  # one shorter, by design
+            atoms.update(chain.from_iterable(map(self._pairs.get, pairs, repeat(()))))
+        return atoms
 
-    def _learn(self, words: set[str]) -> None:
-        """Memoize, for each word not seen before, the single-word and prefix atoms it makes hold."""
-        memo, seen = self._word_memo, self._word_seen
-        if len(seen) > _MEMO_LIMIT:
-            memo.clear()
-            seen.clear()
-            self._scoped_memo.clear()
-        words = words.difference(seen)
-        if not words:
-            return
-        seen.update(words)
-        exact, prefixes, scoped = self._words, self._prefixes, self._scoped_prefixes
-        for word in words:
-            hits = exact.get(word, ())
-            if prefixes:
-                hits += tuple(hit for length in self._prefix_lengths if length <= len(word)
-                              for hit in prefixes.get(word[:length], ()))
-            if hits:
-                memo[word] = hits
-            if scoped:
-                scoped_hits = tuple(hit for length in self._scoped_lengths if length <= len(word)
-                                    for hit in scoped.get(word[:length], ()))
-                if scoped_hits:
-                    self._scoped_memo[word] = scoped_hits
+    def _learn(self, word: str) -> tuple[int, ...]:
+        """The single-word and prefix atoms (and checks) ``word`` makes hold, memoized."""
+        atoms = self._words.get(word, ())
+        if self._prefixes:
+            atoms += tuple(atom_id for length in self._prefix_lengths if length <= len(word)
+                           for atom_id in self._prefixes.get(word[:length], ()))
+        self._word_memo[word] = atoms
+        return atoms
 
     def _true_authors(self, authors: list[str], true: set[int], aliases: dict[int, str]) -> None:
         memo = self._author_memo
@@ -191,3 +210,50 @@ class RuleIndex:
                 if atom_id not in true:
                     true.add(atom_id)
                     aliases[atom_id] = raw
+
+    def _records(self, atoms: list[int], memo: dict[int, Record], in_title: bool) -> list[Record]:
+        found = list(map(memo.get, atoms))
+        if None in found:
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            for i, atom_id in enumerate(atoms):
+                if found[i] is None:
+                    found[i] = memo[atom_id] = self._record(atom_id, in_title)
+        return found  # type: ignore[return-value]
+
+    def _record(self, atom_id: int, how: bool | str) -> Record:
+        """The record of ``atom_id`` holding in the title (``how`` True), only in the abstract
+        (False), or, for an author, as that paper author wrote the name (``how`` the name)."""
+        plans, shared = self._plans, self._shared_reasons
+        ids, hits, guarded = [], [], []
+        for rule_id, what in self._entries.get(atom_id, ()):
+            reason = what[not how] if isinstance(what, tuple) else author_reason(what, str(how))
+            plan = plans[rule_id]
+            hit = Hit(plan.name, shared.setdefault(reason, (reason,)), plan.notify)
+            if plan.excludes is None and plan.min_upvotes is None:
+                ids.append(rule_id)
+                hits.append(hit)
+            else:
+                guarded.append((rule_id, hit, plan.excludes, plan.min_upvotes))
+        return tuple(ids), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
+
+    def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
+               aliases: dict[int, str], ids: list[int], hits: list[Hit]) -> None:
+        """The rules with queries (or no atoms) among ``candidates`` that hold, with their reasons."""
+        plans = self._plans
+        for rule_id in candidates:
+            plan = plans[rule_id]
+            name, notify, excludes, minimum, _, _, slow = plan
+            if excludes is not None and not excludes.isdisjoint(true):
+                continue
+            if minimum is not None and (upvotes is None or upvotes < minimum):
+                continue
+            reasons = slow.reasons(plan, true, in_title, upvotes, aliases) if slow is not None else None
+            if reasons is not None:
+                ids.append(rule_id)
+                hits.append(Hit(name, tuple(reasons), notify))
+
+
+def _repeated(ids: list[int]) -> set[int]:
+    seen: set[int] = set()
+    return {rule_id for rule_id in ids if rule_id in seen or seen.add(rule_id)}  # type: ignore[func-returns-value]

@@ -13,6 +13,7 @@ the group). Operators are upper case; a lower-case ``and`` is a word. Errors car
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,7 @@ from monitor.match.atoms import COMPARE, And, Author, Field, Node, Not, Or, Org,
 
 Kind = Literal["(", ")", "phrase", "word", "field", "AND", "OR", "NOT"]
 FieldName = Literal["any", "title", "abstract", "author", "org"]
+MAX_DEPTH = 50
 _FIELDS = ("title", "abstract", "author", "org", "upvotes")
 _FIELD_PREFIX = re.compile(r"(title|abstract|author|org|upvotes):", re.I)
 _UPVOTES = re.compile(r"(>=|<=|>|<|=)?(\d+)")
@@ -67,6 +69,7 @@ class _Parser:
         self.tokens = _lex(text)
         self.pos = 0
         self.end_column = len(text) + 1
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -107,8 +110,17 @@ class _Parser:
         token = self.peek()
         if token is not None and token.kind == "NOT":
             self.take()
-            return Not(self.parse_unary(field))
+            return Not(self.nested(token, self.parse_unary, field))
         return self.parse_primary(field)
+
+    def nested(self, token: _Token, parse: Callable[[FieldName], Node], field: FieldName) -> Node:
+        """``parse`` one level deeper; a query is a person's, so nesting has a sane limit."""
+        if self.depth == MAX_DEPTH:
+            raise self.fail(f"nested too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)", token)
+        self.depth += 1
+        node = parse(field)
+        self.depth -= 1
+        return node
 
     def parse_primary(self, field: FieldName) -> Node:
         token = self.peek()
@@ -118,7 +130,7 @@ class _Parser:
             raise self.fail(f'expected a term, got "{token.text}"', token)
         self.take()
         if token.kind == "(":
-            node = self.parse_or(field)
+            node = self.nested(token, self.parse_or, field)
             close = self.peek()
             if close is None or close.kind != ")":
                 raise self.fail('expected ")"', close)
@@ -127,7 +139,7 @@ class _Parser:
         if token.kind == "field":
             return self.parse_field(token)
         if token.kind == "NOT":  # a field followed by NOT: title:NOT x
-            return Not(self.parse_primary(field))
+            return Not(self.nested(token, self.parse_primary, field))
         return self.make_atom(token, field)
 
     def parse_field(self, token: _Token) -> Node:

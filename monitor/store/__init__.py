@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from monitor.models import Match, Paper
+from monitor.models import Hit, Match, Paper
 
 if TYPE_CHECKING:
     from monitor.store.sql import SqlStore
@@ -51,7 +51,7 @@ class Store(Protocol):
     """The paper store. Every method raises ``StoreError`` when the database fails."""
 
     def apply_poll(
-        self, papers: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
+        self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None
     ) -> PollDiff:
         """Store the papers of one page and return the diff, all in one transaction.
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.models import Match, Paper
+from monitor.models import Hit, Match, Paper
 from monitor.store import PollDiff, SourceState
 from monitor.store.base import READ_ONLY, paper_from_row
 from monitor.store.deliveries import DeliveryQueries
@@ -180,7 +180,7 @@ class SqlStore(DeliveryQueries):
     # -- papers and the diff -----------------------------------------------------------------
 
     def apply_poll(
-        self, papers: list[Paper], match: Callable[[Paper], list[Match]], *, now: float | None = None
+        self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None
     ) -> PollDiff:
         now = time.time() if now is None else now
         norms = {paper.title: stored_title_norm(paper.title) for paper in papers}
@@ -243,14 +243,16 @@ class SqlStore(DeliveryQueries):
 
     def _record_matches(
         self, conn: Connection, candidates: list[Paper], ids: dict[str, int],
-        match: Callable[[Paper], list[Match]], now: float,
+        match: Callable[[Paper], list[Hit]], now: float,
     ) -> list[Match]:
         """Match the new and changed papers; record each (rule, paper) the first time, with one
         pending delivery per channel it notifies. Returns the matches recorded now."""
         found: dict[tuple[str, int], Match] = {}
         for paper in candidates:
+            paper_id = ids[paper.key]
             for hit in match(paper):
-                found.setdefault((hit.rule, ids[paper.key]), hit)
+                if (hit.rule, paper_id) not in found:
+                    found[hit.rule, paper_id] = Match(hit.rule, paper, hit.reasons, hit.notify)
         if not found:
             return []
         paper_ids = sorted({paper_id for _, paper_id in found})
