@@ -122,3 +122,22 @@ def test_author_matching_agrees_with_the_reference(watch: str, author: str) -> N
     rule_list = [RuleConfig(name="r", authors=[watch])]
     item = Paper.build(title="t", authors=[author], source="test")
     assert bool(compile_rules(rule_list).match(item)) == bool(ReferenceMatcher(rule_list).match(item))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules(), st.lists(paper(), min_size=2, max_size=5))
+def test_memos_never_change_answers(rule_list: list[RuleConfig], papers: list[Paper]) -> None:
+    """The index remembers words, authors and hits across papers, and forgets them past a limit:
+    neither may change an answer. Here the limit is tiny, so that memos clear all the time."""
+    from monitor.match import index as index_module
+
+    cold = [compile_rules(rule_list).match(item) for item in papers]  # a fresh index per paper
+    warm = compile_rules(rule_list)
+    assert [warm.match(item) for item in papers + papers] == cold + cold
+    limit = index_module._MEMO_LIMIT
+    index_module._MEMO_LIMIT = 1
+    try:
+        forgetful = compile_rules(rule_list)
+        assert [forgetful.match(item) for item in papers + papers] == cold + cold
+    finally:
+        index_module._MEMO_LIMIT = limit

@@ -23,6 +23,9 @@ from monitor.match.text import normalize_phrase, tokenize
 from monitor.models import Hit, Paper
 
 _MEMO_LIMIT = 500_000
+# What the word memo answers for a word it has not seen: a tuple holding an id no atom has.
+_UNSEEN = -(2**62)
+_NOT_SEEN = (_UNSEEN,)
 
 # A hit still to be checked: (rule id, hit, excludes, min_upvotes).
 Guarded = tuple[int, Hit, frozenset[int] | None, int | None]
@@ -176,17 +179,20 @@ class RuleIndex:
         return true, in_title
 
     def _atoms_of(self, words: list[str]) -> set[int]:
-        """The atoms (and checks) that ``words`` make hold, by word and by adjacent pair."""
+        """The atoms (and checks) that ``words`` make hold, by word and by adjacent pair.
+
+        Each step is one C-level pass (map, filter, chain), since a paper has hundreds of words:
+        a word not seen before shows as the ``_UNSEEN`` id, and only then is it looked at."""
         memo = self._word_memo
-        found = list(map(memo.get, words))
-        if None in found:
-            found = [self._learn(word) if atoms is None else atoms
-                     for word, atoms in zip(words, found, strict=True)]
-        atoms = set(chain.from_iterable(found))  # type: ignore[arg-type]  # no None left
+        atoms = set(chain.from_iterable(filter(None, map(memo.get, words, repeat(_NOT_SEEN)))))
+        if _UNSEEN in atoms:
+            for word in dict.fromkeys(words).keys() - memo.keys():
+                self._learn(word)
+            atoms = set(chain.from_iterable(map(memo.__getitem__, words)))
         if self._pairs:
             # zip hands map each pair in the tuple it reuses: probing the pairs allocates nothing.
             pairs = zip(words, islice(words, 1, None))  # noqa: B905  # one shorter, by design
-            atoms.update(chain.from_iterable(map(self._pairs.get, pairs, repeat(()))))
+            atoms.update(chain.from_iterable(filter(None, map(self._pairs.get, pairs))))
         return atoms
 
     def _learn(self, word: str) -> tuple[int, ...]:
@@ -213,7 +219,7 @@ class RuleIndex:
 
     def _records(self, atoms: list[int], memo: dict[int, Record], in_title: bool) -> list[Record]:
         found = list(map(memo.get, atoms))
-        if None in found:
+        if None in found:  # one pass over tens of records; rare to be true once the memo is warm
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
             for i, atom_id in enumerate(atoms):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from itertools import pairwise
 
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
@@ -89,59 +88,13 @@ def normalize_phrase(text: str | None) -> str:
 
 
 class PaperText:
-    """A paper's title and abstract tokenized once: word sets, adjacent-word pairs, and the words
-    joined with spaces (``" kv cache "``) so a phrase is a plain substring test on word bounds.
-    What only some rules need (pairs, the abstract alone, the joined text) is made on first use.
-    """
+    """A paper's title and abstract tokenized once, and their words joined with spaces
+    (``" kv cache "``), so that a phrase is a plain substring test on word bounds."""
 
-    __slots__ = ("_abstract_pairs", "_abstract_text", "_abstract_words_set", "_all_pairs", "_title_pairs",
-                 "_title_text", "abstract_words", "all_words", "title_words", "title_words_set")
+    __slots__ = ("abstract_text", "abstract_words", "title_text", "title_words")
 
     def __init__(self, title: str | None, abstract: str | None) -> None:
         self.title_words = tokenize(title)
         self.abstract_words = tokenize(abstract)
-        self.title_words_set = set(self.title_words)
-        self.all_words = self.title_words_set.union(self.abstract_words)
-        self._abstract_words_set: set[str] | None = None
-        self._title_pairs: set[tuple[str, str]] | None = None
-        self._abstract_pairs: set[tuple[str, str]] | None = None
-        self._all_pairs: set[tuple[str, str]] | None = None
-        self._title_text: str | None = None
-        self._abstract_text: str | None = None
-
-    @property
-    def abstract_words_set(self) -> set[str]:
-        if self._abstract_words_set is None:
-            self._abstract_words_set = set(self.abstract_words)
-        return self._abstract_words_set
-
-    @property
-    def title_pairs(self) -> set[tuple[str, str]]:
-        if self._title_pairs is None:
-            self._title_pairs = set(pairwise(self.title_words))
-        return self._title_pairs
-
-    @property
-    def abstract_pairs(self) -> set[tuple[str, str]]:
-        if self._abstract_pairs is None:
-            self._abstract_pairs = set(pairwise(self.abstract_words))
-        return self._abstract_pairs
-
-    @property
-    def all_pairs(self) -> set[tuple[str, str]]:
-        if self._all_pairs is None:
-            self._all_pairs = set(pairwise(self.abstract_words))
-            self._all_pairs.update(self.title_pairs)
-        return self._all_pairs
-
-    @property
-    def title_text(self) -> str:
-        if self._title_text is None:
-            self._title_text = " " + " ".join(self.title_words) + " "
-        return self._title_text
-
-    @property
-    def abstract_text(self) -> str:
-        if self._abstract_text is None:
-            self._abstract_text = " " + " ".join(self.abstract_words) + " "
-        return self._abstract_text
+        self.title_text = " " + " ".join(self.title_words) + " "
+        self.abstract_text = " " + " ".join(self.abstract_words) + " "
