@@ -29,16 +29,15 @@ V = TypeVar("V")
 
 
 class Plan(NamedTuple):
-    """One rule, ready to check (a tuple, so that the matching loop unpacks it in one step).
-    ``slow`` is None when a positive atom holding makes the rule match, as it does for a rule of
-    keywords, authors and organizations; ``authors``: some of them are authors."""
+    """One rule, ready to check. ``slow`` is None when a positive atom holding makes the rule
+    match (given excludes and min_upvotes), as it does for a rule of keywords, authors and
+    organizations."""
 
     name: str
     notify: tuple[str, ...]
     excludes: frozenset[int] | None
     min_upvotes: int | None
     entries: tuple[Entry, ...]  # keywords, authors, organizations, deduplicated, in config order
-    authors: bool
     slow: SlowPlan | None
 
 
@@ -249,7 +248,6 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     entries: list[Entry] = []
     positive_ids: set[int] = set()
     excludes: set[int] = set()
-    has_author = False
     sections = (("keywords", None, config.keywords), ("authors", Author, config.authors),
                 ("organizations", Org, config.organizations), ("exclude", None, config.exclude))
     for section, make, terms in sections:
@@ -265,7 +263,6 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
             else:
                 entries.append((atom_id, builder.said(atom)))
                 positive_ids.add(atom_id)
-                has_author = has_author or make is Author
     query: Compiled | None = None
     query_entries: list[Entry] = []
     query_upvotes: list[Upvotes] = []
@@ -285,7 +282,7 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
                         tuple(query_upvotes))
     # One atom's reason twice is one reason (the same words written twice, or a name repeated).
     plan = Plan(config.name, tuple(config.notify), frozenset(excludes) or None, config.min_upvotes,
-                tuple(dict.fromkeys(entries)), has_author, slow)
+                tuple(dict.fromkeys(entries)), slow)
     triggers: set[int] | None = positive_ids
     if query is not None:
         query_triggers = _triggers(query)

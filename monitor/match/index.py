@@ -142,7 +142,7 @@ class RuleIndex:
         found = dict(zip(ids, hits, strict=True))
         if len(found) < len(ids):  # a rule two of whose atoms hold: one hit, with both reasons
             for rule_id in _repeated(ids):
-                name, notify, _, minimum, entries, _, _ = self._plans[rule_id]
+                name, notify, _, minimum, entries, _ = self._plans[rule_id]
                 reasons = said(entries, true, in_title, aliases)
                 if minimum is not None:
                     reasons.append(upvotes_reason(upvotes, ">=", minimum))
@@ -249,7 +249,7 @@ class RuleIndex:
         plans = self._plans
         for rule_id in candidates:
             plan = plans[rule_id]
-            name, notify, excludes, minimum, _, _, slow = plan
+            name, notify, excludes, minimum, _, slow = plan
             if excludes is not None and not excludes.isdisjoint(true):
                 continue
             if minimum is not None and (upvotes is None or upvotes < minimum):
