@@ -127,7 +127,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         except ParseError as exc:
             raise ParseError(f"{file}: {exc}") from exc
         for paper in papers:
-            for found in index.match(paper):
+            for found in index.order(index.match(paper)):
                 line = {"rule": found.rule, "key": paper.key, "title": paper.title, "reasons": found.reasons}
                 print(json.dumps(line, ensure_ascii=False))
     return 0

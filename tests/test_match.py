@@ -163,7 +163,7 @@ def test_min_upvotes(upvotes: int | None, expected: bool) -> None:
 
 def test_min_upvotes_rules_each_apply_their_own_threshold() -> None:
     index = compile_rules([RuleConfig(name=f"over-{n}", min_upvotes=n) for n in (100, 5, 50, 0)])
-    assert [m.rule for m in index.match(paper(upvotes=52))] == ["over-5", "over-50", "over-0"]
+    assert [m.rule for m in index.order(index.match(paper(upvotes=52)))] == ["over-5", "over-50", "over-0"]
     assert [m.rule for m in index.match(paper(upvotes=None))] == []
 
 
@@ -231,10 +231,37 @@ def test_reasons_say_what_matched_where() -> None:
     )
 
 
-def test_matches_come_in_config_order_with_their_channels() -> None:
+KEYWORD_AND_QUERY = {"keywords": ["kv cache"], "query": "title:decoding AND upvotes:>=10",
+                     "exclude": ["survey"], "min_upvotes": 5}
+
+
+@pytest.mark.parametrize(("title", "upvotes", "reasons"), [
+    ("KV cache tricks", 7, ('keyword "kv cache" in title', "upvotes 7 >= 5")),
+    ("KV cache tricks", 3, None),  # under min_upvotes
+    ("Decoding fast", 12, ('keyword "decoding" in title', "upvotes 12 >= 10", "upvotes 12 >= 5")),
+    ("Decoding fast", 7, None),  # the query wants 10
+    ("KV cache decoding", 12, ('keyword "kv cache" in title', 'keyword "decoding" in title',
+                               "upvotes 12 >= 10", "upvotes 12 >= 5")),
+    ("KV cache decoding", 7, ('keyword "kv cache" in title', "upvotes 7 >= 5")),
+    ("KV cache decoding: a survey", 12, None),  # excluded, whichever clause holds
+])
+def test_a_rule_with_keywords_and_a_query_gives_the_reasons_of_whichever_hold(
+        title: str, upvotes: int, reasons: tuple[str, ...] | None) -> None:
+    found = run(KEYWORD_AND_QUERY, paper(title, upvotes=upvotes))
+    assert [hit.reasons for hit in found] == ([] if reasons is None else [reasons])
+
+
+def test_matches_carry_their_channels_and_order_in_config_order() -> None:
     rules = [RuleConfig(name=n, keywords=["cache"], notify=[n + "-ch"]) for n in ("b", "a", "c")]
-    found = compile_rules(rules).match(paper("cache"))
+    index = compile_rules(rules)
+    found = index.order(index.match(paper("cache")))
     assert [(m.rule, m.notify) for m in found] == [("b", ("b-ch",)), ("a", ("a-ch",)), ("c", ("c-ch",))]
+
+
+def test_duplicate_rule_names_are_a_config_error() -> None:
+    with pytest.raises(ConfigError) as raised:
+        compile_rules([RuleConfig(name="a", keywords=["x"]), RuleConfig(name="a", keywords=["y"])])
+    assert raised.value.problems == ['rules[1].name: duplicate name "a"']
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,15 @@ class Builder:
             )
         return found
 
+    def release(self) -> None:
+        """Drop what only compiling needs (the index keeps frozen copies); authors stay, for
+        ``watches_of``."""
+        for table in (self.ids, self.words, self.pairs, self.prefixes, self.orgs, self.strings):
+            table.clear()
+        self.checks.clear()
+        self.title_only.clear()
+        self.abstract_only.clear()
+
     def watches_of(self, raw: str) -> tuple[int, ...]:
         """The watched-author atoms that the paper author ``raw`` satisfies."""
         name = parse_name(raw)
@@ -242,7 +251,9 @@ def frozen(index: dict[K, list[V]]) -> dict[K, tuple[V, ...]]:
 
 
 def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Plan, set[int] | None]:
-    """The rule's plan, and the atoms one of which must hold for it to match (None: no such set)."""
+    """The rule's plan, and its triggers: for a rule with a query, the atoms one of which must hold
+    for the query to (None: no such set); for any other rule, its keywords, authors and
+    organizations (None: it has none)."""
     where = f"rules[{number}]"
     problems: list[str] = []
     entries: list[Entry] = []
@@ -283,13 +294,9 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     # One atom's reason twice is one reason (the same words written twice, or a name repeated).
     plan = Plan(config.name, tuple(config.notify), frozenset(excludes) or None, config.min_upvotes,
                 tuple(dict.fromkeys(entries)), slow)
-    triggers: set[int] | None = positive_ids
     if query is not None:
-        query_triggers = _triggers(query)
-        triggers = None if query_triggers is None else positive_ids | query_triggers
-    if query is None and not entries:
-        triggers = None
-    return plan, triggers
+        return plan, _triggers(query)
+    return plan, positive_ids or None
 
 
 def compile_all(rules: Sequence[RuleConfig], builder: Builder) -> tuple[list[Plan], list[set[int] | None]]:
@@ -297,7 +304,11 @@ def compile_all(rules: Sequence[RuleConfig], builder: Builder) -> tuple[list[Pla
     plans: list[Plan] = []
     triggers: list[set[int] | None] = []
     problems: list[str] = []
+    names: set[str] = set()
     for number, config in enumerate(rules):
+        if config.name in names:
+            problems.append(f'rules[{number}].name: duplicate name "{config.name}"')
+        names.add(config.name)
         try:
             plan, rule_triggers = compile_rule(builder, config, number)
         except ConfigError as exc:

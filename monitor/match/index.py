@@ -2,11 +2,11 @@
 can satisfy, not to the rule count.
 
 A paper's words and adjacent pairs find the atoms that hold (one dictionary probe each, memoized
-per word); each atom that holds finds its record: the hits of the rules it makes match, made
-before (an atom holds in the title or only in the abstract, or an author is spelled one way, so
-the reasons are known once that is), the hits still to be checked against excludes and
-``min_upvotes``, and the rules with queries it triggers. Rules with no positive atom sit on a
-short list (or, for pure ``min_upvotes`` rules, a sorted one).
+per word); each atom that holds finds its record, made the first time it held that way (in the
+title, only in the abstract, or for an author, spelled one way), since that is all its reasons
+depend on: the hits of the rules it makes match outright, the hits still to check against excludes,
+``min_upvotes`` or a query of their own, and the rules whose queries it may make hold. Rules with
+no atom to wait for sit on a short list (or, for pure ``min_upvotes`` rules, a sorted one).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 
 from monitor.config import RuleConfig
-from monitor.match.build import Builder, Said, author_reason, compile_all, frozen, said
+from monitor.match.build import Builder, Predicate, Said, author_reason, compile_all, frozen, said
 from monitor.match.explain import upvotes_reason
 from monitor.match.text import normalize_phrase, tokenize
 from monitor.models import Hit, Paper
@@ -27,16 +27,15 @@ _MEMO_LIMIT = 500_000
 _UNSEEN = -(2**62)
 _NOT_SEEN = (_UNSEEN,)
 
-# A hit still to be checked: (rule id, hit, excludes, min_upvotes).
-Guarded = tuple[int, Hit, frozenset[int] | None, int | None]
+# A hit still to be checked: (rule id, hit, excludes, min_upvotes, the rule's query, whether the
+# rule has other atoms: another may hold too).
+Guarded = tuple[int, Hit, frozenset[int] | None, int | None, Predicate | None, bool]
 
-
-# What one atom holding one way does: (ids of the rules it makes match, their hits, the guarded
-# hits, ids of the rules with queries it triggers).
+# What one atom holding one way does: (ids of those of its hits whose rules have other atoms, its
+# hits, its guarded hits, ids of the rules whose queries it may make hold).
 Record = tuple[tuple[int, ...], tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
 
-
-_IDS, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
+_SHARED, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
 
 
 def compile_rules(rules: Sequence[RuleConfig]) -> RuleIndex:
@@ -45,30 +44,32 @@ def compile_rules(rules: Sequence[RuleConfig]) -> RuleIndex:
 
 
 class RuleIndex:
-    """All rules compiled; ``match(paper)`` returns the rules the paper satisfies, in config order."""
+    """All rules compiled; ``match(paper)`` returns the rules the paper satisfies."""
 
     def __init__(self, rules: Sequence[RuleConfig]) -> None:
         builder = Builder()
         plans, triggers_of = compile_all(rules, builder)
-        # Rules of keywords, authors and organizations match when one of their atoms holds (given
-        # their excludes and min_upvotes); rules with queries are checked when a trigger holds.
+        # A rule's keywords, authors and organizations make it match when one holds (given its
+        # excludes, min_upvotes, and query: if that holds too, the query's reasons join in); a
+        # rule's query is checked when one of its triggers holds.
         entries: dict[int, list[tuple[int, Said]]] = {}
         queries: dict[int, list[int]] = {}
         always: list[int] = []
         by_threshold: list[tuple[int, int]] = []
         for rule_id, (plan, rule_triggers) in enumerate(zip(plans, triggers_of, strict=True)):
-            if rule_triggers is not None and plan.slow is None:
-                for atom_id, what in plan.entries:
-                    entries.setdefault(atom_id, []).append((rule_id, what))
-            elif rule_triggers is not None:
+            for atom_id, what in plan.entries:
+                entries.setdefault(atom_id, []).append((rule_id, what))
+            if plan.slow is None:
+                continue
+            if plan.slow.query is not None and rule_triggers is not None:
                 for atom_id in rule_triggers:
                     queries.setdefault(atom_id, []).append(rule_id)
-            elif not plan.entries and plan.slow is not None and plan.slow.query is None \
-                    and plan.min_upvotes is not None:
+            elif plan.slow.query is None and plan.min_upvotes is not None:
                 by_threshold.append((plan.min_upvotes, rule_id))
             else:
                 always.append(rule_id)
         self._plans = tuple(plans)
+        self._position = {plan.name: i for i, plan in enumerate(plans)}
         self._builder = builder
         self._entries = frozen(entries)
         self._queries = frozen(queries)
@@ -85,6 +86,7 @@ class RuleIndex:
         self._checks = tuple(builder.checks)
         self._check_ids = frozenset(range(-len(builder.checks), 0))
         self._orgs = frozen(builder.orgs)
+        builder.release()
         # Paper words and author names recur across papers: remember the atoms each one makes hold,
         # and each atom's record, as it holds in the title, in the abstract, or by an author.
         self._word_memo: dict[str, tuple[int, ...]] = {}
@@ -100,8 +102,13 @@ class RuleIndex:
     def rule_names(self) -> list[str]:
         return [plan.name for plan in self._plans]
 
+    def order(self, hits: list[Hit]) -> list[Hit]:
+        """``hits`` in the order of the rules in the config, for people to read."""
+        return sorted(hits, key=lambda hit: self._position[hit.rule])
+
     def match(self, paper: Paper) -> list[Hit]:
-        """Every rule ``paper`` satisfies, in config order, each with its reasons and channels."""
+        """Every rule ``paper`` satisfies, each with its reasons and channels, in no particular
+        order (``order`` gives the config's)."""
         true, in_title = self._true_terms(tokenize(paper.title), tokenize(paper.abstract))
         records = self._records(list(in_title), self._in_title, True)
         aliases: dict[int, str] = {}
@@ -120,34 +127,45 @@ class RuleIndex:
                 true.update(self._orgs.get(org, ()))
         records += self._records(list(true.difference(in_title, aliases)), self._in_abstract, False)
 
-        ids = list(chain.from_iterable(map(_IDS, records)))
         hits = list(chain.from_iterable(map(_HITS, records)))
+        shared = list(chain.from_iterable(map(_SHARED, records)))
         upvotes = paper.upvotes
-        for rule_id, hit, excludes, minimum in chain.from_iterable(map(_GUARDED, records)):
+        for rule_id, hit, excludes, minimum, query, more in chain.from_iterable(map(_GUARDED, records)):
             if excludes is not None and not excludes.isdisjoint(true):
                 continue
+            if query is not None and query(true, upvotes):
+                continue  # its query holds as well: checked below, with all the reasons
             if minimum is not None:
                 if upvotes is None or upvotes < minimum:
                     continue
                 hit = Hit(hit.rule, (*hit.reasons, upvotes_reason(upvotes, ">=", minimum)), hit.notify)
-            ids.append(rule_id)
             hits.append(hit)
+            if more:
+                shared.append(rule_id)
         candidates = set(chain.from_iterable(map(_QUERIES, records)))
         candidates.update(self._always)
         if upvotes is not None and self._thresholds:
             candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
-            self._check(candidates, upvotes, true, in_title, aliases, ids, hits)
+            self._check(candidates, upvotes, true, in_title, aliases, hits)
+        if len(shared) > 1 and len(set(shared)) < len(shared):
+            hits = self._merge(hits, shared, upvotes, true, in_title, aliases)
+        return hits
 
-        found = dict(zip(ids, hits, strict=True))
-        if len(found) < len(ids):  # a rule two of whose atoms hold: one hit, with both reasons
-            for rule_id in _repeated(ids):
-                name, notify, _, minimum, entries, _ = self._plans[rule_id]
-                reasons = said(entries, true, in_title, aliases)
-                if minimum is not None:
-                    reasons.append(upvotes_reason(upvotes, ">=", minimum))
-                found[rule_id] = Hit(name, tuple(reasons), notify)
-        return list(map(found.__getitem__, sorted(found)))
+    def _merge(self, hits: list[Hit], shared: list[int], upvotes: int | None, true: set[int],
+               in_title: set[int], aliases: dict[int, str]) -> list[Hit]:
+        """One hit for each rule two of whose atoms hold, with the reasons of both."""
+        seen: set[int] = set()
+        repeated = {rule_id for rule_id in shared if rule_id in seen or seen.add(rule_id)}  # type: ignore[func-returns-value]
+        names = {self._plans[rule_id].name for rule_id in repeated}
+        merged = [hit for hit in hits if hit.rule not in names]
+        for rule_id in repeated:
+            name, notify, _, minimum, entries, _ = self._plans[rule_id]
+            reasons = said(entries, true, in_title, aliases)
+            if minimum is not None:
+                reasons.append(upvotes_reason(upvotes, ">=", minimum))
+            merged.append(Hit(name, tuple(reasons), notify))
+        return merged
 
     def _true_terms(self, title: list[str], abstract: list[str]) -> tuple[set[int], set[int]]:
         """The term atoms that hold, and those that hold in the title."""
@@ -230,22 +248,27 @@ class RuleIndex:
     def _record(self, atom_id: int, how: bool | str) -> Record:
         """The record of ``atom_id`` holding in the title (``how`` True), only in the abstract
         (False), or, for an author, as that paper author wrote the name (``how`` the name)."""
-        plans, shared = self._plans, self._shared_reasons
-        ids, hits, guarded = [], [], []
+        plans, strings = self._plans, self._shared_reasons
+        shared: list[int] = []
+        hits: list[Hit] = []
+        guarded: list[Guarded] = []
         for rule_id, what in self._entries.get(atom_id, ()):
             reason = what[not how] if isinstance(what, tuple) else author_reason(what, str(how))
             plan = plans[rule_id]
-            hit = Hit(plan.name, shared.setdefault(reason, (reason,)), plan.notify)
-            if plan.excludes is None and plan.min_upvotes is None:
-                ids.append(rule_id)
+            hit = Hit(plan.name, strings.setdefault(reason, (reason,)), plan.notify)
+            more = len(plan.entries) > 1
+            query = plan.slow.holds if plan.slow is not None else None
+            if plan.excludes is None and plan.min_upvotes is None and query is None:
                 hits.append(hit)
+                if more:
+                    shared.append(rule_id)
             else:
-                guarded.append((rule_id, hit, plan.excludes, plan.min_upvotes))
-        return tuple(ids), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
+                guarded.append((rule_id, hit, plan.excludes, plan.min_upvotes, query, more))
+        return tuple(shared), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
 
     def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
-               aliases: dict[int, str], ids: list[int], hits: list[Hit]) -> None:
-        """The rules with queries (or no atoms) among ``candidates`` that hold, with their reasons."""
+               aliases: dict[int, str], hits: list[Hit]) -> None:
+        """The rules among ``candidates`` whose queries hold (or that have no atoms) and match."""
         plans = self._plans
         for rule_id in candidates:
             plan = plans[rule_id]
@@ -254,12 +277,8 @@ class RuleIndex:
                 continue
             if minimum is not None and (upvotes is None or upvotes < minimum):
                 continue
-            reasons = slow.reasons(plan, true, in_title, upvotes, aliases) if slow is not None else None
+            if slow is None or (slow.holds is not None and not slow.holds(true, upvotes)):
+                continue  # a query that does not hold: the rule's own atoms, if any, matched it
+            reasons = slow.reasons(plan, true, in_title, upvotes, aliases)
             if reasons is not None:
-                ids.append(rule_id)
                 hits.append(Hit(name, tuple(reasons), notify))
-
-
-def _repeated(ids: list[int]) -> set[int]:
-    seen: set[int] = set()
-    return {rule_id for rule_id in ids if rule_id in seen or seen.add(rule_id)}  # type: ignore[func-returns-value]
