@@ -325,3 +325,27 @@ def test_seed_pages_keywords_and_author_counts() -> None:
     counted = [p for p in papers if not p.authors and p.authors_count]
     assert counted  # the text pages show "N authors" without names
     assert titles({"authors": ["Tri Dao"]}, counted) == []
+
+
+def test_threads_sharing_an_index_get_the_answers_one_thread_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon polls sources in threads that share the index and its memos; with the memos
+    clearing all the time, every thread must still get exactly the sequential answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitor.match import index as index_module
+
+    papers = hf_papers() + seed_papers()
+    rules = [RuleConfig(name="lm", keywords=["language model*", "kv cache"]),
+             RuleConfig(name="people", authors=["Tri Dao", "Song Han"], exclude=["survey"]),
+             RuleConfig(name="hot", query='(agent* OR reasoning) AND NOT "benchmark"', min_upvotes=5)]
+    expected = [sorted(compile_rules(rules).match(p)) for p in papers]
+    monkeypatch.setattr(index_module, "_MEMO_LIMIT", 3)
+    shared = compile_rules(rules)
+
+    def run_all(_: int) -> list[list[Hit]]:
+        return [sorted(shared.match(p)) for p in papers * 5]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run_all, range(4)))
+    assert all(result == expected * 5 for result in results)
+    assert sum(map(len, expected)) > 20  # the rules do match, so that there is something to get wrong

@@ -203,10 +203,9 @@ class RuleIndex:
         a word not seen before shows as the ``_UNSEEN`` id, and only then is it looked at."""
         memo = self._word_memo
         atoms = set(chain.from_iterable(filter(None, map(memo.get, words, repeat(_NOT_SEEN)))))
-        if _UNSEEN in atoms:
-            for word in dict.fromkeys(words).keys() - memo.keys():
-                self._learn(word)
-            atoms = set(chain.from_iterable(map(memo.__getitem__, words)))
+        if _UNSEEN in atoms:  # (rare once warm, so plain Python will do)
+            atoms = set(chain.from_iterable(self._learn(word) if (known := memo.get(word)) is None else known
+                                            for word in words))
         if self._pairs:
             # zip hands map each pair in the tuple it reuses: probing the pairs allocates nothing.
             pairs = zip(words, islice(words, 1, None))  # noqa: B905  # one shorter, by design
