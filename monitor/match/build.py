@@ -19,8 +19,8 @@ from monitor.match.query import parse_query
 
 # A compiled query: an atom id, an Upvotes comparison, or ("and"|"or", children) / ("not", child).
 Compiled = int | Upvotes | tuple[str, tuple["Compiled", ...]]
-# A reason for an atom that holds: (title, abstract) strings for a term, chosen by where the term is
-# (one string twice for an organization or a scoped term), or the watched name of an author.
+# What an atom says when it holds: (the term as written, its field) for a term, (the name, "org") for
+# an organization, the watched name for an author; ``reason`` makes the string when it is needed.
 Said = tuple[str, str] | str
 Entry = tuple[int, Said]
 Predicate = Callable[[set[int], int | None], bool]
@@ -75,14 +75,20 @@ class SlowPlan:
 def said(entries: tuple[Entry, ...], true: set[int], in_title: set[int],
          aliases: dict[int, str]) -> list[str]:
     """The reason strings of the entries whose atoms hold."""
-    reasons = []
-    for atom_id, what in entries:
-        if atom_id in true:
-            if isinstance(what, tuple):
-                reasons.append(what[atom_id not in in_title])
-            else:
-                reasons.append(author_reason(what, aliases.get(atom_id)))
-    return reasons
+    return [reason(what, aliases.get(atom_id) or atom_id in in_title) for atom_id, what in entries
+            if atom_id in true]
+
+
+def reason(what: Said, how: bool | str) -> str:
+    """The reason string of an atom that holds: in the title (``how`` True) or only in the abstract
+    (False), or for an author, as the paper spells the name (``how`` that spelling)."""
+    if isinstance(what, str):
+        return author_reason(what, how if isinstance(how, str) else None)
+    text, scope = what
+    if scope == "org":
+        return f'organization "{text}"'
+    where = scope if scope != "any" else "title" if how is True else "abstract"
+    return f'keyword "{text}" in {where}'
 
 
 def author_reason(watched: str, alias: str | None) -> str:
@@ -155,7 +161,7 @@ class Builder:
     # with a watch whose initials are a subset or a superset of the author's.
     surnames: dict[str, dict[frozenset[str], list[tuple[int, tuple[str, ...]]]]] = field(default_factory=dict)
     orgs: dict[str, list[int]] = field(default_factory=dict)
-    strings: dict[tuple[str, Field], tuple[str, str]] = field(default_factory=dict)
+    said_as: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def intern(self, atom: Term | Author | Org) -> int:
         if isinstance(atom, Term):
@@ -204,26 +210,16 @@ class Builder:
             self.words.setdefault(words[0], []).append(atom_id)
 
     def said(self, atom: Term | Author | Org) -> Said:
-        """The reason an atom gives when it holds, as in ``explain.describe``."""
+        """What an atom says when it holds (see ``reason``); one tuple for each term as written."""
         if isinstance(atom, Author):
             return atom.name
-        if isinstance(atom, Org):
-            text = f'organization "{atom.name}"'
-            return text, text
-        key = (atom.text, atom.field)
-        found = self.strings.get(key)
-        if found is None:
-            title, abstract = f'keyword "{atom.text}" in title', f'keyword "{atom.text}" in abstract'
-            found = self.strings[key] = (
-                (title, abstract) if atom.field == "any" else (title, title) if atom.field == "title"
-                else (abstract, abstract)
-            )
-        return found
+        key = (atom.name, "org") if isinstance(atom, Org) else (atom.text, atom.field)
+        return self.said_as.setdefault(key, key)
 
     def release(self) -> None:
         """Drop what only compiling needs (the index keeps frozen copies); authors stay, for
         ``watches_of``."""
-        for table in (self.ids, self.words, self.pairs, self.prefixes, self.orgs, self.strings):
+        for table in (self.ids, self.words, self.pairs, self.prefixes, self.orgs, self.said_as):
             table.clear()
         self.checks.clear()
         self.title_only.clear()

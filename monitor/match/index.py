@@ -17,7 +17,7 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 
 from monitor.config import RuleConfig
-from monitor.match.build import Builder, Predicate, Said, author_reason, compile_all, frozen, said
+from monitor.match.build import Builder, Predicate, Said, compile_all, frozen, reason, said
 from monitor.match.explain import upvotes_reason
 from monitor.match.text import normalize_phrase, tokenize
 from monitor.models import Hit, Paper
@@ -252,9 +252,9 @@ class RuleIndex:
         hits: list[Hit] = []
         guarded: list[Guarded] = []
         for rule_id, what in self._entries.get(atom_id, ()):
-            reason = what[not how] if isinstance(what, tuple) else author_reason(what, str(how))
+            text = reason(what, how)
             plan = plans[rule_id]
-            hit = Hit(plan.name, strings.setdefault(reason, (reason,)), plan.notify)
+            hit = Hit(plan.name, strings.setdefault(text, (text,)), plan.notify)
             more = len(plan.entries) > 1
             query = plan.slow.holds if plan.slow is not None else None
             if plan.excludes is None and plan.min_upvotes is None and query is None:
