@@ -13,7 +13,14 @@ from typing import NamedTuple, TypeVar
 from monitor.config import RuleConfig
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.match.atoms import And, Author, Field, Node, Not, Or, Org, Term, Upvotes, make_term
-from monitor.match.explain import every_paper_reason, query_reason, upvotes_reason
+from monitor.match.explain import (
+    author_reason,
+    every_paper_reason,
+    keyword_reason,
+    org_reason,
+    query_reason,
+    upvotes_reason,
+)
 from monitor.match.names import given_match, parse_name
 from monitor.match.query import parse_query
 
@@ -86,14 +93,8 @@ def reason(what: Said, how: bool | str) -> str:
         return author_reason(what, how if isinstance(how, str) else None)
     text, scope = what
     if scope == "org":
-        return f'organization "{text}"'
-    where = scope if scope != "any" else "title" if how is True else "abstract"
-    return f'keyword "{text}" in {where}'
-
-
-def author_reason(watched: str, alias: str | None) -> str:
-    """``author "Tri Dao" (as "T. Dao")``: the name as the rule wrote it, and as the paper did."""
-    return f'author "{watched}"' + (f' (as "{alias}")' if alias and alias != watched else "")
+        return org_reason(text)
+    return keyword_reason(text, scope if scope != "any" else "title" if how is True else "abstract")
 
 
 def predicate(node: Compiled) -> Predicate:

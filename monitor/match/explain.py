@@ -40,12 +40,25 @@ def org_holds(org: Org, paper: Paper) -> bool:
 def describe(atom: Atom, text: PaperText, alias: str | None = None) -> str:
     """The reason string for an atom that holds."""
     if isinstance(atom, Term):
-        return f'keyword "{atom.text}" in {term_where(atom, text) or atom.field}'
+        return keyword_reason(atom.text, term_where(atom, text) or atom.field)
     if isinstance(atom, Author):
-        return f'author "{atom.name}"' + (f' (as "{alias}")' if alias and alias != atom.name else "")
+        return author_reason(atom.name, alias)
     if isinstance(atom, Org):
-        return f'organization "{atom.name}"'
+        return org_reason(atom.name)
     return f"upvotes {atom.op}{atom.value}"
+
+
+def keyword_reason(written: str, where: str) -> str:
+    return f'keyword "{written}" in {where}'
+
+
+def author_reason(watched: str, alias: str | None) -> str:
+    """``author "Tri Dao" (as "T. Dao")``: the name as the rule wrote it, and as the paper did."""
+    return f'author "{watched}"' + (f' (as "{alias}")' if alias and alias != watched else "")
+
+
+def org_reason(name: str) -> str:
+    return f'organization "{name}"'
 
 
 def upvotes_reason(upvotes: int | None, op: str, value: int) -> str:

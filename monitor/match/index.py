@@ -94,7 +94,7 @@ class RuleIndex:
         self._in_title: dict[int, Record] = {}
         self._in_abstract: dict[int, Record] = {}
         self._by_author: dict[tuple[int, str], Record] = {}
-        self._shared_reasons: dict[str, tuple[str]] = {}
+        self._reason_tuples: dict[str, tuple[str]] = {}
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -247,7 +247,7 @@ class RuleIndex:
     def _record(self, atom_id: int, how: bool | str) -> Record:
         """The record of ``atom_id`` holding in the title (``how`` True), only in the abstract
         (False), or, for an author, as that paper author wrote the name (``how`` the name)."""
-        plans, strings = self._plans, self._shared_reasons
+        plans, strings = self._plans, self._reason_tuples
         shared: list[int] = []
         hits: list[Hit] = []
         guarded: list[Guarded] = []
