@@ -154,9 +154,9 @@ class Builder:
     prefixes: dict[str, list[int]] = field(default_factory=dict)
     title_only: set[int] = field(default_factory=set)
     abstract_only: set[int] = field(default_factory=set)
-    # Longer phrases (and two words ending in a prefix) are checked on the joined words
-    # (" kv cach" in " ... kv cache ..."): each such check has a negative id, filed like an atom
-    # under its first pair (first word); ``checks[-id - 1]`` is (atom id, needle, field).
+    # Longer phrases, two words ending in a prefix, and two words of one field are checked on the
+    # joined words (" kv cach" in " ... kv cache ..."): each such check has a negative id, filed like
+    # an atom under its first pair (first word); ``checks[-id - 1]`` is (atom id, needle, field).
     checks: list[tuple[int, str, Field]] = field(default_factory=list)
     # surname -> initials of the given names -> watches: an author's given names can only agree
     # with a watch whose initials are a subset or a superset of the author's.
@@ -196,10 +196,11 @@ class Builder:
             self.title_only.add(atom_id)
         elif term.field == "abstract":
             self.abstract_only.add(atom_id)
-        if len(words) > 2 or (len(words) == 2 and term.prefix):
+        # Two words of one field are checked too: the pair table answers for both fields at once.
+        if len(words) > 2 or (len(words) == 2 and (term.prefix or term.field != "any")):
             self.checks.append((atom_id, " " + " ".join(words) + ("" if term.prefix else " "), term.field))
             check_id = -len(self.checks)
-            if len(words) == 2:
+            if len(words) == 2 and term.prefix:
                 self.words.setdefault(words[0], []).append(check_id)
             else:
                 self.pairs.setdefault((words[0], words[1]), []).append(check_id)

@@ -34,6 +34,8 @@ Guarded = tuple[int, Hit, frozenset[int] | None, int | None, Predicate | None, b
 # What one atom holding one way does: (ids of those of its hits whose rules have other atoms, its
 # hits, its guarded hits, ids of the rules whose queries it may make hold).
 Record = tuple[tuple[int, ...], tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
+# A field's words, and the atoms each makes hold.
+Memo = dict[str, tuple[int, ...]]
 
 _SHARED, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
 
@@ -56,6 +58,7 @@ class RuleIndex:
         queries: dict[int, list[int]] = {}
         always: list[int] = []
         by_threshold: list[tuple[int, int]] = []
+        plain_thresholds: list[tuple[int, int]] = []
         for rule_id, (plan, rule_triggers) in enumerate(zip(plans, triggers_of, strict=True)):
             for atom_id, what in plan.entries:
                 entries.setdefault(atom_id, []).append((rule_id, what))
@@ -65,7 +68,7 @@ class RuleIndex:
                 for atom_id in rule_triggers:
                     queries.setdefault(atom_id, []).append(rule_id)
             elif plan.slow.query is None and plan.min_upvotes is not None:
-                by_threshold.append((plan.min_upvotes, rule_id))
+                (by_threshold if plan.excludes else plain_thresholds).append((plan.min_upvotes, rule_id))
             else:
                 always.append(rule_id)
         self._plans = tuple(plans)
@@ -77,6 +80,9 @@ class RuleIndex:
         by_threshold.sort()
         self._thresholds = [threshold for threshold, _ in by_threshold]
         self._threshold_rules = tuple(rule_id for _, rule_id in by_threshold)
+        # Rules of min_upvotes alone match every paper with that many upvotes, for the same reason.
+        self._plain_thresholds = tuple(sorted(plain_thresholds))
+        self._by_upvotes: dict[int, tuple[Hit, ...]] = {}
         self._words = frozen(builder.words)
         self._pairs = frozen(builder.pairs)
         self._prefixes = frozen(builder.prefixes)
@@ -84,12 +90,13 @@ class RuleIndex:
         self._title_only = frozenset(builder.title_only)
         self._abstract_only = frozenset(builder.abstract_only)
         self._checks = tuple(builder.checks)
-        self._check_ids = frozenset(range(-len(builder.checks), 0))
         self._orgs = frozen(builder.orgs)
         builder.release()
-        # Paper words and author names recur across papers: remember the atoms each one makes hold,
-        # and each atom's record, as it holds in the title, in the abstract, or by an author.
-        self._word_memo: dict[str, tuple[int, ...]] = {}
+        # Paper words and author names recur across papers: remember the atoms each one makes hold
+        # (a title word, an abstract word: those of the other field's terms left out), and each
+        # atom's record, as it holds in the title, in the abstract, or by an author.
+        self._title_memo: Memo = {}
+        self._abstract_memo: Memo = {}
         self._author_memo: dict[str, tuple[int, ...]] = {}
         self._in_title: dict[int, Record] = {}
         self._in_abstract: dict[int, Record] = {}
@@ -144,8 +151,12 @@ class RuleIndex:
                 shared.append(rule_id)
         candidates = set(chain.from_iterable(map(_QUERIES, records)))
         candidates.update(self._always)
-        if upvotes is not None and self._thresholds:
-            candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
+        if upvotes is not None:
+            if self._plain_thresholds:
+                found = self._by_upvotes.get(upvotes)
+                hits += self._upvote_hits(upvotes) if found is None else found
+            if self._thresholds:
+                candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
             self._check(candidates, upvotes, true, in_title, aliases, hits)
         if len(shared) > 1 and len(set(shared)) < len(shared):
@@ -167,25 +178,29 @@ class RuleIndex:
             merged.append(Hit(name, tuple(reasons), notify))
         return merged
 
+    def _upvote_hits(self, upvotes: int) -> tuple[Hit, ...]:
+        """The hits of the rules of min_upvotes alone that a paper with ``upvotes`` satisfies."""
+        if len(self._by_upvotes) > _MEMO_LIMIT:
+            self._by_upvotes.clear()
+        hits: list[Hit] = []
+        for minimum, rule_id in self._plain_thresholds:
+            if minimum > upvotes:
+                break
+            plan = self._plans[rule_id]
+            hits.append(Hit(plan.name, (upvotes_reason(upvotes, ">=", minimum),), plan.notify))
+        found = self._by_upvotes[upvotes] = tuple(hits)
+        return found
+
     def _true_terms(self, title: list[str], abstract: list[str]) -> tuple[set[int], set[int]]:
-        """The term atoms that hold, and those that hold in the title."""
-        memo = self._word_memo
-        in_title = self._atoms_of(title)
-        in_abstract = self._atoms_of(abstract)
-        if len(memo) > _MEMO_LIMIT:
-            memo.clear()
-        checks = (in_title | in_abstract) & self._check_ids
-        if checks:
-            in_title -= checks
-            in_abstract -= checks
-        # Scoped terms: a title: term holds only by the title's words, an abstract: term only by
-        # the abstract's.
-        if self._title_only:
-            in_abstract = in_abstract - self._title_only
-        if self._abstract_only:
-            in_title = in_title - self._abstract_only
-        true = in_title | in_abstract
-        if checks:
+        """The term atoms that hold, and those that hold in the title. A title: term holds only
+        by the title's words and an abstract: term only by the abstract's: each field's memo
+        leaves out the other's."""
+        in_title = self._atoms_of(title, self._title_memo, self._abstract_only)
+        true = in_title | self._atoms_of(abstract, self._abstract_memo, self._title_only)
+        if true and min(true) < 0:  # checks have the negative ids
+            checks = [check_id for check_id in true if check_id < 0]
+            in_title.difference_update(checks)
+            true.difference_update(checks)
             title_text, abstract_text = " " + " ".join(title) + " ", " " + " ".join(abstract) + " "
             for check_id in checks:
                 atom_id, needle, scope = self._checks[-check_id - 1]
@@ -196,29 +211,35 @@ class RuleIndex:
                     true.add(atom_id)
         return true, in_title
 
-    def _atoms_of(self, words: list[str]) -> set[int]:
+    def _atoms_of(self, words: list[str], memo: Memo, other: frozenset[int]) -> set[int]:
         """The atoms (and checks) that ``words`` make hold, by word and by adjacent pair.
 
         Each step is one C-level pass (map, filter, chain), since a paper has hundreds of words:
         a word not seen before shows as the ``_UNSEEN`` id, and only then is it looked at."""
-        memo = self._word_memo
         atoms = set(chain.from_iterable(filter(None, map(memo.get, words, repeat(_NOT_SEEN)))))
         if _UNSEEN in atoms:  # (rare once warm, so plain Python will do)
-            atoms = set(chain.from_iterable(self._learn(word) if (known := memo.get(word)) is None else known
-                                            for word in words))
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            learn = self._learn
+            atoms = set(chain.from_iterable(
+                learn(word, memo, other) if (known := memo.get(word)) is None else known for word in words
+            ))
         if self._pairs:
             # zip hands map each pair in the tuple it reuses: probing the pairs allocates nothing.
             pairs = zip(words, islice(words, 1, None))  # noqa: B905  # one shorter, by design
             atoms.update(chain.from_iterable(filter(None, map(self._pairs.get, pairs))))
         return atoms
 
-    def _learn(self, word: str) -> tuple[int, ...]:
-        """The single-word and prefix atoms (and checks) ``word`` makes hold, memoized."""
+    def _learn(self, word: str, memo: Memo, other: frozenset[int]) -> tuple[int, ...]:
+        """The single-word and prefix atoms (and checks) ``word`` makes hold, but for the other
+        field's terms, memoized."""
         atoms = self._words.get(word, ())
         if self._prefixes:
             atoms += tuple(atom_id for length in self._prefix_lengths if length <= len(word)
                            for atom_id in self._prefixes.get(word[:length], ()))
-        self._word_memo[word] = atoms
+        if other and not other.isdisjoint(atoms):
+            atoms = tuple(atom_id for atom_id in atoms if atom_id not in other)
+        memo[word] = atoms
         return atoms
 
     def _true_authors(self, authors: list[str], true: set[int], aliases: dict[int, str]) -> None:
