@@ -175,6 +175,11 @@ def test_min_upvotes_rules_each_apply_their_own_threshold() -> None:
         ({"keywords": ["kv cache"], "exclude": ["survey"]}, "KV cache", "We surveyed methods.", True),
         ({"keywords": ["kv cache"], "exclude": ["surv*"]}, "KV cache", "We surveyed methods.", False),
         ({"keywords": ["kv cache"], "exclude": ["a survey"]}, "KV cache: survey", None, True),
+        # An excluded phrase holds within the title or the abstract, never across the two.
+        ({"keywords": ["kv cache"], "exclude": ["cache survey"]}, "KV cache", "Survey of methods.", True),
+        ({"keywords": ["kv cache"], "exclude": ["cache sur*"]}, "KV cache", "Survey of methods.", True),
+        ({"keywords": ["kv cache"], "exclude": ["of methods"]}, "KV cache", "Survey of methods.", False),
+        ({"keywords": ["kv"], "exclude": ["kv cache"]}, "KV", "Cache", True),
         ({"exclude": ["survey"]}, "Anything", None, True),
         ({"exclude": ["survey"]}, "A survey", None, False),
         ({"query": "NOT survey"}, "Anything", None, True),

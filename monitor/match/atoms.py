@@ -27,6 +27,12 @@ class Term:
     field: Field
     text: str  # as the user wrote it, for explanations
 
+    @property
+    def needle(self) -> str:
+        """What the paper's words joined by spaces contain where the term occurs (``PaperText``,
+        ``joined``): `` kv cache `` for a phrase, `` quantiz`` for a prefix."""
+        return " " + " ".join(self.words) + ("" if self.prefix else " ")
+
 
 @dataclass(frozen=True, slots=True)
 class Author:

@@ -42,7 +42,7 @@ class Plan(NamedTuple):
 
     name: str
     notify: tuple[str, ...]
-    excludes: frozenset[int] | None
+    excludes: tuple[str, ...] | None  # ``Term.needle`` of each
     min_upvotes: int | None
     entries: tuple[Entry, ...]  # keywords, authors, organizations, deduplicated, in config order
     slow: SlowPlan | None
@@ -198,7 +198,7 @@ class Builder:
             self.abstract_only.add(atom_id)
         # Two words of one field are checked too: the pair table answers for both fields at once.
         if len(words) > 2 or (len(words) == 2 and (term.prefix or term.field != "any")):
-            self.checks.append((atom_id, " " + " ".join(words) + ("" if term.prefix else " "), term.field))
+            self.checks.append((atom_id, term.needle, term.field))
             check_id = -len(self.checks)
             if len(words) == 2 and term.prefix:
                 self.words.setdefault(words[0], []).append(check_id)
@@ -256,22 +256,24 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     problems: list[str] = []
     entries: list[Entry] = []
     positive_ids: set[int] = set()
-    excludes: set[int] = set()
+    excludes: list[str] = []
     sections = (("keywords", None, config.keywords), ("authors", Author, config.authors),
                 ("organizations", Org, config.organizations), ("exclude", None, config.exclude))
     for section, make, terms in sections:
         for term in terms:
             try:
                 atom: Term | Author | Org = make_term(term) if make is None else make(term.strip())
+                if isinstance(atom, Term) and section == "exclude":
+                    # Checked on the words of the few papers one of the rule's atoms holds for,
+                    # so not an atom: a common word excluded by many rules would hold for most.
+                    excludes.append(atom.needle)
+                    continue
                 atom_id = builder.intern(atom)
             except ValueError as exc:
                 problems.append(f"{where}.{section}: {exc}")
                 continue
-            if section == "exclude":
-                excludes.add(atom_id)
-            else:
-                entries.append((atom_id, builder.said(atom)))
-                positive_ids.add(atom_id)
+            entries.append((atom_id, builder.said(atom)))
+            positive_ids.add(atom_id)
     query: Compiled | None = None
     query_entries: list[Entry] = []
     query_upvotes: list[Upvotes] = []
@@ -290,7 +292,7 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
         slow = SlowPlan(frozenset(positive_ids), query, holds, config.query, tuple(query_entries),
                         tuple(query_upvotes))
     # One atom's reason twice is one reason (the same words written twice, or a name repeated).
-    plan = Plan(config.name, tuple(config.notify), frozenset(excludes) or None, config.min_upvotes,
+    plan = Plan(config.name, tuple(config.notify), tuple(dict.fromkeys(excludes)) or None, config.min_upvotes,
                 tuple(dict.fromkeys(entries)), slow)
     if query is not None:
         return plan, _triggers(query)

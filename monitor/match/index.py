@@ -19,7 +19,7 @@ from operator import itemgetter
 from monitor.config import RuleConfig
 from monitor.match.build import Builder, Predicate, Said, compile_all, frozen, reason, said
 from monitor.match.explain import upvotes_reason
-from monitor.match.text import normalize_phrase, tokenize
+from monitor.match.text import joined, normalize_phrase, tokenize
 from monitor.models import Hit, Paper
 
 _MEMO_LIMIT = 500_000
@@ -27,9 +27,9 @@ _MEMO_LIMIT = 500_000
 _UNSEEN = -(2**62)
 _NOT_SEEN = (_UNSEEN,)
 
-# A hit still to be checked: (rule id, hit, excludes, min_upvotes, the rule's query, whether the
-# rule has other atoms: another may hold too).
-Guarded = tuple[int, Hit, frozenset[int] | None, int | None, Predicate | None, bool]
+# A hit still to be checked: (rule id, hit, the needles of its excludes, min_upvotes, the rule's
+# query, whether the rule has other atoms: another may hold too).
+Guarded = tuple[int, Hit, tuple[str, ...] | None, int | None, Predicate | None, bool]
 
 # What one atom holding one way does: (ids of those of its hits whose rules have other atoms, its
 # hits, its guarded hits, ids of the rules whose queries it may make hold).
@@ -116,7 +116,8 @@ class RuleIndex:
     def match(self, paper: Paper) -> list[Hit]:
         """Every rule ``paper`` satisfies, each with its reasons and channels, in no particular
         order (``order`` gives the config's)."""
-        true, in_title = self._true_terms(tokenize(paper.title), tokenize(paper.abstract))
+        title, abstract = tokenize(paper.title), tokenize(paper.abstract)
+        true, in_title = self._true_terms(title, abstract)
         records = self._records(list(in_title), self._in_title, True)
         aliases: dict[int, str] = {}
         if paper.authors and self._builder.surnames:
@@ -137,9 +138,13 @@ class RuleIndex:
         hits = list(chain.from_iterable(map(_HITS, records)))
         shared = list(chain.from_iterable(map(_SHARED, records)))
         upvotes = paper.upvotes
+        text: str | None = None
         for rule_id, hit, excludes, minimum, query, more in chain.from_iterable(map(_GUARDED, records)):
-            if excludes is not None and not excludes.isdisjoint(true):
-                continue
+            if excludes is not None:
+                if text is None:
+                    text = joined(title, abstract)
+                if any(map(text.__contains__, excludes)):
+                    continue
             if query is not None and query(true, upvotes):
                 continue  # its query holds as well: checked below, with all the reasons
             if minimum is not None:
@@ -158,7 +163,7 @@ class RuleIndex:
             if self._thresholds:
                 candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
-            self._check(candidates, upvotes, true, in_title, aliases, hits)
+            self._check(candidates, upvotes, true, in_title, aliases, text or joined(title, abstract), hits)
         if len(shared) > 1 and len(set(shared)) < len(shared):
             hits = self._merge(hits, shared, upvotes, true, in_title, aliases)
         return hits
@@ -287,13 +292,13 @@ class RuleIndex:
         return tuple(shared), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
 
     def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
-               aliases: dict[int, str], hits: list[Hit]) -> None:
+               aliases: dict[int, str], text: str, hits: list[Hit]) -> None:
         """The rules among ``candidates`` whose queries hold (or that have no atoms) and match."""
         plans = self._plans
         for rule_id in candidates:
             plan = plans[rule_id]
             name, notify, excludes, minimum, _, slow = plan
-            if excludes is not None and not excludes.isdisjoint(true):
+            if excludes is not None and any(map(text.__contains__, excludes)):
                 continue
             if minimum is not None and (upvotes is None or upvotes < minimum):
                 continue

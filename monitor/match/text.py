@@ -87,6 +87,12 @@ def normalize_phrase(text: str | None) -> str:
     return " ".join(tokenize(text))
 
 
+def joined(title: list[str], abstract: list[str]) -> str:
+    """A paper's words joined by spaces, the title's apart from the abstract's by two, so that a
+    term's needle (`` kv cache ``) is found in either but never across the two."""
+    return " " + " ".join(title) + "  " + " ".join(abstract) + " "
+
+
 class PaperText:
     """A paper's title and abstract tokenized once, and their words joined with spaces
     (``" kv cache "``), so that a phrase is a plain substring test on word bounds."""
