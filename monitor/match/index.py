@@ -36,6 +36,8 @@ Guarded = tuple[int, Hit, tuple[str, ...] | None, int | None, Predicate | None, 
 Record = tuple[tuple[int, ...], tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
 # A field's words, and the atoms each makes hold.
 Memo = dict[str, tuple[int, ...]]
+# A paper's title words, abstract words, and both ``joined`` (None until needed).
+Words = tuple[list[str], list[str], str | None]
 
 _SHARED, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
 
@@ -163,7 +165,7 @@ class RuleIndex:
             if self._thresholds:
                 candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
-            self._check(candidates, upvotes, true, in_title, aliases, text or joined(title, abstract), hits)
+            self._check(candidates, upvotes, true, in_title, aliases, (title, abstract, text), hits)
         if len(shared) > 1 and len(set(shared)) < len(shared):
             hits = self._merge(hits, shared, upvotes, true, in_title, aliases)
         return hits
@@ -292,14 +294,19 @@ class RuleIndex:
         return tuple(shared), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
 
     def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
-               aliases: dict[int, str], text: str, hits: list[Hit]) -> None:
-        """The rules among ``candidates`` whose queries hold (or that have no atoms) and match."""
+               aliases: dict[int, str], words: Words, hits: list[Hit]) -> None:
+        """The rules among ``candidates`` whose queries hold (or that have no atoms) and match;
+        ``words`` are the title's, the abstract's, and both ``joined`` if that was needed yet."""
         plans = self._plans
+        title, abstract, text = words
         for rule_id in candidates:
             plan = plans[rule_id]
             name, notify, excludes, minimum, _, slow = plan
-            if excludes is not None and any(map(text.__contains__, excludes)):
-                continue
+            if excludes is not None:
+                if text is None:
+                    text = joined(title, abstract)
+                if any(map(text.__contains__, excludes)):
+                    continue
             if minimum is not None and (upvotes is None or upvotes < minimum):
                 continue
             if slow is None or (slow.holds is not None and not slow.holds(true, upvotes)):
