@@ -23,6 +23,7 @@ from monitor.match.explain import (
 )
 from monitor.match.names import given_match, parse_name
 from monitor.match.query import parse_query
+from monitor.match.text import PaperWords
 
 # A compiled query: an atom id, an Upvotes comparison, or ("and"|"or", children) / ("not", child).
 Compiled = int | Upvotes | tuple[str, tuple["Compiled", ...]]
@@ -35,6 +36,20 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+class Excludes(NamedTuple):
+    """A rule's excludes: single words, and the needles (``Term.needle``) of phrases and prefixes.
+    They are checked on the words of the few papers that one of the rule's atoms holds for, rather
+    than indexed: a word that many rules exclude would hold for most papers."""
+
+    words: frozenset[str]
+    needles: tuple[str, ...]
+
+    def occur_in(self, paper: PaperWords) -> bool:
+        if self.words and not self.words.isdisjoint(paper.set):
+            return True
+        return bool(self.needles) and any(map(paper.joined.__contains__, self.needles))
+
+
 class Plan(NamedTuple):
     """One rule, ready to check. ``slow`` is None when a positive atom holding makes the rule
     match (given excludes and min_upvotes), as it does for a rule of keywords, authors and
@@ -42,7 +57,7 @@ class Plan(NamedTuple):
 
     name: str
     notify: tuple[str, ...]
-    excludes: tuple[str, ...] | None  # ``Term.needle`` of each
+    excludes: Excludes | None
     min_upvotes: int | None
     entries: tuple[Entry, ...]  # keywords, authors, organizations, deduplicated, in config order
     slow: SlowPlan | None
@@ -256,17 +271,19 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     problems: list[str] = []
     entries: list[Entry] = []
     positive_ids: set[int] = set()
-    excludes: list[str] = []
+    exclude_words: list[str] = []
+    exclude_needles: list[str] = []
     sections = (("keywords", None, config.keywords), ("authors", Author, config.authors),
                 ("organizations", Org, config.organizations), ("exclude", None, config.exclude))
     for section, make, terms in sections:
         for term in terms:
             try:
                 atom: Term | Author | Org = make_term(term) if make is None else make(term.strip())
-                if isinstance(atom, Term) and section == "exclude":
-                    # Checked on the words of the few papers one of the rule's atoms holds for,
-                    # so not an atom: a common word excluded by many rules would hold for most.
-                    excludes.append(atom.needle)
+                if isinstance(atom, Term) and section == "exclude":  # not an atom: see Excludes
+                    if len(atom.words) == 1 and not atom.prefix:
+                        exclude_words.append(atom.words[0])
+                    else:
+                        exclude_needles.append(atom.needle)
                     continue
                 atom_id = builder.intern(atom)
             except ValueError as exc:
@@ -292,7 +309,10 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
         slow = SlowPlan(frozenset(positive_ids), query, holds, config.query, tuple(query_entries),
                         tuple(query_upvotes))
     # One atom's reason twice is one reason (the same words written twice, or a name repeated).
-    plan = Plan(config.name, tuple(config.notify), tuple(dict.fromkeys(excludes)) or None, config.min_upvotes,
+    excludes = None
+    if exclude_words or exclude_needles:
+        excludes = Excludes(frozenset(exclude_words), tuple(dict.fromkeys(exclude_needles)))
+    plan = Plan(config.name, tuple(config.notify), excludes, config.min_upvotes,
                 tuple(dict.fromkeys(entries)), slow)
     if query is not None:
         return plan, _triggers(query)

@@ -17,9 +17,9 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 
 from monitor.config import RuleConfig
-from monitor.match.build import Builder, Predicate, Said, compile_all, frozen, reason, said
+from monitor.match.build import Builder, Excludes, Predicate, Said, compile_all, frozen, reason, said
 from monitor.match.explain import upvotes_reason
-from monitor.match.text import joined, normalize_phrase, tokenize
+from monitor.match.text import PaperWords, normalize_phrase, tokenize
 from monitor.models import Hit, Paper
 
 _MEMO_LIMIT = 500_000
@@ -27,17 +27,15 @@ _MEMO_LIMIT = 500_000
 _UNSEEN = -(2**62)
 _NOT_SEEN = (_UNSEEN,)
 
-# A hit still to be checked: (rule id, hit, the needles of its excludes, min_upvotes, the rule's
-# query, whether the rule has other atoms: another may hold too).
-Guarded = tuple[int, Hit, tuple[str, ...] | None, int | None, Predicate | None, bool]
+# A hit still to be checked: (rule id, hit, excludes, min_upvotes, the rule's query, whether the
+# rule has other atoms: another may hold too).
+Guarded = tuple[int, Hit, Excludes | None, int | None, Predicate | None, bool]
 
 # What one atom holding one way does: (ids of those of its hits whose rules have other atoms, its
 # hits, its guarded hits, ids of the rules whose queries it may make hold).
 Record = tuple[tuple[int, ...], tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
 # A field's words, and the atoms each makes hold.
 Memo = dict[str, tuple[int, ...]]
-# A paper's title words, abstract words, and both ``joined`` (None until needed).
-Words = tuple[list[str], list[str], str | None]
 
 _SHARED, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
 
@@ -140,13 +138,10 @@ class RuleIndex:
         hits = list(chain.from_iterable(map(_HITS, records)))
         shared = list(chain.from_iterable(map(_SHARED, records)))
         upvotes = paper.upvotes
-        text: str | None = None
+        words = PaperWords(title, abstract)
         for rule_id, hit, excludes, minimum, query, more in chain.from_iterable(map(_GUARDED, records)):
-            if excludes is not None:
-                if text is None:
-                    text = joined(title, abstract)
-                if any(map(text.__contains__, excludes)):
-                    continue
+            if excludes is not None and excludes.occur_in(words):
+                continue
             if query is not None and query(true, upvotes):
                 continue  # its query holds as well: checked below, with all the reasons
             if minimum is not None:
@@ -165,7 +160,7 @@ class RuleIndex:
             if self._thresholds:
                 candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
-            self._check(candidates, upvotes, true, in_title, aliases, (title, abstract, text), hits)
+            self._check(candidates, upvotes, true, in_title, aliases, words, hits)
         if len(shared) > 1 and len(set(shared)) < len(shared):
             hits = self._merge(hits, shared, upvotes, true, in_title, aliases)
         return hits
@@ -294,19 +289,14 @@ class RuleIndex:
         return tuple(shared), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
 
     def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
-               aliases: dict[int, str], words: Words, hits: list[Hit]) -> None:
-        """The rules among ``candidates`` whose queries hold (or that have no atoms) and match;
-        ``words`` are the title's, the abstract's, and both ``joined`` if that was needed yet."""
+               aliases: dict[int, str], words: PaperWords, hits: list[Hit]) -> None:
+        """The rules among ``candidates`` whose queries hold (or that have no atoms) and match."""
         plans = self._plans
-        title, abstract, text = words
         for rule_id in candidates:
             plan = plans[rule_id]
             name, notify, excludes, minimum, _, slow = plan
-            if excludes is not None:
-                if text is None:
-                    text = joined(title, abstract)
-                if any(map(text.__contains__, excludes)):
-                    continue
+            if excludes is not None and excludes.occur_in(words):
+                continue
             if minimum is not None and (upvotes is None or upvotes < minimum):
                 continue
             if slow is None or (slow.holds is not None and not slow.holds(true, upvotes)):

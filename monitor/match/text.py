@@ -87,10 +87,31 @@ def normalize_phrase(text: str | None) -> str:
     return " ".join(tokenize(text))
 
 
-def joined(title: list[str], abstract: list[str]) -> str:
-    """A paper's words joined by spaces, the title's apart from the abstract's by two, so that a
-    term's needle (`` kv cache ``) is found in either but never across the two."""
-    return " " + " ".join(title) + "  " + " ".join(abstract) + " "
+class PaperWords:
+    """A paper's title and abstract words; the set of both, and both joined by spaces, are made
+    the first time they are asked for (most papers need neither)."""
+
+    __slots__ = ("_joined", "_set", "abstract", "title")
+
+    def __init__(self, title: list[str], abstract: list[str]) -> None:
+        self.title = title
+        self.abstract = abstract
+        self._set: set[str] | None = None
+        self._joined: str | None = None
+
+    @property
+    def set(self) -> set[str]:
+        if self._set is None:
+            self._set = {*self.title, *self.abstract}
+        return self._set
+
+    @property
+    def joined(self) -> str:
+        """The words joined by spaces, the title's apart from the abstract's by two, so that a
+        term's needle (`` kv cache ``) is found in either but never across the two."""
+        if self._joined is None:
+            self._joined = " " + " ".join(self.title) + "  " + " ".join(self.abstract) + " "
+        return self._joined
 
 
 class PaperText:
