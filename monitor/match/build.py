@@ -45,7 +45,7 @@ class Excludes(NamedTuple):
     needles: tuple[str, ...]
 
     def occur_in(self, paper: PaperWords) -> bool:
-        if self.words and not self.words.isdisjoint(paper.set):
+        if self.words and not self.words.isdisjoint(paper.words):
             return True
         return bool(self.needles) and any(map(paper.joined.__contains__, self.needles))
 

@@ -100,7 +100,7 @@ class PaperWords:
         self._joined: str | None = None
 
     @property
-    def set(self) -> set[str]:
+    def words(self) -> set[str]:
         if self._set is None:
             self._set = {*self.title, *self.abstract}
         return self._set
