@@ -89,7 +89,7 @@ def normalize_phrase(text: str | None) -> str:
 
 class PaperWords:
     """A paper's title and abstract words; the set of both, and both joined by spaces, are made
-    the first time they are asked for (most papers need neither)."""
+    the first time a rule's excludes ask for them."""
 
     __slots__ = ("_joined", "_set", "abstract", "title")
 
