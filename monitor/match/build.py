@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import combinations
 from typing import NamedTuple, TypeVar
 
 from monitor.config import RuleConfig
@@ -31,7 +32,12 @@ Compiled = int | Upvotes | tuple[str, tuple["Compiled", ...]]
 # an organization, the watched name for an author; ``reason`` makes the string when it is needed.
 Said = tuple[str, str] | str
 Entry = tuple[int, Said]
+# Watched authors of one surname and one set of initials: (atom id, given names).
+Watches = list[tuple[int, tuple[str, ...]]]
 Predicate = Callable[[set[int], int | None], bool]
+# Past this many initials (a name of many given names), the watches of a surname are scanned rather
+# than looked up by every subset of the author's initials.
+_MANY_INITIALS = 4
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -175,7 +181,8 @@ class Builder:
     checks: list[tuple[int, str, Field]] = field(default_factory=list)
     # surname -> initials of the given names -> watches: an author's given names can only agree
     # with a watch whose initials are a subset or a superset of the author's.
-    surnames: dict[str, dict[frozenset[str], list[tuple[int, tuple[str, ...]]]]] = field(default_factory=dict)
+    surnames: dict[str, dict[frozenset[str], Watches]] = field(default_factory=dict)
+    wide: dict[str, list[tuple[frozenset[str], Watches]]] = field(default_factory=dict)  # see _wide
     orgs: dict[str, list[int]] = field(default_factory=dict)
     said_as: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
@@ -200,6 +207,7 @@ class Builder:
         elif isinstance(atom, Author):
             given: tuple[str, ...] = key[1]  # type: ignore[assignment]
             buckets = self.surnames.setdefault(key[2], {})  # type: ignore[arg-type]
+            self.wide.pop(key[2], None)  # type: ignore[call-overload]
             buckets.setdefault(frozenset(g[0] for g in given), []).append((atom_id, given))
         else:
             self.orgs.setdefault(atom.normalized, []).append(atom_id)
@@ -242,20 +250,42 @@ class Builder:
         self.title_only.clear()
         self.abstract_only.clear()
 
+    def _wide(self, surname: str) -> list[tuple[frozenset[str], Watches]]:
+        """The watches of ``surname`` with two initials or more, most first."""
+        found = self.wide.get(surname)
+        if found is None:
+            found = sorted(((watched, entries) for watched, entries in self.surnames[surname].items()
+                            if len(watched) > 1), key=lambda item: -len(item[0]))
+            self.wide[surname] = found
+        return found
+
     def watches_of(self, raw: str) -> tuple[int, ...]:
-        """The watched-author atoms that the paper author ``raw`` satisfies."""
+        """The watched-author atoms that the paper author ``raw`` satisfies.
+
+        Only watches whose initials are a subset of the author's (looked up, one set at a time)
+        or a superset (few: names with more given names) are tried; a common surname may have
+        hundreds of watches."""
         name = parse_name(raw)
         buckets = self.surnames.get(name.surname) if name is not None else None
         if name is None or not buckets:
             return ()
-        initials = frozenset(g[0] for g in name.given)
-        return tuple(
-            atom_id
-            for watched, entries in buckets.items()
-            if watched <= initials or initials <= watched
-            for atom_id, given in entries
-            if given_match(given, name.given)
-        )
+        given = name.given
+        initials = frozenset(g[0] for g in given)
+        if len(initials) > _MANY_INITIALS:
+            tried = [entries for watched, entries in buckets.items()
+                     if watched <= initials or initials <= watched]
+        else:
+            subsets = (frozenset(subset) for size in range(len(initials) + 1)
+                       for subset in combinations(initials, size))
+            tried = [entries for subset in subsets if (entries := buckets.get(subset))]
+            if initials:  # (an author named by surname alone is only a watch named so)
+                for watched, entries in self._wide(name.surname):
+                    if len(watched) <= len(initials):
+                        break
+                    if initials < watched:
+                        tried.append(entries)
+        return tuple(atom_id for entries in tried for atom_id, watched_given in entries
+                     if given_match(watched_given, given))
 
 
 def frozen(index: dict[K, list[V]]) -> dict[K, tuple[V, ...]]:

@@ -53,6 +53,14 @@ def given_match(watch: tuple[str, ...], author: tuple[str, ...]) -> bool:
         return True
     if not author:
         return False
+    # Most names have one given name: then one list embeds in the other when that name agrees
+    # with one of the other's (two or more names never embed in one).
+    if len(watch) == 1:
+        if len(author) == 1:
+            return _compatible(watch[0], author[0])
+        return any(_compatible(watch[0], name) for name in author)
+    if len(author) == 1:
+        return any(_compatible(name, author[0]) for name in watch)
     return _embeds(watch, author) or _embeds(author, watch)
 
 
