@@ -26,8 +26,11 @@ texts = st.lists(st.tuples(cased, st.sampled_from(SEPARATORS)), max_size=12).map
 
 
 def _write_name(parts: tuple[tuple[str, str], str, int]) -> str:
-    """A name as a page or a user might write it: initials, comma form, middle names, case."""
+    """A name as a page or a user might write it: initials, comma form, middle names, case, or the
+    surname alone."""
     (first, last), middle, style = parts
+    if style == 4:
+        return last
     given = f"{first[0]}." if style == 1 else first
     if style == 2:
         return f"{last}, {given} {middle}".strip()
@@ -35,7 +38,7 @@ def _write_name(parts: tuple[tuple[str, str], str, int]) -> str:
     return name.upper() if style == 3 else name
 
 
-person = st.tuples(st.sampled_from(PEOPLE), st.sampled_from(["", "A.", "Bo"]), st.integers(0, 3)).map(
+person = st.tuples(st.sampled_from(PEOPLE), st.sampled_from(["", "A.", "Bo"]), st.integers(0, 4)).map(
     _write_name
 )
 
