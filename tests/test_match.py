@@ -354,3 +354,26 @@ def test_threads_sharing_an_index_get_the_answers_one_thread_gets(monkeypatch: p
         results = list(pool.map(run_all, range(4)))
     assert all(result == expected * 5 for result in results)
     assert sum(map(len, expected)) > 20  # the rules do match, so that there is something to get wrong
+
+
+def test_a_memo_cleared_while_words_are_learned_changes_no_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worst timing of the test above, made certain: another thread clears the word memo right
+    after each word is learned, so the second pass over the paper's words finds them gone."""
+    from monitor.match.index import RuleIndex
+
+    papers = hf_papers()
+    rules = [RuleConfig(name="lm", keywords=["language model*", "kv cache", "reasoning"]),
+             RuleConfig(name="not-surveys", keywords=["agent*"], exclude=["survey"])]
+    expected = [sorted(compile_rules(rules).match(p)) for p in papers]
+    learn = RuleIndex._learn
+
+    def learn_then_forget(self: RuleIndex, word: str, memo: dict[str, tuple[int, ...]],
+                          other: frozenset[int]) -> tuple[int, ...]:
+        atoms = learn(self, word, memo, other)
+        memo.clear()
+        return atoms
+
+    monkeypatch.setattr(RuleIndex, "_learn", learn_then_forget)
+    forgetful = compile_rules(rules)
+    assert [sorted(forgetful.match(p)) for p in papers] == expected
+    assert sum(map(len, expected)) > 5

@@ -217,15 +217,20 @@ class RuleIndex:
         """The atoms (and checks) that ``words`` make hold, by word and by adjacent pair.
 
         Each step is one C-level pass (map, filter, chain), since a paper has hundreds of words:
-        a word not seen before shows as the ``_UNSEEN`` id, and only then is it looked at."""
+        a word not seen before shows as the ``_UNSEEN`` id: the words not in the memo are learned,
+        and the pass made again."""
         atoms = set(chain.from_iterable(filter(None, map(memo.get, words, repeat(_NOT_SEEN)))))
-        if _UNSEEN in atoms:  # (rare once warm, so plain Python will do)
+        if _UNSEEN in atoms:  # a new paper has a few new words
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
-            learn = self._learn
-            atoms = set(chain.from_iterable(
-                learn(word, memo, other) if (known := memo.get(word)) is None else known for word in words
-            ))
+            for word in set(words).difference(memo):
+                self._learn(word, memo, other)
+            atoms = set(chain.from_iterable(filter(None, map(memo.get, words, repeat(_NOT_SEEN)))))
+            if _UNSEEN in atoms:  # another thread cleared the memo meanwhile: one word at a time
+                learn = self._learn
+                atoms = set(chain.from_iterable(
+                    learn(word, memo, other) if (known := memo.get(word)) is None else known for word in words
+                ))
         if self._pairs:
             # zip hands map each pair in the tuple it reuses: probing the pairs allocates nothing.
             pairs = zip(words, islice(words, 1, None))  # noqa: B905  # one shorter, by design
