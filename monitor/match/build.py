@@ -38,6 +38,7 @@ Predicate = Callable[[set[int], int | None], bool]
 # Past this many initials (a name of many given names), the watches of a surname are scanned rather
 # than looked up by every subset of the author's initials.
 _MANY_INITIALS = 4
+_NO_INITIALS: frozenset[str] = frozenset()
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -183,6 +184,11 @@ class Builder:
     # with a watch whose initials are a subset or a superset of the author's.
     surnames: dict[str, dict[frozenset[str], Watches]] = field(default_factory=dict)
     wide: dict[str, list[tuple[frozenset[str], Watches]]] = field(default_factory=dict)  # see _wide
+    # The same watches again, for a paper author with one given name, written out (most are):
+    # (surname, given name or initial) -> watches with that one given name; (surname, initial) ->
+    # watches with two or more given names, one of which has that initial.
+    one_given: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    more_given: dict[tuple[str, str], Watches] = field(default_factory=dict)
     orgs: dict[str, list[int]] = field(default_factory=dict)
     said_as: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
@@ -206,9 +212,14 @@ class Builder:
             self._file_term(atom_id, atom)
         elif isinstance(atom, Author):
             given: tuple[str, ...] = key[1]  # type: ignore[assignment]
-            buckets = self.surnames.setdefault(key[2], {})  # type: ignore[arg-type]
-            self.wide.pop(key[2], None)  # type: ignore[call-overload]
-            buckets.setdefault(frozenset(g[0] for g in given), []).append((atom_id, given))
+            surname: str = key[2]  # type: ignore[assignment]
+            self.surnames.setdefault(surname, {}).setdefault(frozenset(g[0] for g in given), []).append(
+                (atom_id, given))
+            self.wide.pop(surname, None)
+            if len(given) == 1:
+                self.one_given.setdefault((surname, given[0]), []).append(atom_id)
+            for initial in {g[0] for g in given} if len(given) > 1 else ():
+                self.more_given.setdefault((surname, initial), []).append((atom_id, given))
         else:
             self.orgs.setdefault(atom.normalized, []).append(atom_id)
         return atom_id
@@ -270,6 +281,15 @@ class Builder:
         if name is None or not buckets:
             return ()
         given = name.given
+        if len(given) == 1 and len(given[0]) > 1:
+            # "Wei Zhang" is "Zhang", "Wei Zhang", "W. Zhang", or a longer name with "Wei" or "W."
+            first = given[0]
+            found = [atom_id for atom_id, _ in buckets.get(_NO_INITIALS, ())]
+            found += self.one_given.get((name.surname, first), ())
+            found += self.one_given.get((name.surname, first[0]), ())
+            found += [atom_id for atom_id, watched_given in self.more_given.get((name.surname, first[0]), ())
+                      if given_match(watched_given, given)]
+            return tuple(found)
         initials = frozenset(g[0] for g in given)
         if len(initials) > _MANY_INITIALS:
             tried = [entries for watched, entries in buckets.items()
