@@ -137,10 +137,10 @@ def test_memos_never_change_answers(rule_list: list[RuleConfig], papers: list[Pa
     cold = [sorted(compile_rules(rule_list).match(item)) for item in papers]  # a fresh index each
     warm = compile_rules(rule_list)
     assert [sorted(warm.match(item)) for item in papers + papers] == cold + cold
-    limit = index_module._MEMO_LIMIT
-    index_module._MEMO_LIMIT = 1
+    limits = index_module._MEMO_LIMIT, index_module._UPVOTE_HITS_LIMIT
+    index_module._MEMO_LIMIT = index_module._UPVOTE_HITS_LIMIT = 1
     try:
         forgetful = compile_rules(rule_list)
         assert [sorted(forgetful.match(item)) for item in papers + papers] == cold + cold
     finally:
-        index_module._MEMO_LIMIT = limit
+        index_module._MEMO_LIMIT, index_module._UPVOTE_HITS_LIMIT = limits

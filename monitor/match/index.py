@@ -23,6 +23,9 @@ from monitor.match.text import PaperWords, normalize_phrase, tokenize
 from monitor.models import Hit, Paper
 
 _MEMO_LIMIT = 500_000
+# The hits kept for rules of min_upvotes alone, over all upvote counts: each count keeps one hit per
+# rule it reaches, so a few thousand such rules would otherwise keep millions.
+_UPVOTE_HITS_LIMIT = 100_000
 # What the word memo answers for a word it has not seen: a tuple holding an id no atom has.
 _UNSEEN = -(2**62)
 _NOT_SEEN = (_UNSEEN,)
@@ -182,7 +185,7 @@ class RuleIndex:
 
     def _upvote_hits(self, upvotes: int) -> tuple[Hit, ...]:
         """The hits of the rules of min_upvotes alone that a paper with ``upvotes`` satisfies."""
-        if len(self._by_upvotes) > _MEMO_LIMIT:
+        if (len(self._by_upvotes) + 1) * len(self._plain_thresholds) > _UPVOTE_HITS_LIMIT:
             self._by_upvotes.clear()
         hits: list[Hit] = []
         for minimum, rule_id in self._plain_thresholds:
