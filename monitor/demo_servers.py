@@ -1,6 +1,7 @@
 """The demo's stand-ins on 127.0.0.1: a web server replaying recorded pages, a mail sink writing .eml.
 
-Both are for ``paper-monitor demo`` only: no TLS, no auth, loopback only, closed after the run.
+Both are for ``paper-monitor demo`` only: no TLS, no auth, loopback only, closed after the run. The
+tests' and benchmarks' scripted servers build on ``LoopbackServer`` too.
 """
 
 from __future__ import annotations
@@ -10,18 +11,53 @@ import itertools
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 
-class PageReplay:
+class QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 that logs nothing (pytest would show every request)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 running ``handler`` until ``close()`` (or the ``with`` ends)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        # Poll for shutdown every 50 ms, not the default 0.5 s: every test closes one.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def root(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PageReplay(LoopbackServer):
     """Serves ``pages`` at ``/papers``, the next one at each GET; the last one repeats."""
 
     def __init__(self, pages: list[tuple[bytes, str]]) -> None:
         self.served = 0
         replay = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] != "/papers":
                     self.send_error(404)
@@ -34,23 +70,11 @@ class PageReplay:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="demo-pages", daemon=True)
-        self._thread.start()
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/papers"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=2)
+        return f"{self.root}/papers"
 
 
 class MailSink:

@@ -8,9 +8,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Self
+
+from monitor.demo_servers import LoopbackServer, QuietHandler  # the tests' servers build on them
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "fixtures"
@@ -31,46 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class QuietHandler(BaseHTTPRequestHandler):
-    """Keep-alive HTTP/1.1 that logs nothing (pytest would show every request)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class LoopbackServer:
-    """A threaded HTTP server on 127.0.0.1 running ``handler`` until ``close()`` (or the ``with`` ends).
-
-    The scripted servers of the tests and benchmarks (replay, Slack stand-in, webhook receivers) build
-    on it, so each says only how it answers.
-    """
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        # Poll for shutdown every 50 ms, not the default 0.5 s: every test closes one.
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def root(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass
