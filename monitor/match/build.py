@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import combinations
 from typing import NamedTuple, TypeVar
 
 from monitor.config import RuleConfig
@@ -22,7 +21,7 @@ from monitor.match.explain import (
     query_reason,
     upvotes_reason,
 )
-from monitor.match.names import given_match, parse_name
+from monitor.match.names import AuthorWatches, Name, parse_name
 from monitor.match.query import parse_query
 from monitor.match.text import PaperWords
 
@@ -32,13 +31,7 @@ Compiled = int | Upvotes | tuple[str, tuple["Compiled", ...]]
 # an organization, the watched name for an author; ``reason`` makes the string when it is needed.
 Said = tuple[str, str] | str
 Entry = tuple[int, Said]
-# Watched authors of one surname and one set of initials: (atom id, given names).
-Watches = list[tuple[int, tuple[str, ...]]]
 Predicate = Callable[[set[int], int | None], bool]
-# Past this many initials (a name of many given names), the watches of a surname are scanned rather
-# than looked up by every subset of the author's initials.
-_MANY_INITIALS = 4
-_NO_INITIALS: frozenset[str] = frozenset()
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -180,26 +173,19 @@ class Builder:
     # joined words (" kv cach" in " ... kv cache ..."): each such check has a negative id, filed like
     # an atom under its first pair (first word); ``checks[-id - 1]`` is (atom id, needle, field).
     checks: list[tuple[int, str, Field]] = field(default_factory=list)
-    # surname -> initials of the given names -> watches: an author's given names can only agree
-    # with a watch whose initials are a subset or a superset of the author's.
-    surnames: dict[str, dict[frozenset[str], Watches]] = field(default_factory=dict)
-    wide: dict[str, list[tuple[frozenset[str], Watches]]] = field(default_factory=dict)  # see _wide
-    # The same watches again, for a paper author with one given name, written out (most are):
-    # (surname, given name or initial) -> watches with that one given name; (surname, initial) ->
-    # watches with two or more given names, one of which has that initial.
-    one_given: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    more_given: dict[tuple[str, str], Watches] = field(default_factory=dict)
+    authors: AuthorWatches = field(default_factory=AuthorWatches)
     orgs: dict[str, list[int]] = field(default_factory=dict)
     said_as: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def intern(self, atom: Term | Author | Org) -> int:
+        name: Name | None = None
         if isinstance(atom, Term):
             key: tuple[object, ...] = ("term", atom.words, atom.prefix, atom.field)
         elif isinstance(atom, Author):
             name = parse_name(atom.name)
             if name is None:
                 raise ValueError(f'"{atom.name}" has no letters')
-            key = ("author", *name)
+            key = ("author", name)
         else:
             if not atom.normalized:
                 raise ValueError(f'"{atom.name}" has no letters or digits')
@@ -210,18 +196,10 @@ class Builder:
         atom_id = self.ids[key] = len(self.ids)
         if isinstance(atom, Term):
             self._file_term(atom_id, atom)
-        elif isinstance(atom, Author):
-            given: tuple[str, ...] = key[1]  # type: ignore[assignment]
-            surname: str = key[2]  # type: ignore[assignment]
-            self.surnames.setdefault(surname, {}).setdefault(frozenset(g[0] for g in given), []).append(
-                (atom_id, given))
-            self.wide.pop(surname, None)
-            if len(given) == 1:
-                self.one_given.setdefault((surname, given[0]), []).append(atom_id)
-            for initial in {g[0] for g in given} if len(given) > 1 else ():
-                self.more_given.setdefault((surname, initial), []).append((atom_id, given))
-        else:
+        elif isinstance(atom, Org):
             self.orgs.setdefault(atom.normalized, []).append(atom_id)
+        elif name is not None:  # (an author, named)
+            self.authors.add(atom_id, name)
         return atom_id
 
     def _file_term(self, atom_id: int, term: Term) -> None:
@@ -253,59 +231,12 @@ class Builder:
         return self.said_as.setdefault(key, key)
 
     def release(self) -> None:
-        """Drop what only compiling needs (the index keeps frozen copies); authors stay, for
-        ``watches_of``."""
+        """Drop what only compiling needs (the index keeps frozen copies and ``authors``)."""
         for table in (self.ids, self.words, self.pairs, self.prefixes, self.orgs, self.said_as):
             table.clear()
         self.checks.clear()
         self.title_only.clear()
         self.abstract_only.clear()
-
-    def _wide(self, surname: str) -> list[tuple[frozenset[str], Watches]]:
-        """The watches of ``surname`` with two initials or more, most first."""
-        found = self.wide.get(surname)
-        if found is None:
-            found = sorted(((watched, entries) for watched, entries in self.surnames[surname].items()
-                            if len(watched) > 1), key=lambda item: -len(item[0]))
-            self.wide[surname] = found
-        return found
-
-    def watches_of(self, raw: str) -> tuple[int, ...]:
-        """The watched-author atoms that the paper author ``raw`` satisfies.
-
-        Only watches whose initials are a subset of the author's (looked up, one set at a time)
-        or a superset (few: names with more given names) are tried; a common surname may have
-        hundreds of watches."""
-        name = parse_name(raw)
-        buckets = self.surnames.get(name.surname) if name is not None else None
-        if name is None or not buckets:
-            return ()
-        given = name.given
-        if len(given) == 1 and len(given[0]) > 1:
-            # "Wei Zhang" is "Zhang", "Wei Zhang", "W. Zhang", or a longer name with "Wei" or "W."
-            first = given[0]
-            found = [atom_id for atom_id, _ in buckets.get(_NO_INITIALS, ())]
-            found += self.one_given.get((name.surname, first), ())
-            found += self.one_given.get((name.surname, first[0]), ())
-            found += [atom_id for atom_id, watched_given in self.more_given.get((name.surname, first[0]), ())
-                      if given_match(watched_given, given)]
-            return tuple(found)
-        initials = frozenset(g[0] for g in given)
-        if len(initials) > _MANY_INITIALS:
-            tried = [entries for watched, entries in buckets.items()
-                     if watched <= initials or initials <= watched]
-        else:
-            subsets = (frozenset(subset) for size in range(len(initials) + 1)
-                       for subset in combinations(initials, size))
-            tried = [entries for subset in subsets if (entries := buckets.get(subset))]
-            if initials:  # (an author named by surname alone is only a watch named so)
-                for watched, entries in self._wide(name.surname):
-                    if len(watched) <= len(initials):
-                        break
-                    if initials < watched:
-                        tried.append(entries)
-        return tuple(atom_id for entries in tried for atom_id, watched_given in entries
-                     if given_match(watched_given, given))
 
 
 def frozen(index: dict[K, list[V]]) -> dict[K, tuple[V, ...]]:

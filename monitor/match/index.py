@@ -76,7 +76,7 @@ class RuleIndex:
                 always.append(rule_id)
         self._plans = tuple(plans)
         self._position = {plan.name: i for i, plan in enumerate(plans)}
-        self._builder = builder
+        self._authors = builder.authors
         self._entries = frozen(entries)
         self._queries = frozen(queries)
         self._always = tuple(always)
@@ -123,7 +123,7 @@ class RuleIndex:
         true, in_title = self._true_terms(title, abstract)
         records = self._records(list(in_title), self._in_title, True)
         aliases: dict[int, str] = {}
-        if paper.authors and self._builder.surnames:
+        if paper.authors and self._authors:
             self._true_authors(paper.authors, true, aliases)
             if len(self._by_author) > _MEMO_LIMIT:
                 self._by_author.clear()
@@ -259,7 +259,7 @@ class RuleIndex:
             if found is None:
                 if len(memo) > _MEMO_LIMIT:
                     memo.clear()
-                found = memo[raw] = self._builder.watches_of(raw)
+                found = memo[raw] = self._authors.watches_of(raw)
             for atom_id in found:
                 if atom_id not in true:
                     true.add(atom_id)

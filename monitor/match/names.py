@@ -5,6 +5,7 @@ surname or a different full given name (``Kaiming He`` is not ``Kai He`` nor ``K
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import NamedTuple
 
 from monitor.match.text import tokenize
@@ -66,3 +67,85 @@ def given_match(watch: tuple[str, ...], author: tuple[str, ...]) -> bool:
 
 def names_match(watch: Name, author: Name) -> bool:
     return watch.surname == author.surname and given_match(watch.given, author.given)
+
+
+# Watched authors of one surname and one set of initials: (atom id, given names).
+Watches = list[tuple[int, tuple[str, ...]]]
+# Past this many initials (a name of many given names), the watches of a surname are scanned rather
+# than looked up by every subset of the author's initials.
+_MANY_INITIALS = 4
+_NO_INITIALS: frozenset[str] = frozenset()
+
+
+class AuthorWatches:
+    """The watched authors of all rules, filed so that a paper author is tried against few."""
+
+    def __init__(self) -> None:
+        # surname -> initials of the given names -> watches: an author's given names can only agree
+        # with a watch whose initials are a subset or a superset of the author's.
+        self.surnames: dict[str, dict[frozenset[str], Watches]] = {}
+        self.wide: dict[str, list[tuple[frozenset[str], Watches]]] = {}  # see _wide
+        # The same watches again, for a paper author with one given name, written out (most are):
+        # (surname, given name or initial) -> watches with that one given name; (surname, initial)
+        # -> watches with two or more given names, one of which has that initial.
+        self.one_given: dict[tuple[str, str], list[int]] = {}
+        self.more_given: dict[tuple[str, str], Watches] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.surnames)
+
+    def add(self, atom_id: int, name: Name) -> None:
+        given, surname = name
+        self.surnames.setdefault(surname, {}).setdefault(frozenset(g[0] for g in given), []).append(
+            (atom_id, given))
+        self.wide.pop(surname, None)
+        if len(given) == 1:
+            self.one_given.setdefault((surname, given[0]), []).append(atom_id)
+        for initial in {g[0] for g in given} if len(given) > 1 else ():
+            self.more_given.setdefault((surname, initial), []).append((atom_id, given))
+
+    def _wide(self, surname: str) -> list[tuple[frozenset[str], Watches]]:
+        """The watches of ``surname`` with two initials or more, most first."""
+        found = self.wide.get(surname)
+        if found is None:
+            found = sorted(((watched, entries) for watched, entries in self.surnames[surname].items()
+                            if len(watched) > 1), key=lambda item: -len(item[0]))
+            self.wide[surname] = found
+        return found
+
+    def watches_of(self, raw: str) -> tuple[int, ...]:
+        """The watched-author atoms that the paper author ``raw`` satisfies.
+
+        Only watches whose initials are a subset of the author's (looked up, one set at a time)
+        or a superset (few: names with more given names) are tried; a common surname may have
+        hundreds of watches."""
+        name = parse_name(raw)
+        buckets = self.surnames.get(name.surname) if name is not None else None
+        if name is None or not buckets:
+            return ()
+        given = name.given
+        if len(given) == 1 and len(given[0]) > 1:
+            # "Wei Zhang" is "Zhang", "Wei Zhang", "W. Zhang", or a longer name with "Wei" or "W."
+            first = given[0]
+            found = [atom_id for atom_id, _ in buckets.get(_NO_INITIALS, ())]
+            found += self.one_given.get((name.surname, first), ())
+            found += self.one_given.get((name.surname, first[0]), ())
+            found += [atom_id for atom_id, watched_given in self.more_given.get((name.surname, first[0]), ())
+                      if given_match(watched_given, given)]
+            return tuple(found)
+        initials = frozenset(g[0] for g in given)
+        if len(initials) > _MANY_INITIALS:
+            tried = [entries for watched, entries in buckets.items()
+                     if watched <= initials or initials <= watched]
+        else:
+            subsets = (frozenset(subset) for size in range(len(initials) + 1)
+                       for subset in combinations(initials, size))
+            tried = [entries for subset in subsets if (entries := buckets.get(subset))]
+            if initials:  # (an author named by surname alone is only a watch named so)
+                for watched, entries in self._wide(name.surname):
+                    if len(watched) <= len(initials):
+                        break
+                    if initials < watched:
+                        tried.append(entries)
+        return tuple(atom_id for entries in tried for atom_id, watched_given in entries
+                     if given_match(watched_given, given))
