@@ -29,8 +29,8 @@ class Term:
 
     @property
     def needle(self) -> str:
-        """What a paper's words joined by spaces (``PaperText``, ``PaperWords.joined``) contain
-        where the term occurs: `` kv cache `` for a phrase, `` quantiz`` for a prefix."""
+        """What a field's words joined by spaces (``PaperText.title_text``, ``abstract_text``)
+        contain where the term occurs: `` kv cache `` for a phrase, `` quantiz`` for a prefix."""
         return " " + " ".join(self.words) + ("" if self.prefix else " ")
 
 

@@ -23,7 +23,7 @@ from monitor.match.explain import (
 )
 from monitor.match.names import AuthorWatches, Name, parse_name
 from monitor.match.query import parse_query
-from monitor.match.text import PaperWords
+from monitor.match.text import PaperText
 
 # A compiled query: an atom id, an Upvotes comparison, or ("and"|"or", children) / ("not", child).
 Compiled = int | Upvotes | tuple[str, tuple["Compiled", ...]]
@@ -44,10 +44,10 @@ class Excludes(NamedTuple):
     words: frozenset[str]
     needles: tuple[str, ...]
 
-    def occur_in(self, paper: PaperWords) -> bool:
+    def occur_in(self, paper: PaperText) -> bool:
         if self.words and not self.words.isdisjoint(paper.words):
             return True
-        return bool(self.needles) and any(map(paper.joined.__contains__, self.needles))
+        return any(map(paper.contains, self.needles))
 
 
 class Plan(NamedTuple):

@@ -98,7 +98,7 @@ def _no_names(paper: Paper) -> str:
 
 def explain(rule: RuleConfig, paper: Paper) -> list[str]:
     """One line per clause of ``rule``: whether it holds for ``paper`` and why (not)."""
-    text = PaperText(paper.title, paper.abstract)
+    text = PaperText.of(paper.title, paper.abstract)
     lines: list[str] = []
     for keyword in rule.keywords:
         where = term_where(make_term(keyword), text)

@@ -19,7 +19,7 @@ from operator import itemgetter
 from monitor.config import RuleConfig
 from monitor.match.build import Builder, Excludes, Predicate, Said, compile_all, frozen, reason, said
 from monitor.match.explain import upvotes_reason
-from monitor.match.text import PaperWords, normalize_phrase, tokenize
+from monitor.match.text import PaperText, normalize_phrase
 from monitor.models import Hit, Paper
 
 _MEMO_LIMIT = 500_000
@@ -119,8 +119,8 @@ class RuleIndex:
     def match(self, paper: Paper) -> list[Hit]:
         """Every rule ``paper`` satisfies, each with its reasons and channels, in no particular
         order (``order`` gives the config's)."""
-        title, abstract = tokenize(paper.title), tokenize(paper.abstract)
-        true, in_title = self._true_terms(title, abstract)
+        text = PaperText.of(paper.title, paper.abstract)
+        true, in_title = self._true_terms(text)
         records = self._records(list(in_title), self._in_title, True)
         aliases: dict[int, str] = {}
         if paper.authors and self._authors:
@@ -141,9 +141,8 @@ class RuleIndex:
         hits = list(chain.from_iterable(map(_HITS, records)))
         shared = list(chain.from_iterable(map(_SHARED, records)))
         upvotes = paper.upvotes
-        words = PaperWords(title, abstract)
         for rule_id, hit, excludes, minimum, query, more in chain.from_iterable(map(_GUARDED, records)):
-            if excludes is not None and excludes.occur_in(words):
+            if excludes is not None and excludes.occur_in(text):
                 continue
             if query is not None and query(true, upvotes):
                 continue  # its query holds as well: checked below, with all the reasons
@@ -163,7 +162,7 @@ class RuleIndex:
             if self._thresholds:
                 candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
-            self._check(candidates, upvotes, true, in_title, aliases, words, hits)
+            self._check(candidates, upvotes, true, in_title, aliases, text, hits)
         if len(shared) > 1 and len(set(shared)) < len(shared):
             hits = self._merge(hits, shared, upvotes, true, in_title, aliases)
         return hits
@@ -196,23 +195,22 @@ class RuleIndex:
         found = self._by_upvotes[upvotes] = tuple(hits)
         return found
 
-    def _true_terms(self, title: list[str], abstract: list[str]) -> tuple[set[int], set[int]]:
+    def _true_terms(self, text: PaperText) -> tuple[set[int], set[int]]:
         """The term atoms that hold, and those that hold in the title. A title: term holds only
         by the title's words and an abstract: term only by the abstract's: each field's memo
         leaves out the other's."""
-        in_title = self._atoms_of(title, self._title_memo, self._abstract_only)
-        true = in_title | self._atoms_of(abstract, self._abstract_memo, self._title_only)
+        in_title = self._atoms_of(text.title_words, self._title_memo, self._abstract_only)
+        true = in_title | self._atoms_of(text.abstract_words, self._abstract_memo, self._title_only)
         if true and min(true) < 0:  # checks have the negative ids
             checks = [check_id for check_id in true if check_id < 0]
             in_title.difference_update(checks)
             true.difference_update(checks)
-            title_text, abstract_text = " " + " ".join(title) + " ", " " + " ".join(abstract) + " "
             for check_id in checks:
                 atom_id, needle, scope = self._checks[-check_id - 1]
-                if scope != "abstract" and needle in title_text:
+                if scope != "abstract" and needle in text.title_text:
                     true.add(atom_id)
                     in_title.add(atom_id)
-                elif scope != "title" and needle in abstract_text:
+                elif scope != "title" and needle in text.abstract_text:
                     true.add(atom_id)
         return true, in_title
 
@@ -297,13 +295,13 @@ class RuleIndex:
         return tuple(shared), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
 
     def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
-               aliases: dict[int, str], words: PaperWords, hits: list[Hit]) -> None:
+               aliases: dict[int, str], text: PaperText, hits: list[Hit]) -> None:
         """The rules among ``candidates`` whose queries hold (or that have no atoms) and match."""
         plans = self._plans
         for rule_id in candidates:
             plan = plans[rule_id]
             name, notify, excludes, minimum, _, slow = plan
-            if excludes is not None and excludes.occur_in(words):
+            if excludes is not None and excludes.occur_in(text):
                 continue
             if minimum is not None and (upvotes is None or upvotes < minimum):
                 continue

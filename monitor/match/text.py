@@ -87,41 +87,42 @@ def normalize_phrase(text: str | None) -> str:
     return " ".join(tokenize(text))
 
 
-class PaperWords:
-    """A paper's title and abstract words; the set of both, and both joined by spaces, are made
-    the first time a rule's excludes ask for them."""
+class PaperText:
+    """A paper's title and abstract words, tokenized once. What matching may ask of them, each
+    field's words joined by spaces (`` kv cache ``: a phrase is a substring test on word bounds) and
+    the set of all words, is made the first time it is asked for."""
 
-    __slots__ = ("_joined", "_set", "abstract", "title")
+    __slots__ = ("_abstract_text", "_title_text", "_words", "abstract_words", "title_words")
 
-    def __init__(self, title: list[str], abstract: list[str]) -> None:
-        self.title = title
-        self.abstract = abstract
-        self._set: set[str] | None = None
-        self._joined: str | None = None
+    def __init__(self, title_words: list[str], abstract_words: list[str]) -> None:
+        self.title_words = title_words
+        self.abstract_words = abstract_words
+        self._title_text: str | None = None
+        self._abstract_text: str | None = None
+        self._words: set[str] | None = None
+
+    @classmethod
+    def of(cls, title: str | None, abstract: str | None) -> PaperText:
+        return cls(tokenize(title), tokenize(abstract))
+
+    @property
+    def title_text(self) -> str:
+        if self._title_text is None:
+            self._title_text = " " + " ".join(self.title_words) + " "
+        return self._title_text
+
+    @property
+    def abstract_text(self) -> str:
+        if self._abstract_text is None:
+            self._abstract_text = " " + " ".join(self.abstract_words) + " "
+        return self._abstract_text
 
     @property
     def words(self) -> set[str]:
-        if self._set is None:
-            self._set = {*self.title, *self.abstract}
-        return self._set
+        if self._words is None:
+            self._words = {*self.title_words, *self.abstract_words}
+        return self._words
 
-    @property
-    def joined(self) -> str:
-        """The words joined by spaces, the title's apart from the abstract's by two, so that a
-        term's needle (`` kv cache ``) is found in either but never across the two."""
-        if self._joined is None:
-            self._joined = " " + " ".join(self.title) + "  " + " ".join(self.abstract) + " "
-        return self._joined
-
-
-class PaperText:
-    """A paper's title and abstract tokenized once, and their words joined with spaces
-    (``" kv cache "``), so that a phrase is a plain substring test on word bounds."""
-
-    __slots__ = ("abstract_text", "abstract_words", "title_text", "title_words")
-
-    def __init__(self, title: str | None, abstract: str | None) -> None:
-        self.title_words = tokenize(title)
-        self.abstract_words = tokenize(abstract)
-        self.title_text = " " + " ".join(self.title_words) + " "
-        self.abstract_text = " " + " ".join(self.abstract_words) + " "
+    def contains(self, needle: str) -> bool:
+        """Whether the title or the abstract has ``needle`` (``Term.needle``)."""
+        return needle in self.title_text or needle in self.abstract_text
