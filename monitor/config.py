@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     ValidationError,
@@ -90,6 +91,8 @@ class SourceConfig(_Model):
     every: Duration = 900.0
     format: Format = "auto"
     timeout: Duration = 30.0
+    retries: int = Field(default=3, ge=0, le=10)  # more tries after a failed one (5xx, 429, network)
+    max_size: ByteSize = Field(default=ByteSize(20 * 1024 * 1024), gt=0)  # "20MiB", "500kB", or bytes
 
     @field_validator("url")
     @classmethod

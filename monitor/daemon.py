@@ -24,12 +24,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.channels.rss import FeedKind, render_feed
 from monitor.config import RssConfig, Settings, SourceConfig, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError
-from monitor.fetch import Fetcher, RetryPolicy
+from monitor.fetch import Fetcher
 from monitor.health import Heartbeat, SourceHealth
 from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher
-from monitor.pipeline import PollReport, poll
+from monitor.pipeline import PollReport, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
 from monitor.store.sql import SqlStore
@@ -259,10 +259,8 @@ class Daemon:
                           time.monotonic() - started)
 
     def _fetcher(self, source: SourceConfig, settings: Settings) -> Fetcher:
-        """A client per source: retries bounded by the source's interval, waits cut short by a stop."""
-        policy = RetryPolicy(attempts=4, max_total=min(120.0, source.every / 2),
-                             base=min(1.0, source.every / 10), cap=min(30.0, source.every / 4))
-        return Fetcher(settings.monitor.user_agent, policy=policy, sleep=self._sleep)
+        """A client per source (see ``open_fetcher``), its waits cut short by a stop."""
+        return open_fetcher(source, settings.monitor.user_agent, sleep=self._sleep)
 
     def _sleep(self, seconds: float) -> None:
         if self.stopping.wait(seconds):

@@ -7,14 +7,14 @@ import logging
 import sys
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from monitor.config import Settings, SourceConfig
 from monitor.errors import FetchError, MonitorError, StoreError
-from monitor.fetch import Fetcher
+from monitor.fetch import Fetcher, RetryPolicy
 from monitor.models import Hit, Paper
 from monitor.sources import parse_page
 from monitor.store import Store, open_store
@@ -61,6 +61,15 @@ class PollReport:
             f" {self.matched} matched, {self.duration:.2f}s"
         )
         return f"{text}, FAILED: {self.error}" if self.error else text
+
+
+def open_fetcher(source: SourceConfig, user_agent: str | None,
+                 sleep: Callable[[float], None] = time.sleep) -> Fetcher:
+    """The client for ``source``: its ``retries`` and ``max_size``, and waits between tries bounded
+    by its interval, so that a poll's retries end before the next poll is due."""
+    policy = RetryPolicy(attempts=source.retries + 1, max_total=min(120.0, source.every / 2),
+                         base=min(1.0, source.every / 10), cap=min(30.0, source.every / 4))
+    return Fetcher(user_agent, policy=policy, max_bytes=source.max_size, sleep=sleep)
 
 
 def poll(
@@ -152,8 +161,10 @@ def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
     index = compile_rules(settings.rules)
     store = open_store(settings.monitor.database)
     try:
-        with Fetcher(user_agent=settings.monitor.user_agent) as fetcher:
-            reports = [poll(source, store, fetcher, index) for source in settings.sources]
+        reports = []
+        for source in settings.sources:
+            with open_fetcher(source, settings.monitor.user_agent) as fetcher:
+                reports.append(poll(source, store, fetcher, index))
         delivered = deliver(settings, store)
     finally:
         store.close()

@@ -17,7 +17,7 @@ from monitor.config import Settings, SourceConfig, load_settings
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.match import compile_rules
 from monitor.models import Match, Paper
-from monitor.pipeline import PollReport, poll, printable, run_once
+from monitor.pipeline import PollReport, open_fetcher, poll, printable, run_once
 from monitor.store import open_store
 from monitor.store.sql import SqlStore
 from tests.helpers import HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
@@ -209,6 +209,32 @@ def test_a_failing_source_is_retried_then_reported_and_the_store_untouched(
     assert store.count_papers() == 0
     state = store.get_source_state("src")
     assert state is not None and state.consecutive_failures == 1 and state.last_success is None
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_sources_retries_are_how_many_more_tries_a_failing_page_gets(
+    replay: ReplayServer, store: SqlStore, retries: int
+) -> None:
+    replay.route("/api", Reply(b"busy", 503))
+    waits: list[float] = []
+    with open_fetcher(source(replay.url("/api"), retries=retries), None, sleep=waits.append) as fetcher:
+        report = poll(source(replay.url("/api"), retries=retries), store, fetcher, ALL)
+    assert report.status == 503 and f"gave up after {retries + 1} attempt" in (report.error or "")
+    assert replay.hits("/api") == retries + 1 and len(waits) == retries
+
+
+def test_a_page_over_its_sources_max_size_fails_that_source_only(replay: ReplayServer, tmp_path: Path) -> None:
+    replay.route("/big", Reply(HF_JSON.read_bytes()))
+    replay.route("/small", Reply(HF_JSON.read_bytes()))
+    config = write_config(tmp_path, {"big": replay.url("/big"), "small": replay.url("/small")})
+    text = config.read_text(encoding="utf-8").replace(
+        'name = "big"', 'name = "big"\nmax_size = "64KiB"').replace('name = "small"', 'name = "small"\nmax_size = "5MB"')
+    config.write_text(text, encoding="utf-8")
+    run = once(config)
+    assert run.returncode == 1
+    assert f"response of {len(HF_JSON.read_bytes())} bytes exceeds the 65536 byte cap" in summary(run.stdout, "big")
+    assert replay.hits("/big") == 1  # too big is not worth another try
+    assert "30 papers, 30 new" in summary(run.stdout, "small")
 
 
 def test_a_404_is_reported_without_retrying(replay: ReplayServer, store: SqlStore, fetcher: Fetcher) -> None:
