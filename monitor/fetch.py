@@ -25,7 +25,8 @@ from monitor.errors import FetchError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_USER_AGENT = f"paper-monitor/{__version__} (+https://github.com/paper-monitor/paper-monitor)"
+# No project address to point at: operators add their own contact with `monitor.user_agent`.
+DEFAULT_USER_AGENT = f"paper-monitor/{__version__} (self-hosted paper alerts; httpx/{httpx.__version__})"
 MAX_BYTES = 20 * 1024 * 1024
 _RATELIMIT_T = re.compile(r"(?:^|;)\s*t\s*=\s*(\d+(?:\.\d+)?)")
 _RATELIMIT_R = re.compile(r"(?:^|;)\s*r\s*=\s*(\d+)")
