@@ -200,19 +200,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_test_channel(args: argparse.Namespace) -> int:
-    from monitor.outbox import test_channel
+    from monitor.admin import test_channel
 
     return test_channel(_settings(args), args.name)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from monitor.outbox import print_status
+    from monitor.admin import print_status
 
     return print_status(_settings(args))
 
 
 def cmd_retry_dead(args: argparse.Namespace) -> int:
-    from monitor.outbox import retry_dead
+    from monitor.admin import retry_dead
 
     return retry_dead(_settings(args), args.channel)
 

@@ -223,16 +223,19 @@ def test_a_sources_retries_are_how_many_more_tries_a_failing_page_gets(
     assert replay.hits("/api") == retries + 1 and len(waits) == retries
 
 
-def test_a_page_over_its_sources_max_size_fails_that_source_only(replay: ReplayServer, tmp_path: Path) -> None:
-    replay.route("/big", Reply(HF_JSON.read_bytes()))
-    replay.route("/small", Reply(HF_JSON.read_bytes()))
+def test_a_page_over_its_sources_max_size_fails_that_source_only(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    page = HF_JSON.read_bytes()
+    replay.route("/big", Reply(page))
+    replay.route("/small", Reply(page))
     config = write_config(tmp_path, {"big": replay.url("/big"), "small": replay.url("/small")})
-    text = config.read_text(encoding="utf-8").replace(
-        'name = "big"', 'name = "big"\nmax_size = "64KiB"').replace('name = "small"', 'name = "small"\nmax_size = "5MB"')
-    config.write_text(text, encoding="utf-8")
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('name = "big"', 'name = "big"\nmax_size = "64KiB"')
+    config.write_text(text.replace('name = "small"', 'name = "small"\nmax_size = "5MB"'), encoding="utf-8")
     run = once(config)
     assert run.returncode == 1
-    assert f"response of {len(HF_JSON.read_bytes())} bytes exceeds the 65536 byte cap" in summary(run.stdout, "big")
+    assert f"response of {len(page)} bytes exceeds the 65536 byte cap" in summary(run.stdout, "big")
     assert replay.hits("/big") == 1  # too big is not worth another try
     assert "30 papers, 30 new" in summary(run.stdout, "small")
 

@@ -1,0 +1,92 @@
+"""The operator's commands on the outbox: ``test-channel``, ``status`` and ``retry-dead``."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from monitor.channels.base import Alert, Batch
+from monitor.config import Settings
+from monitor.errors import DeliveryError
+from monitor.models import Paper
+from monitor.store.sql import SqlStore
+
+
+@contextmanager
+def _opened_store(settings: Settings) -> Iterator[SqlStore]:
+    from monitor.store import open_store
+
+    store = open_store(settings.monitor.database)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_channel(settings: Settings, name: str) -> int:
+    """Send one test alert through channel ``name``: 0 delivered, 1 failed, 2 no such channel."""
+    try:
+        config = settings.channel(name)
+    except KeyError:
+        known = ", ".join(c.name for c in settings.channels) or "none configured"
+        print(f'paper-monitor test-channel: unknown channel "{name}" (channels: {known})', file=sys.stderr)
+        return 2
+    from monitor.channels import build_channel
+
+    paper = Paper.build(
+        title="paper-monitor test alert", source="test", url="https://huggingface.co/papers",
+        abstract="If you can read this, the channel works.", authors=["Paper Monitor"],
+    )
+    batch = Batch(
+        channel=name, rule="test", key=f"test-{uuid.uuid4().hex}",
+        alerts=[Alert(paper=paper, reasons=["test message from paper-monitor test-channel"], delivery_id=0,
+                      rule="test")],
+    )
+    with _opened_store(settings) as store:
+        channel = build_channel(config, settings, store)
+        try:
+            channel.send(batch)
+        except DeliveryError as exc:
+            kind = "permanent" if exc.permanent else "transient"
+            print(f"channel {name} ({config.type}): FAILED ({kind}): {exc}")
+            return 1
+        finally:
+            channel.close()
+    print(f"channel {name} ({config.type}): test alert delivered")
+    return 0
+
+
+def print_status(settings: Settings) -> int:
+    """Per channel: pending, failed, dead (with the last error), sent today."""
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    with _opened_store(settings) as store:
+        counts = store.delivery_counts(since=midnight)
+    names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
+    types = {c.name: c.type for c in settings.channels}
+    print(f"{'channel':<20} {'type':<8} {'pending':>8} {'failed':>7} {'dead':>6} {'sent today':>11}")
+    for name in names:
+        c = counts.get(name)
+        pending = (c.pending + c.sending) if c else 0
+        failed, dead, sent = (c.failed, c.dead, c.sent_today) if c else (0, 0, 0)
+        kind = types.get(name, "(gone)")
+        print(f"{name:<20} {kind:<8} {pending:>8} {failed:>7} {dead:>6} {sent:>11}")
+        if c and c.dead and c.last_error:
+            print(f"{'':<20} last error: {c.last_error}")
+    return 0
+
+
+def retry_dead(settings: Settings, channel: str | None) -> int:
+    """Requeue the dead deliveries of ``channel`` (every channel when None)."""
+    if channel is not None and channel not in {c.name for c in settings.channels}:
+        print(f'paper-monitor retry-dead: unknown channel "{channel}"', file=sys.stderr)
+        return 2
+    with _opened_store(settings) as store:
+        count = store.requeue_dead(time.time(), channel)
+    where = f"channel {channel}" if channel else "all channels"
+    print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'} ({where})")
+    return 0
+
