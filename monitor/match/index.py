@@ -30,17 +30,17 @@ _UPVOTE_HITS_LIMIT = 100_000
 _UNSEEN = -(2**62)
 _NOT_SEEN = (_UNSEEN,)
 
-# A hit still to be checked: (rule id, hit, excludes, min_upvotes, the rule's query, whether the
-# rule has other atoms: another may hold too).
-Guarded = tuple[int, Hit, Excludes | None, int | None, Predicate | None, bool]
+# A hit still to be checked: (hit, excludes, min_upvotes, the rule's query).
+Guarded = tuple[Hit, Excludes | None, int | None, Predicate | None]
 
-# What one atom holding one way does: (ids of those of its hits whose rules have other atoms, its
-# hits, its guarded hits, ids of the rules whose queries it may make hold).
-Record = tuple[tuple[int, ...], tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
+# What one atom holding one way does: (its hits, its guarded hits, ids of the rules whose queries it
+# may make hold).
+Record = tuple[tuple[Hit, ...], tuple[Guarded, ...], tuple[int, ...]]
 # A field's words, and the atoms each makes hold.
 Memo = dict[str, tuple[int, ...]]
 
-_SHARED, _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(4))
+_HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(3))
+_RULE = itemgetter(0)
 
 
 def compile_rules(rules: Sequence[RuleConfig]) -> RuleIndex:
@@ -139,9 +139,8 @@ class RuleIndex:
         records += self._records(list(true.difference(in_title, aliases)), self._in_abstract, False)
 
         hits = list(chain.from_iterable(map(_HITS, records)))
-        shared = list(chain.from_iterable(map(_SHARED, records)))
         upvotes = paper.upvotes
-        for rule_id, hit, excludes, minimum, query, more in chain.from_iterable(map(_GUARDED, records)):
+        for hit, excludes, minimum, query in chain.from_iterable(map(_GUARDED, records)):
             if excludes is not None and excludes.occur_in(text):
                 continue
             if query is not None and query(true, upvotes):
@@ -151,8 +150,6 @@ class RuleIndex:
                     continue
                 hit = Hit(hit.rule, (*hit.reasons, upvotes_reason(upvotes, ">=", minimum)), hit.notify)
             hits.append(hit)
-            if more:
-                shared.append(rule_id)
         candidates = set(chain.from_iterable(map(_QUERIES, records)))
         candidates.update(self._always)
         if upvotes is not None:
@@ -163,19 +160,20 @@ class RuleIndex:
                 candidates.update(self._threshold_rules[: bisect_right(self._thresholds, upvotes)])
         if candidates:
             self._check(candidates, upvotes, true, in_title, aliases, text, hits)
-        if len(shared) > 1 and len(set(shared)) < len(shared):
-            hits = self._merge(hits, shared, upvotes, true, in_title, aliases)
+        if len(hits) > 1:
+            names = list(map(_RULE, hits))
+            if len(set(names)) < len(names):
+                hits = self._merge(hits, names, upvotes, true, in_title, aliases)
         return hits
 
-    def _merge(self, hits: list[Hit], shared: list[int], upvotes: int | None, true: set[int],
+    def _merge(self, hits: list[Hit], names: list[str], upvotes: int | None, true: set[int],
                in_title: set[int], aliases: dict[int, str]) -> list[Hit]:
         """One hit for each rule two of whose atoms hold, with the reasons of both."""
-        seen: set[int] = set()
-        repeated = {rule_id for rule_id in shared if rule_id in seen or seen.add(rule_id)}  # type: ignore[func-returns-value]
-        names = {self._plans[rule_id].name for rule_id in repeated}
-        merged = [hit for hit in hits if hit.rule not in names]
-        for rule_id in repeated:
-            name, notify, _, minimum, entries, _ = self._plans[rule_id]
+        seen: set[str] = set()
+        repeated = {name for name in names if name in seen or seen.add(name)}  # type: ignore[func-returns-value]
+        merged = [hit for hit in hits if hit.rule not in repeated]
+        for name in repeated:
+            _, notify, _, minimum, entries, _ = self._plans[self._position[name]]
             reasons = said(entries, true, in_title, aliases)
             if minimum is not None:
                 reasons.append(upvotes_reason(upvotes, ">=", minimum))
@@ -277,22 +275,18 @@ class RuleIndex:
         """The record of ``atom_id`` holding in the title (``how`` True), only in the abstract
         (False), or, for an author, as that paper author wrote the name (``how`` the name)."""
         plans, strings = self._plans, self._reason_tuples
-        shared: list[int] = []
         hits: list[Hit] = []
         guarded: list[Guarded] = []
         for rule_id, what in self._entries.get(atom_id, ()):
             text = reason(what, how)
             plan = plans[rule_id]
             hit = Hit(plan.name, strings.setdefault(text, (text,)), plan.notify)
-            more = len(plan.entries) > 1
             query = plan.slow.holds if plan.slow is not None else None
             if plan.excludes is None and plan.min_upvotes is None and query is None:
                 hits.append(hit)
-                if more:
-                    shared.append(rule_id)
             else:
-                guarded.append((rule_id, hit, plan.excludes, plan.min_upvotes, query, more))
-        return tuple(shared), tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
+                guarded.append((hit, plan.excludes, plan.min_upvotes, query))
+        return tuple(hits), tuple(guarded), self._queries.get(atom_id, ())
 
     def _check(self, candidates: set[int], upvotes: int | None, true: set[int], in_title: set[int],
                aliases: dict[int, str], text: PaperText, hits: list[Hit]) -> None:
