@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--rule", help="only this rule")
     backtest.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
 
+    backfill = sub.add_parser("backfill", help="store the papers of past days (HF API, arXiv API); no alerts")
+    _config_arg(backfill)
+    backfill.add_argument("--since", default="7d", help="how many days back, as a duration (default 7d)")
+    backfill.add_argument("--source", help="only this source")
+    backfill.add_argument("--alert", action="store_true", help="queue alerts for what the history matches")
+    backfill.add_argument("--today", help="YYYY-MM-DD: count back from this day (default: today, UTC)")
+
     test_channel = sub.add_parser("test-channel", help="send a test message through a channel")
     _config_arg(test_channel)
     test_channel.add_argument("name")
@@ -199,6 +206,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return backtest(_settings(args), rule=args.rule, since_seconds=since)
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from monitor.backfill import backfill
+    from monitor.config import parse_duration
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise _Usage(f"--since: {exc}") from None
+    today = _today(args.today) if args.today else None
+    return backfill(_settings(args), since_seconds=since, source=args.source, alert=args.alert, today=today)
+
+
 def cmd_test_channel(args: argparse.Namespace) -> int:
     from monitor.admin import test_channel
 
@@ -224,6 +243,7 @@ COMMANDS = {
     "parse": cmd_parse,
     "match": cmd_match,
     "backtest": cmd_backtest,
+    "backfill": cmd_backfill,
     "test-channel": cmd_test_channel,
     "status": cmd_status,
     "retry-dead": cmd_retry_dead,

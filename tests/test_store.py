@@ -195,6 +195,23 @@ def test_matches_are_recorded_once_with_a_delivery_per_channel(store: SqlStore) 
     assert (len(second.changed), second.matches) == (30, [])  # matched again, but already recorded
 
 
+def test_history_is_stored_as_seen_on_its_day_with_its_matches_but_no_deliveries(store: SqlStore) -> None:
+    day, later = 1_780_000_000.0, 1_780_500_000.0
+    page = hf_papers()
+    store.apply_poll(page[:10], nothing, now=later)  # today's poll already saw ten of them
+    history = store.apply_poll(page, everything, now=later + 60, seen_at=day, deliver=False)
+    assert (len(history.new), len(history.matches)) == (20, 20)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar() == 20
+        assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar() == 0
+    # The backfilled papers were seen on their day; those seen later stay seen later.
+    assert [p.key for p in store.iter_papers(since=day)] == [p.key for p in page[:10] + page[10:]]
+    assert [p.key for p in store.iter_papers(since=later)] == [p.key for p in page[:10]]
+    # A matched paper of the history does not match that rule again, and is not delivered later.
+    bumped = [p.model_copy(update={"upvotes": (p.upvotes or 0) + 1}) for p in page[10:]]
+    assert store.apply_poll(bumped, everything, now=later + 120).matches == []
+
+
 def test_a_known_paper_fires_a_rule_when_it_comes_to_satisfy_it(store: SqlStore) -> None:
     index = compile_rules([RuleConfig(name="hot", min_upvotes=50, notify=["feed"])])
     cold = paper("Rising Star", arxiv_id="2606.00009", upvotes=10)

@@ -51,14 +51,17 @@ class Store(Protocol):
     """The paper store. Every method raises ``StoreError`` when the database fails."""
 
     def apply_poll(
-        self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None
+        self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None,
+        seen_at: float | None = None, deliver: bool = True,
     ) -> PollDiff:
         """Store the papers of one page and return the diff, all in one transaction.
 
         A paper is the same paper when its key, arXiv id or normalized title is; its key moves to
         ``arxiv:`` when an id appears, and values the page lacks keep their stored ones. ``match``
         is called on every new or changed paper; each (rule, paper) match is recorded once, with
-        one pending delivery per channel it notifies. Raises ``StoreError`` (nothing is written).
+        one pending delivery per channel it notifies (none when not ``deliver``: a backfill's
+        history). ``seen_at`` is when the page listed the papers (default ``now``); a paper's
+        ``last_seen`` never moves back. Raises ``StoreError`` (nothing is written).
         """
         ...
 

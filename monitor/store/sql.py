@@ -119,8 +119,14 @@ def _columns(paper: Paper, title_norm: str) -> dict[str, Any]:
 def _edited() -> sa.Update:
     """The executemany UPDATE of papers seen again with different values."""
     values: dict[str, Any] = {name: sa.bindparam(f"b_{name}") for name in _FIELDS}
-    values["last_seen"] = values["updated_at"] = sa.bindparam("b_now")
+    values["last_seen"] = _later(sa.bindparam("b_seen"))
+    values["updated_at"] = sa.bindparam("b_now")
     return paper_table.update().where(paper_table.c.id == sa.bindparam("b_id")).values(values)
+
+
+def _later(seen: Any) -> Any:
+    """``last_seen`` moved on to ``seen``, never back (a backfill sees papers on past days)."""
+    return sa.case((paper_table.c.last_seen < seen, seen), else_=paper_table.c.last_seen)
 
 
 _EDITED = _edited()
@@ -180,9 +186,11 @@ class SqlStore(DeliveryQueries):
     # -- papers and the diff -----------------------------------------------------------------
 
     def apply_poll(
-        self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None
+        self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None,
+        seen_at: float | None = None, deliver: bool = True,
     ) -> PollDiff:
         now = time.time() if now is None else now
+        seen_at = now if seen_at is None else seen_at
         norms = {paper.title: stored_title_norm(paper.title) for paper in papers}
         incoming = dedupe(papers, norms.__getitem__)
         if not incoming:
@@ -196,7 +204,7 @@ class SqlStore(DeliveryQueries):
             ids: dict[str, int] = {}
             if todo.fresh:
                 rows = [
-                    {**_columns(paper, norm), "first_seen": now, "last_seen": now, "updated_at": now}
+                    {**_columns(paper, norm), "first_seen": seen_at, "last_seen": seen_at, "updated_at": now}
                     for paper, norm in todo.fresh
                 ]
                 insert = paper_table.insert().returning(paper_table.c.id, paper_table.c.key)
@@ -213,16 +221,17 @@ class SqlStore(DeliveryQueries):
                 if merged != old or sighting.title_norm != sighting.known.title_norm:
                     columns = _columns(merged, sighting.title_norm)
                     edits.append({f"b_{name}": value for name, value in columns.items()} | {
-                        "b_id": row_id, "b_now": now,
+                        "b_id": row_id, "b_now": now, "b_seen": seen_at,
                     })
                 else:
                     untouched.append(row_id)
             if edits:
                 conn.execute(_EDITED, edits)
             for chunk in _chunks(untouched):  # the common case on a re-poll: one statement
-                conn.execute(paper_table.update().where(paper_table.c.id.in_(chunk)).values(last_seen=now))
+                update = paper_table.update().where(paper_table.c.id.in_(chunk))
+                conn.execute(update.values(last_seen=_later(seen_at)))
             fresh = [paper for paper, _ in todo.fresh]
-            recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now)
+            recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now, deliver)
         return PollDiff(new=fresh, changed=changed, matches=recorded)
 
     def _load_known(self, conn: Connection, incoming: list[Paper], norms: Mapping[str, str]) -> list[Known]:
@@ -243,10 +252,10 @@ class SqlStore(DeliveryQueries):
 
     def _record_matches(
         self, conn: Connection, candidates: list[Paper], ids: dict[str, int],
-        match: Callable[[Paper], list[Hit]], now: float,
+        match: Callable[[Paper], list[Hit]], now: float, deliver: bool,
     ) -> list[Match]:
         """Match the new and changed papers; record each (rule, paper) the first time, with one
-        pending delivery per channel it notifies. Returns the matches recorded now."""
+        pending delivery per channel it notifies (if ``deliver``). Returns the matches recorded now."""
         found: dict[tuple[str, int], Match] = {}
         for paper in candidates:
             paper_id = ids[paper.key]
@@ -271,6 +280,8 @@ class SqlStore(DeliveryQueries):
             matches.insert().returning(matches.c.id, matches.c.rule, matches.c.paper_id), rows
         )
         match_ids = {(rule, paper_id): id_ for id_, rule, paper_id in inserted}
+        if not deliver:
+            return list(fresh.values())
         outbox = [
             {
                 "match_id": match_ids[pair], "rule": pair[0], "paper_id": pair[1], "channel": channel,
