@@ -13,6 +13,7 @@ from monitor.channels.base import Alert, Batch
 from monitor.config import Settings
 from monitor.errors import DeliveryError
 from monitor.models import Paper
+from monitor.pipeline import printable
 from monitor.store.sql import SqlStore
 
 
@@ -61,10 +62,12 @@ def test_channel(settings: Settings, name: str) -> int:
 
 
 def print_status(settings: Settings) -> int:
-    """Per channel: pending, failed, dead (with the last error), sent today."""
+    """Per channel: pending, failed, dead (with the last error), sent today; then per source: the
+    last poll, its HTTP status, failures in a row (with the last error), the last success."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     with _opened_store(settings) as store:
         counts = store.delivery_counts(since=midnight)
+        states = {state.name: state for state in store.list_source_states()}
     names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
     types = {c.name: c.type for c in settings.channels}
     print(f"{'channel':<20} {'type':<8} {'pending':>8} {'failed':>7} {'dead':>6} {'sent today':>11}")
@@ -76,7 +79,27 @@ def print_status(settings: Settings) -> int:
         print(f"{name:<20} {kind:<8} {pending:>8} {failed:>7} {dead:>6} {sent:>11}")
         if c and c.dead and c.last_error:
             print(f"{'':<20} last error: {c.last_error}")
+    if settings.sources:
+        print(f"\n{'source':<20} {'last poll':<17} {'status':>6} {'failures':>8}  last success")
+    for source in settings.sources:
+        state = states.get(source.name)
+        if state is None or state.last_attempt is None:
+            print(f"{source.name:<20} {'never':<17}")
+            continue
+        status = "-" if state.last_status is None else str(state.last_status)
+        failures = state.consecutive_failures
+        print(f"{source.name:<20} {_when(state.last_attempt):<17} {status:>6} {failures:>8}  "
+              f"{_when(state.last_success)}")
+        if state.consecutive_failures and state.last_error:
+            print(f"{'':<20} last error: {printable(state.last_error)}")
     return 0
+
+
+def _when(timestamp: float | None) -> str:
+    """A time as the operator's clock reads it, to the minute."""
+    if timestamp is None:
+        return "never"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
 
 def retry_dead(settings: Settings, channel: str | None) -> int:

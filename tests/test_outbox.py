@@ -319,3 +319,29 @@ def test_once_polls_then_delivers_everything_due_on_every_channel(
     second = run_cli("once", "--config", str(config))
     assert second.returncode == 0, second.stderr
     assert len(posted(replay)) == 1  # nothing new: nothing sent twice
+
+
+def test_status_shows_each_sources_last_poll_and_its_failures_in_a_row(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()), Reply(b"gone", 404))
+    replay.route("/hook", OK)
+    config = write_config(tmp_path, replay, source=True)
+
+    def source_lines() -> list[str]:
+        status = run_cli("status", "--config", str(config))
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("source "))
+        assert lines[start].split() == ["source", "last", "poll", "status", "failures", "last", "success"]
+        return lines[start + 1 :]
+
+    assert [line.split() for line in source_lines()] == [["hf", "never"]]
+    assert run_cli("once", "--config", str(config)).returncode == 0
+    [ok] = source_lines()
+    name, day, clock, status, failures, success_day, success_clock = ok.split()
+    assert (name, status, failures, (success_day, success_clock)) == ("hf", "200", "0", (day, clock))
+    assert run_cli("once", "--config", str(config)).returncode == 1
+    failed, error = source_lines()
+    assert failed.split()[3:5] == ["404", "1"] and failed.split()[5:] == [success_day, success_clock]
+    assert error.strip().startswith("last error: FetchError: GET ") and "HTTP 404" in error
