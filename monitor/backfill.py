@@ -88,7 +88,7 @@ def backfill(settings: Settings, *, since_seconds: float, source: str | None = N
                       "serve past days")
                 continue
             with open_fetcher(config, settings.monitor.user_agent) as fetcher:
-                run = _Run(config, fetcher, store, index.match, alert, today)
+                run = _Run(config, fetcher, store, index.match, alert, today, sleep)
                 if kind == "hf-api":
                     _hf_days(config, first, last, run.fetch)
                 else:
@@ -112,6 +112,7 @@ class _Run:
     match: Callable[[Paper], list[Hit]]
     alert: bool
     today: date
+    sleep: Callable[[float], None]
     tally: Tally = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +125,8 @@ class _Run:
         self.tally.requests += 1
         try:
             result = self.fetcher.get(url, timeout=self.config.timeout)
+            if result.retry_after_hint:  # HF's RateLimit says the window is used up: wait it out
+                self.sleep(result.retry_after_hint)
             papers = parse_page(result.content or b"", self.config.format, today=self.today)
             self._store([p for p in papers if keep(p)], listed)
         except MonitorError as exc:

@@ -229,3 +229,15 @@ def test_a_backfill_that_lasts_shows_a_progress_bar_on_a_terminal(
         os.close(main)
     assert run.returncode == 0
     assert re.search(rb"hf-daily: +100%\|[^|]*\| 3/3 \[", shown), shown
+
+
+def test_a_used_up_rate_limit_window_is_waited_out_before_the_next_day(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    items = serve_three_days(replay)
+    replay.route(day_url(DAYS[0]), Reply(json.dumps(items[:10]).encode(),
+                                         headers={"RateLimit": '"api";r=0;t=42'}))
+    config = write_config(tmp_path, replay.url("/api/daily_papers"))
+    waits: list[float] = []
+    assert backfill(load_settings(config), since_seconds=3 * 86_400, today=TODAY, sleep=waits.append) == 0
+    assert waits == [42.0] and counts(tmp_path)[0] == 30
