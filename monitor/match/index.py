@@ -1,8 +1,8 @@
 """The rule index: matching a paper costs in proportion to its own words and the rules those words
 can satisfy, not to the rule count.
 
-A paper's words and adjacent pairs find the atoms that hold (one dictionary probe each, memoized
-per word); each atom that holds finds its record, made the first time it held that way (in the
+A paper's words and adjacent pairs find the atoms that hold (a dictionary probe per word, memoized;
+a set probe per pair); each atom that holds finds its record, made the first time it held that way (in the
 title, only in the abstract, or for an author, spelled one way), since that is all its reasons
 depend on: the hits of the rules it makes match outright, the hits still to check against excludes,
 ``min_upvotes`` or a query of their own, and the rules whose queries it may make hold. Rules with
@@ -88,6 +88,9 @@ class RuleIndex:
         self._by_upvotes: dict[int, tuple[Hit, ...]] = {}
         self._words = frozen(builder.words)
         self._pairs = frozen(builder.pairs)
+        # Most adjacent pairs of a paper are no rule's phrase: a set says so from one place in its
+        # table (it probes neighbouring slots first), a dict from two (its index, then its entries).
+        self._pair_keys = frozenset(self._pairs)
         self._prefixes = frozen(builder.prefixes)
         self._prefix_lengths = sorted({len(p) for p in self._prefixes})
         self._title_only = frozenset(builder.title_only)
@@ -231,9 +234,10 @@ class RuleIndex:
                     learn(word, memo, other) if (known := memo.get(word)) is None else known for word in words
                 ))
         if self._pairs:
-            # zip hands map each pair in the tuple it reuses: probing the pairs allocates nothing.
             pairs = zip(words, islice(words, 1, None))  # noqa: B905  # one shorter, by design
-            atoms.update(chain.from_iterable(filter(None, map(self._pairs.get, pairs))))
+            found = self._pair_keys.intersection(pairs)
+            if found:
+                atoms.update(chain.from_iterable(map(self._pairs.__getitem__, found)))
         return atoms
 
     def _learn(self, word: str, memo: Memo, other: frozenset[int]) -> tuple[int, ...]:
