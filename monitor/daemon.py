@@ -199,7 +199,8 @@ class Daemon:
                      report.status, report.papers, report.new, report.changed, report.matched,
                      report.duration, extra=fields)
         else:
-            log.warning("poll %s: HTTP %s, failed: %s; next try in %.0fs", source.name, report.status,
+            answer = "no answer" if report.status is None else f"HTTP {report.status}"
+            log.warning("poll %s: %s, failed: %s; next try in %.0fs", source.name, answer,
                         report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
         if report.matched and not self.stopping.is_set():
             self._wake_dispatcher()
