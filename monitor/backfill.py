@@ -149,7 +149,7 @@ class _Run:
             self.tally.matched += len(diff.matches)
 
 
-# ``_Run.fetch``.
+# What the page walkers are given: ``_Run.fetch``.
 Fetch = Callable[[str, str, date | None, Callable[[Paper], bool]], list[Paper] | None]
 
 
@@ -173,7 +173,7 @@ def _arxiv_pages(config: SourceConfig, first: date, last: date, fetch: Fetch,
     def within(paper: Paper) -> bool:
         return paper.published is None or first <= paper.published <= last
 
-    for start in _progress(range(0, ARXIV_MAX_RESULTS, ARXIV_PAGE), " pages", config.name):
+    for start in _progress(range(0, ARXIV_MAX_RESULTS, ARXIV_PAGE), " pages", config.name, known=False):
         if start:
             sleep(ARXIV_PAUSE)
         query = {"start": str(start), "max_results": str(ARXIV_PAGE), "sortBy": "submittedDate",
@@ -186,9 +186,11 @@ def _arxiv_pages(config: SourceConfig, first: date, last: date, fetch: Fetch,
             break
 
 
-def _progress(items: Sequence[T], unit: str, name: str) -> Iterator[T]:
-    """``items`` with a progress bar on stderr, for a person watching a run that lasts."""
-    yield from tqdm(items, unit=unit, desc=name, file=sys.stderr, disable=not sys.stderr.isatty(), delay=1.0)
+def _progress(items: Sequence[T], unit: str, name: str, known: bool = True) -> Iterator[T]:
+    """``items`` with a progress bar on stderr, for a person watching a run that lasts; a count
+    without a total when how many will be needed is not ``known``."""
+    yield from tqdm(items, total=None if known else float("inf"), unit=unit, desc=name, file=sys.stderr,
+                    disable=not sys.stderr.isatty(), delay=1.0)
 
 
 def _everything(paper: Paper) -> bool:
