@@ -93,6 +93,10 @@ class RuleIndex:
         self._pair_keys = frozenset(self._pairs)
         self._prefixes = frozen(builder.prefixes)
         self._prefix_lengths = sorted({len(p) for p in self._prefixes})
+        self._prefix_slices = [slice(0, length) for length in self._prefix_lengths]
+        # A word no prefix can start (most) is told by its first letters, as long as the shortest.
+        shortest = self._prefix_lengths[0] if self._prefix_lengths else 0
+        self._prefix_heads = frozenset(prefix[:shortest] for prefix in self._prefixes)
         self._title_only = frozenset(builder.title_only)
         self._abstract_only = frozenset(builder.abstract_only)
         self._checks = tuple(builder.checks)
@@ -244,9 +248,10 @@ class RuleIndex:
         """The single-word and prefix atoms (and checks) ``word`` makes hold, but for the other
         field's terms, memoized."""
         atoms = self._words.get(word, ())
-        if self._prefixes:
-            atoms += tuple(atom_id for length in self._prefix_lengths if length <= len(word)
-                           for atom_id in self._prefixes.get(word[:length], ()))
+        if self._prefixes and word[: self._prefix_lengths[0]] in self._prefix_heads:
+            fitting = self._prefix_slices[: bisect_right(self._prefix_lengths, len(word))]
+            starts = map(word.__getitem__, fitting)
+            atoms += tuple(chain.from_iterable(filter(None, map(self._prefixes.get, starts))))
         if other and not other.isdisjoint(atoms):
             atoms = tuple(atom_id for atom_id in atoms if atom_id not in other)
         memo[word] = atoms
