@@ -271,3 +271,15 @@ def test_sends_to_one_channel_are_paced_a_second_apart(slack: SlackStandIn) -> N
 
     first, second = slack.messages
     assert second.at - first.at >= 0.95 and first.at - start < 0.9
+
+
+def test_two_channel_objects_posting_to_one_slack_channel_share_its_pace(slack: SlackStandIn) -> None:
+    # As after a config reload, or with two config entries for one Slack channel.
+    old, new, elsewhere = bot(slack), bot(slack), bot(slack, channel="C0PAPERS")
+    old.send(batch([paper(1)], key="a"))
+    new.send(batch([paper(2)], key="b"))
+    elsewhere.send(batch([paper(3)], key="c"))
+
+    first, second, third = slack.messages
+    assert second.at - first.at >= 0.95  # the new object waited for the old one's message
+    assert third.at - second.at < 0.9  # another channel has its own pace

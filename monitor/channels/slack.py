@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -173,6 +173,25 @@ def retry_after(headers: Mapping[str, Any]) -> float | None:
     return None
 
 
+class _Pace:
+    """When the next message to one Slack channel may go (``time.monotonic``): shared by every
+    channel object posting there (two config entries naming it, or the old and new object across a
+    reload)."""
+
+    _all: ClassVar[dict[tuple[str, ...], _Pace]] = {}
+    _all_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_at = 0.0
+
+    @classmethod
+    def of(cls, cfg: SlackConfig) -> _Pace:
+        key = (cfg.webhook_url,) if cfg.webhook_url else (cfg.base_url, cfg.token or "", cfg.channel or "")
+        with cls._all_lock:
+            return cls._all.setdefault(key, cls())
+
+
 class SlackChannel:
     """A Slack destination: ``webhook_url``, or ``token`` + ``channel`` over ``base_url``."""
 
@@ -182,14 +201,13 @@ class SlackChannel:
         *,
         min_interval: float = 1.0,
         max_wait: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = cfg.name
         self.cfg = cfg
         self.min_interval = min_interval
-        self._clock, self._sleep = clock, sleep
-        self._next_at = 0.0
+        self._sleep = sleep
+        self._pace = _Pace.of(cfg)
         self._lock = threading.Lock()
         self._progress: OrderedDict[str, int] = OrderedDict()
         handlers: list[RetryHandler] = [
@@ -214,21 +232,19 @@ class SlackChannel:
         with self._lock:
             done = self._progress.get(batch.key, 0)
             for index in range(done, len(messages)):
-                self._pace()
-                try:
-                    self._post(messages[index])
-                finally:
-                    self._next_at = self._clock() + self.min_interval
+                with self._pace.lock:
+                    wait = self._pace.next_at - time.monotonic()
+                    if wait > 0:
+                        self._sleep(wait)
+                    try:
+                        self._post(messages[index])
+                    finally:
+                        self._pace.next_at = time.monotonic() + self.min_interval
                 self._remember(batch.key, index + 1)
             self._progress.pop(batch.key, None)
 
     def close(self) -> None:
         """Nothing to release: slack-sdk opens one HTTP connection per request."""
-
-    def _pace(self) -> None:
-        wait = self._next_at - self._clock()
-        if wait > 0:
-            self._sleep(wait)
 
     def _remember(self, key: str, sent: int) -> None:
         self._progress[key] = sent
