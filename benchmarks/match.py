@@ -208,7 +208,7 @@ def bench(count: int, maker: RuleMaker, others: list[Paper], papers: list[Paper]
         index.match(paper)
     first_rate = len(papers) / (time.process_time() - start)
     rounds = rates(papers, index.match, seconds)
-    index_rate = max(rounds)
+    index_rate, median_rate = max(rounds), statistics.median(rounds)
     warm_rate = warm(papers, index.match)
     fired = [{m.rule for m in index.match(p)} for p in papers]
     per_paper = sum(map(len, fired)) / len(papers)
@@ -235,14 +235,13 @@ def bench(count: int, maker: RuleMaker, others: list[Paper], papers: list[Paper]
           f"ratio {index_rate / reference_rate:7.0f}x   agree on {len(sample)} papers")
     print(f"         index {first_rate:9.0f} papers/s meeting each paper for the first time "
           f"(memos warm from {len(others)} other papers; one pass)")
-    print(f"         index {statistics.median(rounds):9.0f} papers/s in the median round of {len(rounds)} "
+    print(f"         index {median_rate:9.0f} papers/s in the median round of {len(rounds)} "
           f"(the slowest {min(rounds):.0f}: other work on the machine slows some rounds)")
     print(f"         index {warm_rate:9.0f} papers/s with warm caches (each paper matched 50 times in a row)")
     if count == 100_000:  # the targets at 100,000 rules, on one core
-        median = statistics.median(rounds)
         checks = [
             (">= 5,000 papers/s, best round", index_rate >= 5_000),
-            (">= 5,000 papers/s, median round", median >= 5_000),
+            (">= 5,000 papers/s, median round", median_rate >= 5_000),
             (">= 100x naive", index_rate / reference_rate >= 100),
             ("< 500 MB", index_mb < 500),
             ("within 3x of tokenizing (aim)", floor / index_rate <= 3),

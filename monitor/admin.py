@@ -1,4 +1,4 @@
-"""The operator's commands on the outbox: ``test-channel``, ``status`` and ``retry-dead``."""
+"""The operator's commands: ``test-channel``, ``status`` (deliveries and sources) and ``retry-dead``."""
 
 from __future__ import annotations
 

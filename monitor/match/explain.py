@@ -15,12 +15,7 @@ from monitor.models import Paper
 
 def term_where(term: Term, text: PaperText) -> str | None:
     """``"title"`` or ``"abstract"``: the first field of the term's scope it occurs in, else None."""
-    needle = term.needle
-    if term.field != "abstract" and needle in text.title_text:
-        return "title"
-    if term.field != "title" and needle in text.abstract_text:
-        return "abstract"
-    return None
+    return text.where(term.needle, term.field)
 
 
 def author_alias(author: Author, paper: Paper) -> str | None:

@@ -2,9 +2,9 @@
 can satisfy, not to the rule count.
 
 A paper's words and adjacent pairs find the atoms that hold (a dictionary probe per word, memoized;
-a set probe per pair); each atom that holds finds its record, made the first time it held that way (in the
-title, only in the abstract, or for an author, spelled one way), since that is all its reasons
-depend on: the hits of the rules it makes match outright, the hits still to check against excludes,
+a set probe per pair); each atom that holds finds its record, made the first time it held that way
+(in the title, only in the abstract, or for an author, spelled one way), since that is all its
+reasons depend on: the hits of the rules it makes match outright, the hits still to check against excludes,
 ``min_upvotes`` or a query of their own, and the rules whose queries it may make hold. Rules with
 no atom to wait for sit on a short list (or, for pure ``min_upvotes`` rules, a sorted one).
 """
@@ -212,11 +212,11 @@ class RuleIndex:
             true.difference_update(checks)
             for check_id in checks:
                 atom_id, needle, scope = self._checks[-check_id - 1]
-                if scope != "abstract" and needle in text.title_text:
+                where = text.where(needle, scope)
+                if where is not None:
                     true.add(atom_id)
-                    in_title.add(atom_id)
-                elif scope != "title" and needle in text.abstract_text:
-                    true.add(atom_id)
+                    if where == "title":
+                        in_title.add(atom_id)
         return true, in_title
 
     def _atoms_of(self, words: list[str], memo: Memo, other: frozenset[int]) -> set[int]:

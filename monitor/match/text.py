@@ -123,6 +123,15 @@ class PaperText:
             self._words = {*self.title_words, *self.abstract_words}
         return self._words
 
+    def where(self, needle: str, field: str = "any") -> str | None:
+        """``"title"`` or ``"abstract"``: the first field within ``field`` (``any``, ``title``,
+        ``abstract``) whose words hold ``needle`` (``Term.needle``), else None."""
+        if field != "abstract" and needle in self.title_text:
+            return "title"
+        if field != "title" and needle in self.abstract_text:
+            return "abstract"
+        return None
+
     def contains(self, needle: str) -> bool:
-        """Whether the title or the abstract has ``needle`` (``Term.needle``)."""
-        return needle in self.title_text or needle in self.abstract_text
+        """Whether the title or the abstract has ``needle``."""
+        return self.where(needle) is not None
