@@ -57,6 +57,7 @@ class Daemon:
         self._polls_running: dict[str, float] = {}
         self.store: SqlStore = open_store(settings.monitor.database)
         try:
+            self.store.hold("run")
             self.index: RuleIndex = compile_rules(settings.rules)
             self.dispatcher: Dispatcher = open_dispatcher(settings, self.store)
         except BaseException:

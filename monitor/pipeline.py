@@ -158,9 +158,10 @@ def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
     """Poll every source once and print what happened; 0 if every source worked, else 1."""
     from monitor.match import compile_rules
 
-    index = compile_rules(settings.rules)
     store = open_store(settings.monitor.database)
     try:
+        store.hold("once")
+        index = compile_rules(settings.rules)
         reports = []
         for source in settings.sources:
             with open_fetcher(source, settings.monitor.user_agent) as fetcher:

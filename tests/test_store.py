@@ -3,6 +3,7 @@ diff, key moves, matches, source state."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from monitor.match import compile_rules
 from monitor.models import Hit, Paper, title_key
 from monitor.sources import parse_page
 from monitor.store import open_store
+from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta
 from monitor.store.sql import SqlStore
 from tests.helpers import HF_JSON
@@ -97,6 +99,36 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="bad database URL") as err:
         open_store("postgresql://monitor:hunter2@db.example:notaport/papers")
     assert "hunter2" not in str(err.value)
+
+
+def test_one_store_holder_at_a_time_named_to_the_next_and_let_go_on_close(store_url: str) -> None:
+    first, second = open_store(store_url), open_store(store_url)
+    try:
+        first.hold("run")
+        with pytest.raises(StoreBusy) as err:
+            second.hold("once")
+        line = str(err.value)
+        assert line.startswith(f"another paper-monitor (run, pid {os.getpid()} on "), line
+        password = sa.make_url(store_url).password
+        assert password is None or password not in line
+        assert second.count_papers() == 0  # looking needs no lock
+        first.close()
+        second.hold("once")
+        third = open_store(store_url)
+        try:
+            with pytest.raises(StoreBusy, match=r"\(once, pid "):
+                third.hold("run")
+        finally:
+            third.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_in_memory_store_needs_no_lock() -> None:
+    store = open_store("sqlite://")
+    store.hold("once")
+    store.close()
 
 
 # -- the diff ------------------------------------------------------------------------------

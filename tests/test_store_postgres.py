@@ -24,6 +24,7 @@ from monitor.errors import StoreError
 from monitor.models import Hit, Paper
 from monitor.store import open_store
 from monitor.store.deliveries import Head
+from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, meta
 from monitor.store.sql import SqlStore
 from tests.helpers import HF_JSON, REPO, ReplayServer, Reply
@@ -269,4 +270,35 @@ def test_once_against_postgres_stores_the_page_once(
         state = store.get_source_state("hf")
         assert state is not None and state.consecutive_failures == 0 and state.last_status == 200
     finally:
+        store.close()
+
+
+def test_the_lock_of_a_killed_holder_is_free_at_once(pg_url: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from monitor.store import open_store; "
+         "store = open_store(sys.argv[1]); store.hold('run'); print('held', flush=True); time.sleep(120)",
+         pg_url],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )
+    store = open_store(pg_url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusy, match=rf"another paper-monitor \(run, pid {holder.pid} on "):
+            store.hold("once")
+        holder.kill()  # SIGKILL: the connection drops with the process, nothing is released by hand
+        holder.wait()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                store.hold("once")
+                break
+            except StoreBusy:
+                assert time.monotonic() < deadline, "the killed holder's lock was never let go"
+                time.sleep(0.05)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
         store.close()

@@ -1,7 +1,8 @@
 """The SQL store on SQLAlchemy Core: SQLite (WAL) by default, or PostgreSQL (psycopg).
 
-Two processes (the daemon and a ``once``) storing polls at once must wait for each other, not
-fail on a key the other just inserted: on SQLite write transactions start with ``BEGIN IMMEDIATE``
+One process polls and delivers for a store at a time (``hold``, ``monitor.store.lock``), but others
+store papers too (``backfill``); two writing at once must wait for each other, not fail on a key
+the other just inserted: on SQLite write transactions start with ``BEGIN IMMEDIATE``
 (and wait on busy_timeout); on PostgreSQL ``apply_poll`` locks the papers table against other
 writers (readers go on) and the schema upgrade takes an advisory lock.
 """
@@ -23,6 +24,7 @@ from monitor.store import PollDiff, SourceState
 from monitor.store.base import READ_ONLY, paper_from_row
 from monitor.store.deliveries import DeliveryQueries
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
+from monitor.store.lock import AdvisoryLock, FileLock, Held
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, sources
 from monitor.store.schema import papers as paper_table
 
@@ -142,13 +144,29 @@ class SqlStore(DeliveryQueries):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._held: Held | None = None
         try:
             self._upgrade()
         except BaseException:
             engine.dispose()
             raise
 
+    def hold(self, command: str) -> None:
+        """Become the one process that polls and delivers for this store, until ``close``;
+        ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``)."""
+        if self._held is not None:
+            return
+        url = self.engine.url
+        shown = url.render_as_string(hide_password=True)
+        if url.get_backend_name() == "postgresql":
+            self._held = AdvisoryLock(self.engine, command, shown)
+        elif url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            self._held = FileLock(Path(url.database + ".lock").expanduser(), command, shown)
+
     def close(self) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
         self.engine.dispose()
 
     # -- schema ------------------------------------------------------------------------------

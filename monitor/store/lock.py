@@ -1,0 +1,111 @@
+"""One process polls and delivers for a store at a time.
+
+A process that delivers starts by taking back the deliveries an earlier run left "sending" (it
+crashed mid-send); were another process sending them right now, they would go out twice. So ``run``
+and ``once`` hold a lock the operating system or the database server lets go of when the process
+ends, however it ends: ``flock`` on ``<database>.lock`` beside a SQLite file, a session advisory
+lock on PostgreSQL. A second one stops with a line naming the holder. Commands that only look
+(``status``, ``backtest``) or only store (``backfill``) take no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.errors import StoreError
+
+_PG_KEY = 0x7061706572_6D6F6E  # "papermon": the session advisory lock of the process that delivers
+_APP = "paper-monitor "  # application_name of the connection holding it: this and the holder's line
+
+
+class StoreBusy(StoreError):
+    """Another process holds the store's lock."""
+
+
+class Held(Protocol):
+    def release(self) -> None: ...
+
+
+def holder_line(command: str) -> str:
+    """Who holds the lock: ``run, pid 1234 on host, since 2026-11-30 22:57 UTC``."""
+    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"{command}, pid {os.getpid()} on {socket.gethostname()}, since {since}"
+
+
+def _busy(holder: str, database: str) -> StoreBusy:
+    return StoreBusy(f"another paper-monitor ({holder}) is polling and delivering with {database}; "
+                     "stop it first (status works meanwhile)")
+
+
+class FileLock:
+    """``flock`` on a file beside the SQLite database; the holder's line is the file's content."""
+
+    def __init__(self, path: Path, command: str, database: str) -> None:
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 4096, 0).decode("utf-8", "replace").strip() or "a process"
+            os.close(self._fd)
+            raise _busy(holder, database) from None
+        except OSError as exc:
+            os.close(self._fd)
+            raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
+        line = holder_line(command).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, line, 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing lets go of the flock
+            self._fd = -1
+
+
+class AdvisoryLock:
+    """A PostgreSQL session advisory lock on a connection kept for the purpose; the holder's line is
+    that connection's ``application_name``, which other sessions can read."""
+
+    def __init__(self, engine: Engine, command: str, database: str) -> None:
+        try:
+            self._conn: Connection | None = engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot take the store's lock: {exc}") from exc
+        try:
+            got = self._conn.execute(sa.select(sa.func.pg_try_advisory_lock(_PG_KEY))).scalar()
+            if not got:
+                holder = self._conn.execute(sa.text(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :hi AND l.objid = :lo"
+                    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ), {"hi": _PG_KEY >> 32, "lo": _PG_KEY & 0xFFFFFFFF}).scalar()
+                raise _busy(str(holder or "").removeprefix(_APP) or "a process", database)
+            name = (_APP + holder_line(command))[:63]  # what PostgreSQL keeps of it
+            self._conn.execute(sa.select(sa.func.set_config("application_name", name, False)))
+            self._conn.commit()
+        except SQLAlchemyError as exc:
+            self.release()
+            raise StoreError(f"cannot take the store's lock: {exc}") from exc
+        except StoreBusy:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.invalidate()  # the session ends, and its lock with it (not back to the pool)
+                conn.close()
+            except SQLAlchemyError:
+                pass  # the server is gone: so is the lock

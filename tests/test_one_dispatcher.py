@@ -1,0 +1,129 @@
+"""One process polls and delivers for a store at a time: a second ``run``, or a ``once`` started
+while the daemon runs (by hand, or by cron), stops with one line instead of re-sending what the
+daemon has in flight. Real daemon processes, a slow stand-in Slack, the recorded HF page.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
+from tests.slack_standin import SlackStandIn
+
+SEND_DELAY = 1.5
+RULES = '[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["team"]\n'
+
+
+class SlowSlack(SlackStandIn):
+    """The stand-in Slack API, answering each post after SEND_DELAY; ``sending`` is set while one is
+    in flight."""
+
+    def __init__(self) -> None:
+        self.sending = threading.Event()
+        super().__init__()
+
+    def _answer(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        self.sending.set()
+        time.sleep(SEND_DELAY)
+        try:
+            return super()._answer(path, headers, raw)
+        finally:
+            self.sending.clear()
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args, "--config", str(config)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=config.parent,
+    )
+
+
+def _config(tmp: Path, replay: ReplayServer, slack: SlackStandIn, port: int) -> Path:
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    channels = (f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\n'
+                f'channel = "#papers"\nbase_url = "{slack.base_url}"\ntimeout = 10\n')
+    return write_config(tmp, port=port, sources=source("hf", replay.url("/papers"), every="1h"),
+                        channels=channels, rules=RULES)
+
+
+def _unsent(tmp: Path) -> int:
+    db = sqlite3.connect(tmp / "monitor.db", timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM deliveries WHERE state != 'sent'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _posts(slack: SlackStandIn) -> Counter[str]:
+    """How often each message (by its text) reached Slack."""
+    return Counter(json.dumps(m.payload.get("blocks"), sort_keys=True) for m in slack.messages)
+
+
+def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    slack = SlowSlack()
+    port = free_port()
+    config = _config(tmp_path, replay, slack, port)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(slack.sending.is_set, 20, "the daemon's first Slack post in flight")
+        polls = replay.hits("/papers")
+
+        once = _cli(config, "once")
+
+        assert once.returncode == 1, once
+        lines = once.stderr.strip().splitlines()
+        assert len(lines) == 1, once.stderr
+        holder = f"another paper-monitor (run, pid {daemon.proc.pid} on "
+        assert lines[0].startswith(f"paper-monitor once: {holder}"), lines[0]
+        assert "Traceback" not in once.stderr
+        assert replay.hits("/papers") == polls  # it did not poll either
+
+        status = _cli(config, "status")  # looking is fine while the daemon runs
+        assert status.returncode == 0, status.stderr
+
+        second = Daemon(config, free_port())
+        assert second.proc.wait(timeout=30) == 1
+        second.kill()  # (closes its log)
+        assert holder in second.log_text()
+
+        wait_for(lambda: _unsent(tmp_path) == 0, 60, "the daemon to deliver everything")
+    finally:
+        code, _ = daemon.stop()
+        slack.close()
+    assert code == 0
+    posts = _posts(slack)
+    assert posts and max(posts.values()) == 1, posts
+
+
+def test_a_killed_daemon_leaves_no_lock_behind(tmp_path: Path, replay: ReplayServer) -> None:
+    slack = SlackStandIn()
+    port = free_port()
+    config = _config(tmp_path, replay, slack, port)
+    try:
+        first = Daemon(config, port)
+        first.wait_up()
+        first.kill()  # SIGKILL: no clean-up of any kind runs
+        again = Daemon(config, port)
+        try:
+            again.wait_up()
+            assert again.proc.poll() is None
+        finally:
+            code, _ = again.stop()
+        assert code == 0
+        once = _cli(config, "once")
+        assert once.returncode == 0, once.stderr
+    finally:
+        slack.close()
