@@ -66,7 +66,7 @@ def print_status(settings: Settings) -> int:
     last poll, its HTTP status, failures in a row (with the last error), the last success."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     with _opened_store(settings) as store:
-        counts = store.delivery_counts(since=midnight)
+        counts = store.delivery_counts(since=midnight, channels=[c.name for c in settings.channels])
         states = {state.name: state for state in store.list_source_states()}
     names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
     types = {c.name: c.type for c in settings.channels}

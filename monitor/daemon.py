@@ -53,7 +53,7 @@ class Daemon:
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
-        self._feed_versions: dict[str, tuple[int, float | None]] = {}
+        self._feed_versions: dict[str, tuple[float, int]] = {}
         self._polls_running: dict[str, float] = {}
         self.store: SqlStore = open_store(settings.monitor.database)
         try:
@@ -77,6 +77,7 @@ class Daemon:
 
     def start(self) -> None:
         self.dispatcher.recover()
+        self.metrics.seed_matches(self.store.matches_by_rule())  # before any poll adds to them
         for state in self.store.list_source_states():
             self.health.seed(state.name, state.last_success, state.consecutive_failures)
             self.metrics.seed_last_success(state.name, state.last_success)
@@ -204,6 +205,9 @@ class Daemon:
             log.warning("poll %s: %s, failed: %s; next try in %.0fs", source.name, answer,
                         report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
         if report.matched and not self.stopping.is_set():
+            with self._lock:
+                rules = [r.name for r in self.settings.rules]
+            self.metrics.export_matches(rules)
             self._wake_dispatcher()
 
     def _wake_dispatcher(self) -> None:
@@ -242,7 +246,7 @@ class Daemon:
             return
         versions = self.store.feed_versions(list(channels))
         for name, cfg in channels.items():
-            version = versions.get(name, (0, None))
+            version = versions.get(name, (0.0, 0))
             if self._feed_versions.get(name) != version:
                 self.feeds.refresh(cfg)
                 self._feed_versions[name] = version
@@ -253,8 +257,9 @@ class Daemon:
         stats = self.store.outbox_stats()
         with self._lock:
             names = [c.name for c in self.settings.channels]
+            rules = [r.name for r in self.settings.rules]
         self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
-        self.metrics.set_matches(stats.matches_by_rule)
+        self.metrics.export_matches(rules)
         for name, started in list(self._polls_running.items()):
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,

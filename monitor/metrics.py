@@ -6,7 +6,8 @@ report, outbox counts), so the stages themselves know nothing of metrics.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -14,6 +15,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _PREFIX = "paper_monitor"
+# The first this many rules of the config have a matches series each; the others' matches are
+# summed under OTHER_RULES, so that 100,000 rules do not make 100,000 series.
+RULE_SERIES = 1_000
+OTHER_RULES = "(other rules)"
 
 
 class PollOutcome(Protocol):
@@ -27,6 +32,8 @@ class PollOutcome(Protocol):
     def new(self) -> int: ...
     @property
     def changed(self) -> int: ...
+    @property
+    def matched_rules(self) -> Mapping[str, int]: ...
     @property
     def duration(self) -> float: ...
 
@@ -52,6 +59,8 @@ class Metrics:
                                       ["source"], registry=r)
         self.matches = Gauge(f"{_PREFIX}_matches", "Matches recorded in the store, by rule",
                              ["rule"], registry=r)
+        self._match_counts: dict[str, int] = {}
+        self._match_lock = threading.Lock()
         self.deliveries = Counter(f"{_PREFIX}_deliveries", "Delivery outcomes, by channel and state",
                                   ["channel", "state"], registry=r)
         self.outbox = Gauge(f"{_PREFIX}_outbox_deliveries", "Deliveries in the outbox, by channel and state",
@@ -80,6 +89,7 @@ class Metrics:
         self.papers_seen.labels(report.source).inc(report.papers)
         self.papers_new.labels(report.source).inc(report.new)
         self.papers_changed.labels(report.source).inc(report.changed)
+        self.count_matches(report.matched_rules)
 
     def observe_deliveries(self, outcomes: Mapping[tuple[str, str], int]) -> None:
         """Count delivery outcomes: ``{(channel, state): n}`` with state sent, failed, dead."""
@@ -103,9 +113,26 @@ class Metrics:
             created = oldest.get(channel)
             self.outbox_age.labels(channel).set(max(0.0, now - created) if created else 0.0)
 
-    def set_matches(self, by_rule: Mapping[str, int]) -> None:
-        for rule, n in by_rule.items():
+    def seed_matches(self, by_rule: Mapping[str, int]) -> None:
+        """The matches the store holds, by rule, read once at start; polls add to them."""
+        with self._match_lock:
+            self._match_counts = dict(by_rule)
+
+    def count_matches(self, by_rule: Mapping[str, int]) -> None:
+        with self._match_lock:
+            for rule, n in by_rule.items():
+                self._match_counts[rule] = self._match_counts.get(rule, 0) + n
+
+    def export_matches(self, rules: Sequence[str]) -> None:
+        """Replace the matches gauge: one series per rule of ``rules`` (the config's), the first
+        ``RULE_SERIES`` of them, and the rest summed under ``OTHER_RULES``."""
+        with self._match_lock:
+            counts = [self._match_counts.get(rule, 0) for rule in rules]
+        self.matches.clear()
+        for rule, n in zip(rules[:RULE_SERIES], counts, strict=False):
             self.matches.labels(rule).set(n)
+        if len(rules) > RULE_SERIES:
+            self.matches.labels(OTHER_RULES).set(sum(counts[RULE_SERIES:]))
 
     def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool) -> None:
         for name, fresh in sources.items():

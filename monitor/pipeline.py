@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -46,6 +47,7 @@ class PollReport:
     duration: float
     error: str | None = None
     new_papers: list[Paper] = field(default_factory=list)
+    matched_rules: dict[str, int] = field(default_factory=dict)  # of ``matched``, how many by rule
     # Seconds the server asked us to stay away (Retry-After, HF RateLimit), for the scheduler.
     retry_after: float | None = None
 
@@ -135,6 +137,7 @@ def poll(
     report = PollReport(
         source.name, status, papers_read, len(diff.new), len(diff.changed), len(diff.matches),
         time.monotonic() - started, new_papers=diff.new, retry_after=result.retry_after_hint,
+        matched_rules=dict(Counter(m.rule for m in diff.matches)),
     )
     log.info("source %s: %s", source.name, report.line())
     return report

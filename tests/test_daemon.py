@@ -82,6 +82,7 @@ def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice
         metrics = daemon.get("/metrics").text
         assert 'paper_monitor_polls_total{outcome="ok",source="hf"}' in metrics
         assert 'paper_monitor_deliveries_total{channel="team",state="sent"} 3.0' in metrics
+        assert 'paper_monitor_matches{rule="hot"} 3.0' in metrics
         assert "paper_monitor_source_last_success_timestamp_seconds" in metrics
 
         first = daemon.polls("hf")[0]

@@ -186,7 +186,7 @@ def test_a_claim_passes_over_rows_another_dispatcher_is_claiming(store: SqlStore
         assert claim_in_thread(store, failed) == (key, [])
     assert claim_in_thread(store, failed) == (key, ids[2:])
     assert store.mark_sent(key, time.time()) == 3 and store.mark_sent(key2, time.time()) == 2
-    assert store.delivery_counts(0.0)["hook"].sent_today == 5
+    assert store.delivery_counts(0.0, ["hook"])["hook"].sent_today == 5
 
 
 def test_polls_from_two_processes_wait_for_each_other_and_readers_go_on(store: SqlStore, pg_url: str) -> None:
@@ -266,7 +266,7 @@ def test_once_against_postgres_stores_the_page_once(
     store = open_store(pg_url)
     try:
         assert store.count_papers() == 30
-        assert store.delivery_counts(0.0)["console"].sent_today == 30
+        assert store.delivery_counts(0.0, ["console"])["console"].sent_today == 30
         state = store.get_source_state("hf")
         assert state is not None and state.consecutive_failures == 0 and state.last_status == 200
     finally:

@@ -18,6 +18,7 @@ from monitor.store.base import Transactions, paper_from_row
 from monitor.store.schema import deliveries, matches, papers
 
 _OPEN = ("pending", "failed")  # states a dispatcher may claim
+_UNSENT = ("pending", "sending", "failed", "dead")  # few rows, found by ix_deliveries_state
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,11 @@ class ChannelCounts:
 
 @dataclass(frozen=True)
 class OutboxStats:
-    """Rows by (channel, state, count), the oldest open row's creation time per channel, and
-    matches per rule."""
+    """Rows not (yet) sent by (channel, state, count), and the oldest open row's creation time per
+    channel."""
 
     counts: list[tuple[str, str, int]]
     oldest: dict[str, float]
-    matches_by_rule: dict[str, int]
 
 
 _PAPER_COLS = [
@@ -176,22 +176,21 @@ class DeliveryQueries(Transactions):
         with self._write("requeueing dead deliveries") as conn:
             return int(conn.execute(stmt.values(**values)).rowcount)
 
-    def delivery_counts(self, since: float) -> dict[str, ChannelCounts]:
-        """Per channel: rows in each state, rows sent since ``since``, the last dead row's error."""
+    def delivery_counts(self, since: float, channels: Iterable[str] = ()) -> dict[str, ChannelCounts]:
+        """Per channel (those of ``channels``, and any with rows not sent): rows in each state but
+        sent, rows sent since ``since``, the last dead row's error. Reads the open rows and those
+        sent since ``since``, never the whole history."""
         d = deliveries.c
-        by_state = sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state)
-        sent = (
-            sa.select(d.channel, sa.func.count())
-            .where(d.state == "sent", d.sent_at >= since)
-            .group_by(d.channel)
-        )
+        by_state = (sa.select(d.channel, d.state, sa.func.count())
+                    .where(d.state.in_(_UNSENT)).group_by(d.channel, d.state))
         last_dead = sa.select(d.channel, d.last_error).where(d.state == "dead").order_by(d.id)
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, dict[str, Any]] = {name: {} for name in channels}
         with self.read("counting deliveries") as conn:
             for channel, state, count in conn.execute(by_state):
                 out.setdefault(channel, {})[state] = int(count)
-            for channel, count in conn.execute(sent):
-                out.setdefault(channel, {})["sent_today"] = int(count)
+            for channel in out:  # one range of ix_deliveries_sent each
+                sent = sa.select(sa.func.count()).where(d.channel == channel, d.sent_at >= since)
+                out[channel]["sent_today"] = int(conn.execute(sent).scalar() or 0)
             for channel, error in conn.execute(last_dead):
                 out.setdefault(channel, {})["last_error"] = error
         fields = {"pending", "sending", "failed", "dead", "sent_today", "last_error"}
@@ -207,38 +206,49 @@ class DeliveryQueries(Transactions):
         ``(delivery id, rule, paper, reasons, matched at)``, newest first.
         """
         d, m = deliveries.c, matches.c
-        shown = d.state == "sent"
-        if include:
-            shown = sa.or_(shown, d.id.in_(list(include)))
-        query = (
+        rows_of = (
             sa.select(d.id, d.rule, m.reasons, d.created_at, *_PAPER_COLS)
             .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
-            .where(d.channel == channel, shown)
-            .order_by(d.created_at.desc(), d.id.desc())
-            .limit(limit)
+            .where(d.channel == channel)
         )
+        newest = (rows_of.where(d.state == "sent")  # the newest end of ix_deliveries_state
+                  .order_by(d.created_at.desc(), d.id.desc()).limit(limit))
         with self.read("reading feed rows") as conn:
-            rows = conn.execute(query).all()
-        return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at) for r in rows]
+            rows = list(conn.execute(newest))
+            if include:
+                rows += conn.execute(rows_of.where(d.state != "sent", d.id.in_(list(include))))
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at) for r in rows[:limit]]
 
-    def feed_versions(self, channels: Sequence[str]) -> dict[str, tuple[int, float | None]]:
-        """Per channel, (sent rows, the last sent time): a feed changes exactly when this does."""
+    def feed_versions(self, channels: Sequence[str]) -> dict[str, tuple[float, int]]:
+        """Per channel with sent rows, (the last time rows were sent, how many were sent then): a
+        feed changes exactly when this does, since sent rows stay sent. Two index lookups each."""
         d = deliveries.c
-        query = (sa.select(d.channel, sa.func.count(), sa.func.max(d.sent_at))
-                 .where(d.state == "sent", d.channel.in_(list(channels))).group_by(d.channel))
+        out: dict[str, tuple[float, int]] = {}
         with self.read("reading feed versions") as conn:
-            return {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
+            for channel in channels:
+                last = conn.execute(sa.select(sa.func.max(d.sent_at)).where(d.channel == channel)).scalar()
+                if last is not None:
+                    then = sa.select(sa.func.count()).where(d.channel == channel, d.sent_at == last)
+                    out[channel] = (float(last), int(conn.execute(then).scalar() or 0))
+        return out
 
     def outbox_stats(self) -> OutboxStats:
-        """The metrics' view of the outbox: rows by (channel, state), the oldest open row per
-        channel, and matches by rule."""
-        d, m = deliveries.c, matches.c
+        """The metrics' view of the outbox: rows not sent by (channel, state), the oldest open row
+        per channel. Reads those rows only (ix_deliveries_state), however long the history."""
+        d = deliveries.c
         with self.read("reading outbox statistics") as conn:
             counts = [(r[0], r[1], int(r[2])) for r in conn.execute(
-                sa.select(d.channel, d.state, sa.func.count()).group_by(d.channel, d.state))]
+                sa.select(d.channel, d.state, sa.func.count())
+                .where(d.state.in_(_UNSENT)).group_by(d.channel, d.state))]
             oldest = {r[0]: r[1] for r in conn.execute(
                 sa.select(d.channel, sa.func.min(d.created_at))
                 .where(d.state.in_(("pending", "failed", "sending"))).group_by(d.channel))}
-            by_rule = {r[0]: int(r[1]) for r in conn.execute(
-                sa.select(m.rule, sa.func.count()).group_by(m.rule))}
-        return OutboxStats(counts, oldest, by_rule)
+        return OutboxStats(counts, oldest)
+
+    def matches_by_rule(self) -> dict[str, int]:
+        """Matches recorded, by rule: the whole table, so read once (the daemon counts on from there)."""
+        m = matches.c
+        with self.read("counting matches") as conn:
+            counted = conn.execute(sa.select(m.rule, sa.func.count()).group_by(m.rule))
+            return {rule: int(n) for rule, n in counted}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -76,6 +76,10 @@ deliveries = sa.Table(
 )
 sa.Index("ix_deliveries_due", deliveries.c.channel, deliveries.c.state, deliveries.c.next_attempt_at)
 sa.Index("ix_deliveries_sent", deliveries.c.channel, deliveries.c.sent_at)
+# By state first: the few open rows (the daemon's gauges, recovery, status) are found without
+# reading the sent ones, which only grow; and a channel's newest sent rows (its feed) come in order.
+ix_deliveries_state = sa.Index("ix_deliveries_state", deliveries.c.state, deliveries.c.channel,
+                               deliveries.c.created_at, deliveries.c.id)
 
 # Per-source polling state: conditional GET validators and health.
 sources = sa.Table(

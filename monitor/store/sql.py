@@ -25,7 +25,15 @@ from monitor.store.base import READ_ONLY, paper_from_row
 from monitor.store.deliveries import DeliveryQueries
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
 from monitor.store.lock import AdvisoryLock, FileLock, Held
-from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta, metadata, sources
+from monitor.store.schema import (
+    SCHEMA_VERSION,
+    deliveries,
+    ix_deliveries_state,
+    matches,
+    meta,
+    metadata,
+    sources,
+)
 from monitor.store.schema import papers as paper_table
 
 BUSY_TIMEOUT_MS = 10_000
@@ -37,9 +45,13 @@ def _v1_create_all(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
+def _v2_deliveries_by_state(conn: Connection) -> None:
+    ix_deliveries_state.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_create_all]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_create_all, _v2_deliveries_by_state]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -1,0 +1,131 @@
+"""A store with a long history: what the running daemon asks of it again and again (outbox gauges,
+feed versions, a feed's newest items, status counts, the queue heads) reads the few rows that are
+not sent, or an index range, never every delivery or match ever recorded; the schema upgrade that
+adds the index keeps the data; the matches gauge stays bounded with 100,000 rules.
+(benchmarks/history.py measures it on a year of deliveries.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.metrics import OTHER_RULES, RULE_SERIES, Metrics
+from monitor.store import open_store
+from monitor.store.schema import SCHEMA_VERSION, meta
+from monitor.store.sql import SqlStore
+from tests.outbox_support import paper, record
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> Iterator[SqlStore]:
+    opened = open_store(f"sqlite:///{tmp_path}/history.db")
+    yield opened
+    opened.close()
+
+
+def _send(store: SqlStore, channel: str, at: float) -> int:
+    """Claim the next batch of ``channel`` and mark it sent at ``at``; how many rows it held."""
+    head = store.queue_head(channel)
+    assert head is not None
+    key, rows = store.claim_batch(channel, at, head=head, limit=2)
+    assert store.mark_sent(key, at) == len(rows) > 0
+    return len(rows)
+
+
+def _full_scans(store: SqlStore, work: Callable[[], object]) -> list[str]:
+    """The statements ``work`` runs whose SQLite plan reads a whole table (or a whole index)."""
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+            statements.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", keep)
+    try:
+        work()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", keep)
+    assert statements, "nothing was asked of the database"
+    return _scans(store, statements)
+
+
+def _scans(store: SqlStore, statements: list[tuple[str, Any]]) -> list[str]:
+    found = []
+    with store.engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            found += [f"{row[3]}  <-  {statement}" for row in plan
+                      if row[3].startswith(("SCAN deliveries", "SCAN matches"))]
+    return found
+
+
+def test_the_checker_sees_a_query_that_reads_the_whole_history(store: SqlStore) -> None:
+    # The shape of what the gauges asked before: counted every delivery ever made.
+    assert _scans(store, [("SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state", ())])
+    assert _scans(store, [("SELECT rule, count(*) FROM matches GROUP BY rule", ())])
+
+
+def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlStore) -> None:
+    now = time.time()
+    ids = record(store, "r", [paper(f"Paper {i}") for i in range(6)], ["team", "feed"], at=now - 100)
+    _send(store, "feed", now - 50)
+    repeated: dict[str, Callable[[], object]] = {
+        "outbox gauges": store.outbox_stats,
+        "feed versions": lambda: store.feed_versions(["feed", "team"]),
+        "a feed's newest items": lambda: store.feed_rows("feed", 100, include=ids[:2]),
+        "status": lambda: store.delivery_counts(now - 86_400, ["team", "feed"]),
+        "a queue head": lambda: store.queue_head("team"),
+        "recovery at start": lambda: store.recover_sending(now),
+    }
+    for what, work in repeated.items():
+        assert _full_scans(store, work) == [], what
+
+
+def test_a_version_1_database_gains_the_index_and_keeps_its_data(store_url: str) -> None:
+    first = open_store(store_url)
+    try:
+        record(first, "r", [paper("Kept")], ["team"])
+        with first.engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX ix_deliveries_state")
+            conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
+    finally:
+        first.close()
+    upgraded = open_store(store_url)
+    try:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 2
+        indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
+        assert "ix_deliveries_state" in indexes
+        assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
+    finally:
+        upgraded.close()
+
+
+def test_a_feed_version_moves_with_every_batch_sent_even_at_the_same_instant(store: SqlStore) -> None:
+    record(store, "r", [paper(f"Paper {i}") for i in range(4)], ["feed"])
+    assert store.feed_versions(["feed"]) == {}
+    at = time.time()
+    _send(store, "feed", at)
+    first = store.feed_versions(["feed"])
+    _send(store, "feed", at)  # a second batch, stamped with the very same time
+    second = store.feed_versions(["feed"])
+    assert first["feed"] != second["feed"]
+    assert [row[0] for row in store.feed_rows("feed", 3)] == [4, 3, 2]  # newest first, up to the limit
+
+
+def test_the_matches_gauge_counts_on_from_the_store_and_stays_bounded() -> None:
+    metrics = Metrics()
+    rules = [f"rule-{i}" for i in range(RULE_SERIES + 5)]
+    metrics.seed_matches({"rule-0": 7, f"rule-{RULE_SERIES + 1}": 3, "gone": 99})
+    metrics.count_matches({"rule-0": 1, f"rule-{RULE_SERIES + 4}": 2})
+    metrics.export_matches(rules)
+    body = metrics.render().decode()
+    series = [line for line in body.splitlines() if line.startswith("paper_monitor_matches{")]
+    assert len(series) == RULE_SERIES + 1  # one per rule, then the rest summed
+    assert 'paper_monitor_matches{rule="rule-0"} 8.0' in series
+    assert f'paper_monitor_matches{{rule="{OTHER_RULES}"}} 5.0' in series
+    assert not any('rule="gone"' in line for line in series)  # rules no longer configured drop out
