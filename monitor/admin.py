@@ -62,12 +62,14 @@ def test_channel(settings: Settings, name: str) -> int:
 
 
 def print_status(settings: Settings) -> int:
-    """Per channel: pending, failed, dead (with the last error), sent today; then per source: the
-    last poll, its HTTP status, failures in a row (with the last error), the last success."""
+    """Per channel: pending, failed, dead (with the last error), sent today; per source: the last
+    poll, its HTTP status, failures in a row (with the last error), the last success; then whether
+    a daemon (or a once) is at work on the store."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     with _opened_store(settings) as store:
         counts = store.delivery_counts(since=midnight, channels=[c.name for c in settings.channels])
         states = {state.name: state for state in store.list_source_states()}
+        holder = store.holder()
     names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
     types = {c.name: c.type for c in settings.channels}
     print(f"{'channel':<20} {'type':<8} {'pending':>8} {'failed':>7} {'dead':>6} {'sent today':>11}")
@@ -92,6 +94,8 @@ def print_status(settings: Settings) -> int:
               f"{_when(state.last_success)}")
         if state.consecutive_failures and state.last_error:
             print(f"{'':<20} last error: {printable(state.last_error)}")
+    daemon = f"running ({holder})" if holder else "not running (no run or once holds the store)"
+    print(f"\ndaemon: {daemon}")
     return 0
 
 

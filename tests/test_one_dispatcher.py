@@ -91,8 +91,10 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
         assert "Traceback" not in once.stderr
         assert replay.hits("/papers") == polls  # it did not poll either
 
-        status = _cli(config, "status")  # looking is fine while the daemon runs
+        status = _cli(config, "status")  # looking is fine while the daemon runs, and says so
         assert status.returncode == 0, status.stderr
+        last = status.stdout.splitlines()[-1]
+        assert last.startswith(f"daemon: running (run, pid {daemon.proc.pid} on "), status.stdout
 
         second = Daemon(config, free_port())
         assert second.proc.wait(timeout=30) == 1
@@ -104,6 +106,7 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
         code, _ = daemon.stop()
         slack.close()
     assert code == 0
+    assert _cli(config, "status").stdout.splitlines()[-1].startswith("daemon: not running")
     posts = _posts(slack)
     assert posts and max(posts.values()) == 1, posts
 

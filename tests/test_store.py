@@ -104,7 +104,9 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
 def test_one_store_holder_at_a_time_named_to_the_next_and_let_go_on_close(store_url: str) -> None:
     first, second = open_store(store_url), open_store(store_url)
     try:
+        assert second.holder() is None
         first.hold("run")
+        assert (second.holder() or "").startswith(f"run, pid {os.getpid()} on ")
         with pytest.raises(StoreBusy) as err:
             second.hold("once")
         line = str(err.value)
@@ -113,6 +115,7 @@ def test_one_store_holder_at_a_time_named_to_the_next_and_let_go_on_close(store_
         assert password is None or password not in line
         assert second.count_papers() == 0  # looking needs no lock
         first.close()
+        assert second.holder() is None
         second.hold("once")
         third = open_store(store_url)
         try:

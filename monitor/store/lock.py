@@ -55,9 +55,9 @@ class FileLock:
         except OSError as exc:
             raise StoreError(f"cannot open the lock file {path}: {exc.strerror}") from exc
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(self._fd, fcntl.LOCK_EX)
         except BlockingIOError:
-            holder = os.pread(self._fd, 4096, 0).decode("utf-8", "replace").strip() or "a process"
+            holder = _written(self._fd) or "a process"
             os.close(self._fd)
             raise _busy(holder, database) from None
         except OSError as exc:
@@ -73,6 +73,53 @@ class FileLock:
             self._fd = -1
 
 
+def _flock_soon(fd: int, operation: int, patience: float = 2.0) -> None:
+    """``flock`` without blocking, tried again for ``patience`` seconds: ``status`` looks at the
+    lock by holding it shared for a moment, which must not turn a starting daemon away."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _written(fd: int) -> str:
+    return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+
+
+def file_holder(path: Path) -> str | None:
+    """The holder's line of the lock at ``path``, or None when no process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot open the lock file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free if this works; let go of it at once
+        return None
+    except BlockingIOError:
+        return _written(fd) or "a process"
+    finally:
+        os.close(fd)  # (and with it the shared lock, if taken)
+
+
+def pg_holder(conn: Connection) -> str | None:
+    """The holder's line of the advisory lock in this database, or None; takes no lock itself."""
+    holder = conn.execute(sa.text(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :hi AND l.objid = :lo"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ), {"hi": _PG_KEY >> 32, "lo": _PG_KEY & 0xFFFFFFFF}).first()
+    if holder is None:
+        return None
+    return str(holder[0] or "").removeprefix(_APP) or "a process"
+
+
 class AdvisoryLock:
     """A PostgreSQL session advisory lock on a connection kept for the purpose; the holder's line is
     that connection's ``application_name``, which other sessions can read."""
@@ -85,12 +132,7 @@ class AdvisoryLock:
         try:
             got = self._conn.execute(sa.select(sa.func.pg_try_advisory_lock(_PG_KEY))).scalar()
             if not got:
-                holder = self._conn.execute(sa.text(
-                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :hi AND l.objid = :lo"
-                    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ), {"hi": _PG_KEY >> 32, "lo": _PG_KEY & 0xFFFFFFFF}).scalar()
-                raise _busy(str(holder or "").removeprefix(_APP) or "a process", database)
+                raise _busy(pg_holder(self._conn) or "a process", database)
             name = (_APP + holder_line(command))[:63]  # what PostgreSQL keeps of it
             self._conn.execute(sa.select(sa.func.set_config("application_name", name, False)))
             self._conn.commit()

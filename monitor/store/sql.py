@@ -24,7 +24,7 @@ from monitor.store import PollDiff, SourceState
 from monitor.store.base import READ_ONLY, paper_from_row
 from monitor.store.deliveries import DeliveryQueries
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
-from monitor.store.lock import AdvisoryLock, FileLock, Held
+from monitor.store.lock import AdvisoryLock, FileLock, Held, file_holder, pg_holder
 from monitor.store.schema import (
     SCHEMA_VERSION,
     deliveries,
@@ -168,12 +168,26 @@ class SqlStore(DeliveryQueries):
         ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``)."""
         if self._held is not None:
             return
-        url = self.engine.url
-        shown = url.render_as_string(hide_password=True)
-        if url.get_backend_name() == "postgresql":
+        shown = self.engine.url.render_as_string(hide_password=True)
+        if self.engine.url.get_backend_name() == "postgresql":
             self._held = AdvisoryLock(self.engine, command, shown)
-        elif url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            self._held = FileLock(Path(url.database + ".lock").expanduser(), command, shown)
+        elif (path := self._lock_path()) is not None:
+            self._held = FileLock(path, command, shown)
+
+    def holder(self) -> str | None:
+        """Who holds this store's lock (``run, pid 1234 on host, since ...``), or None. Looks
+        without holding it (``status``)."""
+        if self.engine.url.get_backend_name() == "postgresql":
+            with self.read("reading the lock's holder") as conn:
+                return pg_holder(conn)
+        path = self._lock_path()
+        return file_holder(path) if path is not None else None
+
+    def _lock_path(self) -> Path | None:
+        database = self.engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database + ".lock").expanduser()
 
     def close(self) -> None:
         if self._held is not None:
