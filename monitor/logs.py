@@ -39,5 +39,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "apscheduler", "slack_sdk"):
+    for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # slack_sdk logs an ERROR of its own for a transient 5xx; the Slack channel reports every
+    # failure (what, and when it is retried) as one line of ours.
+    logging.getLogger("slack_sdk").setLevel(logging.CRITICAL)
