@@ -126,13 +126,13 @@ class Metrics:
     def export_matches(self, rules: Sequence[str]) -> None:
         """Replace the matches gauge: one series per rule of ``rules`` (the config's), the first
         ``RULE_SERIES`` of them, and the rest summed under ``OTHER_RULES``."""
-        with self._match_lock:
+        with self._match_lock:  # (a poll and the stats job may export at once)
             counts = [self._match_counts.get(rule, 0) for rule in rules]
-        self.matches.clear()
-        for rule, n in zip(rules[:RULE_SERIES], counts, strict=False):
-            self.matches.labels(rule).set(n)
-        if len(rules) > RULE_SERIES:
-            self.matches.labels(OTHER_RULES).set(sum(counts[RULE_SERIES:]))
+            self.matches.clear()
+            for rule, n in zip(rules[:RULE_SERIES], counts, strict=False):
+                self.matches.labels(rule).set(n)
+            if len(rules) > RULE_SERIES:
+                self.matches.labels(OTHER_RULES).set(sum(counts[RULE_SERIES:]))
 
     def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool) -> None:
         for name, fresh in sources.items():
