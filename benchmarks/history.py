@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.metrics import Metrics
@@ -155,17 +157,18 @@ def main() -> int:
             store.close()
 
     rules = [f"rule-{i}" for i in range(args.rules)]
-    metrics = Metrics()
-    metrics.seed_matches(by_rule)
-    metrics.export_matches(rules)
+    metrics = Metrics(rules=lambda: rules)
+    metrics.matches.seed(by_rule)
     render_s = timed(metrics.render, args.rounds)
     size = len(metrics.render())
-    before = Metrics()
-    for rule, n in by_rule.items():  # before: a series for every rule with matches
-        before.matches.labels(rule).set(n)
-    before_s = timed(before.render, args.rounds)
+    before = CollectorRegistry()  # before: a gauge series for every rule with matches
+    gauge = Gauge("paper_monitor_matches", "Matches recorded, by rule", ["rule"], registry=before)
+    for rule, n in by_rule.items():
+        gauge.labels(rule).set(n)
+    before_s = timed(lambda: generate_latest(before), args.rounds)
     print(f"/metrics with {args.rules:,} rules: {render_s * 1e3:.1f}ms, {size / 1024:,.0f} KiB now; "
-          f"{before_s * 1e3:,.0f}ms, {len(before.render()) / 1024:,.0f} KiB before")
+          f"the matches gauge alone before: {before_s * 1e3:,.0f}ms, "
+          f"{len(generate_latest(before)) / 1024:,.0f} KiB")
     return 0
 
 

@@ -48,7 +48,7 @@ class Daemon:
     def __init__(self, config_path: Path, settings: Settings) -> None:
         self.config_path = config_path
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(rules=self._rule_names)
         self.health = SourceHealth(settings.sources)
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
@@ -77,7 +77,7 @@ class Daemon:
 
     def start(self) -> None:
         self.dispatcher.recover()
-        self.metrics.seed_matches(self.store.matches_by_rule())  # before any poll adds to them
+        self.metrics.matches.seed(self.store.matches_by_rule())  # before any poll adds to them
         for state in self.store.list_source_states():
             self.health.seed(state.name, state.last_success, state.consecutive_failures)
             self.metrics.seed_last_success(state.name, state.last_success)
@@ -205,9 +205,6 @@ class Daemon:
             log.warning("poll %s: %s, failed: %s; next try in %.0fs", source.name, answer,
                         report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
         if report.matched and not self.stopping.is_set():
-            with self._lock:
-                rules = [r.name for r in self.settings.rules]
-            self.metrics.export_matches(rules)
             self._wake_dispatcher()
 
     def _wake_dispatcher(self) -> None:
@@ -257,9 +254,7 @@ class Daemon:
         stats = self.store.outbox_stats()
         with self._lock:
             names = [c.name for c in self.settings.channels]
-            rules = [r.name for r in self.settings.rules]
         self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
-        self.metrics.export_matches(rules)
         for name, started in list(self._polls_running.items()):
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,
@@ -274,6 +269,10 @@ class Daemon:
             raise FetchError("stopped while waiting to retry")
 
     # -- what the server asks ----------------------------------------------------------------
+
+    def _rule_names(self) -> list[str]:
+        with self._lock:
+            return [rule.name for rule in self.settings.rules]
 
     def _source(self, name: str) -> SourceConfig | None:
         with self._lock:

@@ -7,11 +7,13 @@ report, outbox counts), so the stages themselves know nothing of metrics.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _PREFIX = "paper_monitor"
@@ -38,10 +40,43 @@ class PollOutcome(Protocol):
     def duration(self) -> float: ...
 
 
-class Metrics:
-    """Every metric the daemon exports; ``render()`` is the /metrics body."""
+class MatchesByRule(Collector):
+    """``paper_monitor_matches{rule}``, made at each scrape from the counts and the config's rules
+    of that moment: a series for each of the first ``RULE_SERIES`` rules, the rest summed under
+    ``OTHER_RULES``; rules no longer in the config drop out."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: Callable[[], Sequence[str]]) -> None:
+        self._rules = rules
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def seed(self, by_rule: Mapping[str, int]) -> None:
+        with self._lock:
+            self._counts = dict(by_rule)
+
+    def add(self, by_rule: Mapping[str, int]) -> None:
+        with self._lock:
+            for rule, n in by_rule.items():
+                self._counts[rule] = self._counts.get(rule, 0) + n
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rules = self._rules()
+        with self._lock:
+            counts = [self._counts.get(rule, 0) for rule in rules]
+        family = GaugeMetricFamily(f"{_PREFIX}_matches", "Matches recorded in the store, by rule",
+                                   labels=["rule"])
+        for rule, n in zip(rules[:RULE_SERIES], counts, strict=False):
+            family.add_metric([rule], n)
+        if len(rules) > RULE_SERIES:
+            family.add_metric([OTHER_RULES], sum(counts[RULE_SERIES:]))
+        yield family
+
+
+class Metrics:
+    """Every metric the daemon exports; ``render()`` is the /metrics body. ``rules`` gives the
+    config's rule names (in order) when /metrics is asked for."""
+
+    def __init__(self, rules: Callable[[], Sequence[str]] = tuple) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.polls = Counter(f"{_PREFIX}_polls", "Polls, by source and outcome (ok, not_modified, error)",
@@ -57,10 +92,8 @@ class Metrics:
                                   ["source"], registry=r)
         self.papers_changed = Counter(f"{_PREFIX}_papers_changed", "Known papers that changed, by source",
                                       ["source"], registry=r)
-        self.matches = Gauge(f"{_PREFIX}_matches", "Matches recorded in the store, by rule",
-                             ["rule"], registry=r)
-        self._match_counts: dict[str, int] = {}
-        self._match_lock = threading.Lock()
+        self.matches = MatchesByRule(rules)
+        r.register(self.matches)
         self.deliveries = Counter(f"{_PREFIX}_deliveries", "Delivery outcomes, by channel and state",
                                   ["channel", "state"], registry=r)
         self.outbox = Gauge(f"{_PREFIX}_outbox_deliveries", "Deliveries in the outbox, by channel and state",
@@ -89,7 +122,7 @@ class Metrics:
         self.papers_seen.labels(report.source).inc(report.papers)
         self.papers_new.labels(report.source).inc(report.new)
         self.papers_changed.labels(report.source).inc(report.changed)
-        self.count_matches(report.matched_rules)
+        self.matches.add(report.matched_rules)
 
     def observe_deliveries(self, outcomes: Mapping[tuple[str, str], int]) -> None:
         """Count delivery outcomes: ``{(channel, state): n}`` with state sent, failed, dead."""
@@ -112,27 +145,6 @@ class Metrics:
         for channel in channels:
             created = oldest.get(channel)
             self.outbox_age.labels(channel).set(max(0.0, now - created) if created else 0.0)
-
-    def seed_matches(self, by_rule: Mapping[str, int]) -> None:
-        """The matches the store holds, by rule, read once at start; polls add to them."""
-        with self._match_lock:
-            self._match_counts = dict(by_rule)
-
-    def count_matches(self, by_rule: Mapping[str, int]) -> None:
-        with self._match_lock:
-            for rule, n in by_rule.items():
-                self._match_counts[rule] = self._match_counts.get(rule, 0) + n
-
-    def export_matches(self, rules: Sequence[str]) -> None:
-        """Replace the matches gauge: one series per rule of ``rules`` (the config's), the first
-        ``RULE_SERIES`` of them, and the rest summed under ``OTHER_RULES``."""
-        with self._match_lock:  # (a poll and the stats job may export at once)
-            counts = [self._match_counts.get(rule, 0) for rule in rules]
-            self.matches.clear()
-            for rule, n in zip(rules[:RULE_SERIES], counts, strict=False):
-                self.matches.labels(rule).set(n)
-            if len(rules) > RULE_SERIES:
-                self.matches.labels(OTHER_RULES).set(sum(counts[RULE_SERIES:]))
 
     def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool) -> None:
         for name, fresh in sources.items():

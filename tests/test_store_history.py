@@ -118,11 +118,10 @@ def test_a_feed_version_moves_with_every_batch_sent_even_at_the_same_instant(sto
 
 
 def test_the_matches_gauge_counts_on_from_the_store_and_stays_bounded() -> None:
-    metrics = Metrics()
     rules = [f"rule-{i}" for i in range(RULE_SERIES + 5)]
-    metrics.seed_matches({"rule-0": 7, f"rule-{RULE_SERIES + 1}": 3, "gone": 99})
-    metrics.count_matches({"rule-0": 1, f"rule-{RULE_SERIES + 4}": 2})
-    metrics.export_matches(rules)
+    metrics = Metrics(rules=lambda: rules)
+    metrics.matches.seed({"rule-0": 7, f"rule-{RULE_SERIES + 1}": 3, "gone": 99})
+    metrics.matches.add({"rule-0": 1, f"rule-{RULE_SERIES + 4}": 2})
     body = metrics.render().decode()
     series = [line for line in body.splitlines() if line.startswith("paper_monitor_matches{")]
     assert len(series) == RULE_SERIES + 1  # one per rule, then the rest summed

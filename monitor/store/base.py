@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
@@ -16,6 +17,15 @@ from monitor.models import Paper
 
 # Execution option that makes the SQLite "begin" hook open a deferred BEGIN (no write lock).
 READ_ONLY = "paper_monitor_read_only"
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for other databases, in-memory ones and ``file:`` URIs."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 class Transactions:

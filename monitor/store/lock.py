@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
+from monitor.store.base import sqlite_file
 
 _PG_KEY = 0x7061706572_6D6F6E  # "papermon": the session advisory lock of the process that delivers
 _APP = "paper-monitor "  # application_name of the connection holding it: this and the holder's line
@@ -33,6 +34,21 @@ class StoreBusy(StoreError):
 
 class Held(Protocol):
     def release(self) -> None: ...
+
+
+def take(engine: Engine, command: str) -> Held | None:
+    """The lock of the store on ``engine`` (None for an in-memory SQLite store: no other process
+    can reach it); ``StoreBusy`` naming the holder if another process has it."""
+    shown = engine.url.render_as_string(hide_password=True)
+    if engine.url.get_backend_name() == "postgresql":
+        return AdvisoryLock(engine, command, shown)
+    path = _lock_file(engine.url)
+    return FileLock(path, command, shown) if path is not None else None
+
+
+def _lock_file(url: URL) -> Path | None:
+    database = sqlite_file(url)
+    return database.with_name(database.name + ".lock") if database is not None else None
 
 
 def holder_line(command: str) -> str:
@@ -91,8 +107,12 @@ def _written(fd: int) -> str:
     return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
 
 
-def file_holder(path: Path) -> str | None:
-    """The holder's line of the lock at ``path``, or None when no process holds it."""
+def file_holder(url: URL) -> str | None:
+    """The holder's line of the lock beside the SQLite file of ``url``, or None when no process
+    holds it."""
+    path = _lock_file(url)
+    if path is None:
+        return None
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

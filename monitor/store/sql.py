@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,10 +20,10 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from monitor.errors import StoreError
 from monitor.models import Hit, Match, Paper
 from monitor.store import PollDiff, SourceState
-from monitor.store.base import READ_ONLY, paper_from_row
+from monitor.store.base import READ_ONLY, paper_from_row, sqlite_file
 from monitor.store.deliveries import DeliveryQueries
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
-from monitor.store.lock import AdvisoryLock, FileLock, Held, file_holder, pg_holder
+from monitor.store.lock import Held, file_holder, pg_holder, take
 from monitor.store.schema import (
     SCHEMA_VERSION,
     deliveries,
@@ -63,9 +62,8 @@ def open_sql_store(url: str) -> SqlStore:
         raise StoreError(f"bad database URL: {exc}") from exc
     try:
         if parsed.get_backend_name() == "sqlite":
-            database = parsed.database or ""
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if (path := sqlite_file(parsed)) is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(parsed)
             _tune_sqlite(engine)
         else:
@@ -166,13 +164,8 @@ class SqlStore(DeliveryQueries):
     def hold(self, command: str) -> None:
         """Become the one process that polls and delivers for this store, until ``close``;
         ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``)."""
-        if self._held is not None:
-            return
-        shown = self.engine.url.render_as_string(hide_password=True)
-        if self.engine.url.get_backend_name() == "postgresql":
-            self._held = AdvisoryLock(self.engine, command, shown)
-        elif (path := self._lock_path()) is not None:
-            self._held = FileLock(path, command, shown)
+        if self._held is None:
+            self._held = take(self.engine, command)
 
     def holder(self) -> str | None:
         """Who holds this store's lock (``run, pid 1234 on host, since ...``), or None. Looks
@@ -180,14 +173,7 @@ class SqlStore(DeliveryQueries):
         if self.engine.url.get_backend_name() == "postgresql":
             with self.read("reading the lock's holder") as conn:
                 return pg_holder(conn)
-        path = self._lock_path()
-        return file_holder(path) if path is not None else None
-
-    def _lock_path(self) -> Path | None:
-        database = self.engine.url.database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return Path(database + ".lock").expanduser()
+        return file_holder(self.engine.url)
 
     def close(self) -> None:
         if self._held is not None:
