@@ -1,7 +1,8 @@
 """``paper-monitor run``: the scheduler around the pipeline, the HTTP server, signals and reloads.
 
 One interval job per source and one dispatcher job (which also sends the digests) on APScheduler;
-SIGTERM/SIGINT stop it within 10 s, SIGHUP or an edited config file reload it.
+SIGTERM/SIGINT stop it within 10 s, SIGHUP or an edited config file reload it. A daemon whose lock
+on the store another process has taken (``SqlStore.confirm_hold``) stops with exit 1.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher
 from monitor.pipeline import PollReport, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
+from monitor.store.lock import StoreBusy
 from monitor.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Daemon:
         self.health = SourceHealth(settings.sources)
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
+        self.lost: str | None = None  # why the store's lock is no longer this daemon's
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
         self._feed_versions: dict[str, tuple[float, int]] = {}
         self._polls_running: dict[str, float] = {}
@@ -220,8 +223,12 @@ class Daemon:
             dispatcher = self.dispatcher
         self.heartbeat.begin()
         try:
+            self.store.confirm_hold()
             report = dispatcher.run_due(timeout=DISPATCH_DEADLINE)
             self._after_dispatch(report)
+        except StoreBusy as exc:  # another process delivers now: stop, rather than send beside it
+            self.lost = str(exc)
+            self.stopping.set()
         except MonitorError as exc:
             log.error("dispatch failed: %s", exc)
         finally:
@@ -355,6 +362,9 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
         if stop:
             log.info("stopping (signal)")
             break
+        if daemon.lost is not None:
+            log.error("stopping: this daemon lost the store's lock: %s", daemon.lost)
+            break
         current = _mtime(path)
         if hup or current != mtime:
             mtime = current
@@ -363,9 +373,9 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
         # Threads stuck in a send or a fetch would hold the interpreter's exit; what they were
         # doing is recovered at the next start, exactly as after a crash.
         logging.shutdown()
-        os._exit(0)
+        os._exit(0 if daemon.lost is None else 1)
     log.info("stopped")
-    return 0
+    return 0 if daemon.lost is None else 1
 
 
 def _mtime(path: Path) -> float | None:

@@ -11,23 +11,25 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as clock_time
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor.channels.base import Alert, Batch, Channel
 from monitor.config import EmailConfig, Settings
-from monitor.errors import DeliveryError
+from monitor.errors import DeliveryError, StoreError
 from monitor.store.deliveries import Claimed, DeliveryQueries
-
-if TYPE_CHECKING:
-    pass
+from monitor.store.lock import StoreBusy
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DIGEST_RULE = "digest"  # the ``Batch.rule`` of a digest: alerts of every rule, each ``Alert.rule`` set
 
@@ -138,6 +140,10 @@ class Dispatcher:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, Future[ChannelReport]] = {}
+        # Per channel, the batches whose store write failed (the database was down, or locked past
+        # its busy timeout): that write, done first at the channel's next run, so the batch is
+        # neither left "sending" until a restart nor sent again.
+        self._unfinished: dict[str, dict[str, Callable[[], object]]] = {name: {} for name in self._channels}
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._channels)), thread_name_prefix="deliver")
 
     def recover(self) -> int:
@@ -170,6 +176,10 @@ class Dispatcher:
         """Stop after the batches in flight, and close the channels."""
         self._stop.set()
         self._pool.shutdown(wait=True)
+        for name, unfinished in self._unfinished.items():
+            if unfinished:
+                log.warning("channel %s: %d batch(es) could not be recorded in the store; the next start "
+                            "sends them again", name, len(unfinished))
         for channel in self._channels.values():
             try:
                 channel.close()
@@ -185,14 +195,40 @@ class Dispatcher:
     def _run_channel(self, name: str, now: float | None) -> ChannelReport:
         report = ChannelReport(name)
         try:
+            self._finish_unfinished(name)
             # Bounded, so one run cannot spin forever on a queue that keeps growing.
             for _ in range(10_000):
                 if self._stop.is_set() or not self._send_next(name, now, report):
                     break
-        except Exception as exc:  # a store failure: report it, the next run tries again
+        except StoreError as exc:  # the database is unreachable, or the store's lock was lost
+            log.error("delivery to channel %s stopped: %s", name, exc)
+            report.error = str(exc)
+        except Exception as exc:  # a bug: report it, the next run tries again
             log.exception("delivery to channel %s stopped", name)
             report.error = str(exc)
         return report
+
+    def _finish_unfinished(self, name: str) -> None:
+        """The store writes that failed at earlier runs, in order; failing again ends this run."""
+        unfinished = self._unfinished[name]
+        for key, write in list(unfinished.items()):
+            write()
+            del unfinished[key]
+            log.info("channel %s: batch %s recorded in the store, which answers again", name, key)
+
+    def _write(
+        self, name: str, key: str, write: Callable[[], T], undo: Callable[[], object] | None = None
+    ) -> T:
+        """A store write about batch ``key``. Should it fail, ``undo`` (by default the write
+        again) is left for the channel's next run. A lost lock leaves nothing: the batch is the
+        new holder's now."""
+        try:
+            return write()
+        except StoreBusy:
+            raise
+        except StoreError:
+            self._unfinished[name][key] = undo or write
+            raise
 
     def _send_next(self, name: str, now: float | None, report: ChannelReport) -> bool:
         """Claim and send the batch at the head of the queue; False when nothing more is due now."""
@@ -204,9 +240,11 @@ class Dispatcher:
         slot = digest.last_slot(current) if digest else None
         if slot is not None and head.batch_key is None and head.created_at >= slot:
             return False  # held for the next digest
-        key, rows = self._store.claim_batch(
-            name, current, head=head, limit=self._batch_size if slot is None else 10_000, created_before=slot
-        )
+        key = head.batch_key or uuid.uuid4().hex
+        claim = partial(self._store.claim_batch, name, current, head=head, key=key,
+                        limit=self._batch_size if slot is None else 10_000, created_before=slot)
+        # A claim whose answer was lost may have happened: its rows, if any, go back to pending.
+        _, rows = self._write(name, key, claim, undo=partial(self._store.recover_sending, current, key=key))
         if not rows:
             return True  # another dispatcher claimed it first
         batch = _batch(name, key, rows, digest=slot is not None)
@@ -217,7 +255,7 @@ class Dispatcher:
         except Exception as exc:  # a bug in a channel: retried like a transient error, loudly
             log.exception("channel %s raised while sending batch %s", name, key)
             return self._failed(name, key, rows, DeliveryError(repr(exc)), current, report, now)
-        self._store.mark_sent(key, self._clock() if now is None else now)
+        self._write(name, key, partial(self._store.mark_sent, key, self._clock() if now is None else now))
         report.sent += len(rows)
         report.batches += 1
         log.info("delivered %d alert(s) of rule %s to channel %s", len(rows), batch.rule, name)
@@ -231,12 +269,12 @@ class Dispatcher:
         report.error = str(exc)
         if exc.permanent or attempts >= self._backoff.max_attempts:
             why = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
-            self._store.mark_dead(key, why)
+            self._write(name, key, partial(self._store.mark_dead, key, why))
             report.dead += len(rows)
             log.error("channel %s: %d alert(s) dead: %s", name, len(rows), why)
             return True  # the queue moves on past a batch that can never be delivered
         delay = exc.retry_after if exc.retry_after is not None else self._backoff.delay(attempts, self._rng)
-        self._store.mark_failed(key, str(exc), current + delay)
+        self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay))
         log.warning("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
         if now is None and exc.retry_after is not None and exc.retry_after <= self._inline_wait:
             self._stop.wait(exc.retry_after)  # a short Retry-After (429): wait it out, then go on

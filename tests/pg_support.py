@@ -161,6 +161,18 @@ class PgServer:
         except (ImportError, sa.exc.SQLAlchemyError) as exc:
             raise PgUnavailable(f"cannot connect to {self.admin_url}: {exc}") from exc
 
+    def restart(self) -> bool:
+        """Restart the server as an upgrade would (``pg_ctl restart -m fast``: every session ends);
+        False on a server that is not ours."""
+        if self.base is None or self.bindir is None:
+            return False
+        done = _run(self._as_user([str(self.bindir / "pg_ctl"), "restart", "-D", str(self.base / "data"),
+                                   "-m", "fast", "-w", "-t", "60", "-l", str(self.base / "server.log")]),
+                    timeout=90, cwd=self.base)
+        if done.returncode != 0:
+            raise PgUnavailable(f"pg_ctl restart failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        return True
+
     def new_database(self) -> str:
         """A new empty database on the server; its SQLAlchemy URL (psycopg driver)."""
         name = f"pm_test_{os.getpid()}_{next(self._serial)}"

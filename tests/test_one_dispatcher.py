@@ -6,6 +6,7 @@ daemon has in flight. Real daemon processes, a slow stand-in Slack, the recorded
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from monitor.store import open_store
 from tests.daemon_support import Daemon, source, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
@@ -129,4 +131,69 @@ def test_a_killed_daemon_leaves_no_lock_behind(tmp_path: Path, replay: ReplaySer
         once = _cli(config, "once")
         assert once.returncode == 0, once.stderr
     finally:
+        slack.close()
+
+
+def _lock_file(tmp: Path) -> Path:
+    return tmp / "monitor.db.lock"
+
+
+def test_a_deleted_lock_file_is_made_again_and_once_still_stops(tmp_path: Path, replay: ReplayServer) -> None:
+    slack = SlackStandIn()
+    port = free_port()
+    config = _config(tmp_path, replay, slack, port)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        _lock_file(tmp_path).unlink()  # an operator clearing "stale" lock files
+
+        mine = f"run, pid {daemon.proc.pid} on "
+        wait_for(lambda: _lock_file(tmp_path).exists() and _lock_file(tmp_path).read_text().startswith(mine),
+                 10, "the daemon to lock a new lock file")
+        once = _cli(config, "once")
+        assert once.returncode == 1, once
+        assert f"another paper-monitor ({mine}" in once.stderr
+        assert daemon.proc.poll() is None
+    finally:
+        code, _ = daemon.stop()
+        slack.close()
+    assert code == 0
+    assert "was removed while this process held it; taken again" in daemon.log_text()
+
+
+def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    slack = SlackStandIn()
+    port = free_port()
+    config = _config(tmp_path, replay, slack, port)
+    replay.route("/papers", Reply(b"[]", headers={"Content-Type": "application/json"}))
+    daemon = Daemon(config, port)
+    other = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    try:
+        daemon.wait_up()
+        wait_for(lambda: bool(daemon.polls("hf")), 20, "the daemon's first poll")
+        daemon.proc.send_signal(signal.SIGSTOP)  # while it cannot look: its lock file goes,
+        _lock_file(tmp_path).unlink()
+        other.hold("once")  # another process locks a new one,
+        replay.route("/papers", Reply(HF_JSON.read_bytes()))  # and there is something to send
+        time.sleep(1.5)
+        daemon.proc.send_signal(signal.SIGCONT)
+
+        assert daemon.proc.wait(timeout=30) == 1
+        log = daemon.log_text()
+        assert "stopping: this daemon lost the store's lock: another paper-monitor (once, pid " in log, log
+        assert not slack.messages
+        other.close()
+
+        once = _cli(config, "once")  # nothing was lost: the next one to hold the lock sends it all
+        assert once.returncode == 0, once.stderr
+        assert _unsent(tmp_path) == 0
+        posts = _posts(slack)
+        assert posts and max(posts.values()) == 1, posts
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGCONT)
+        daemon.kill()
+        other.close()
         slack.close()

@@ -4,6 +4,7 @@ loopback, real dispatchers."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from monitor.channels.rss import RssChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config import RssConfig, WebhookConfig
 from monitor.outbox import Backoff, Digest, Dispatcher
+from monitor.store import sql
 from tests.helpers import HF_JSON, REPO, ReplayServer, Reply
 from tests.outbox_support import open_test_store, paper, record, rows, states
 
@@ -195,6 +197,43 @@ def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: 
         assert dispatcher.run_due().sent == 0
     bodies = posted(replay)
     assert len(bodies) == 1 and bodies[0]["key"] == key and titles(bodies) == ["P1", "P2"]
+
+
+def test_a_batch_sent_while_another_writer_held_the_database_is_marked_later_not_sent_again(
+    tmp_path: Path, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup or an sqlite3 shell holds the database past the busy timeout just as a sent batch is
+    to be marked: the next run marks it, rather than leaving it "sending" until a restart (which
+    would send it again)."""
+    monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "db.sqlite"
+    store = open_test_store(path)
+    replay.route("/hook", Reply(b'{"ok": true}', 200, delay=0.5))
+    record(store, "llm", [paper("P1"), paper("P2")], ["hook"])
+    other = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+
+    def write_while_it_sends() -> None:
+        deadline = time.monotonic() + 10
+        while states(store) != {"sending": 2} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(1.5)
+        other.execute("COMMIT")
+
+    try:
+        with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+            writer = threading.Thread(target=write_while_it_sends)
+            writer.start()
+            first = dispatcher.run_due()
+            writer.join()
+            assert "marking a batch" in (first.channels["hook"].error or "")
+            assert states(store) == {"sending": 2}
+            second = dispatcher.run_due()
+        assert states(store) == {"sent": 2} and second.channels["hook"].error is None
+        assert len(posted(replay)) == 1
+    finally:
+        other.close()
+        store.close()
 
 
 def test_two_dispatchers_at_once_send_each_alert_once(store_url: str, replay: ReplayServer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -20,7 +21,7 @@ from monitor.errors import StoreError
 from monitor.match import compile_rules
 from monitor.models import Hit, Paper, title_key
 from monitor.sources import parse_page
-from monitor.store import open_store
+from monitor.store import open_store, sql
 from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta
 from monitor.store.sql import SqlStore
@@ -126,6 +127,75 @@ def test_one_store_holder_at_a_time_named_to_the_next_and_let_go_on_close(store_
     finally:
         first.close()
         second.close()
+
+
+def _lose_lock(store_url: str, looker: SqlStore) -> None:
+    """What a server restart or an operator's clean-up does to a held lock, while its holder lives:
+    the PostgreSQL session holding it ends; the SQLite lock file is deleted."""
+    url = sa.make_url(store_url)
+    if url.get_backend_name() == "sqlite":
+        Path(f"{url.database}.lock").unlink()
+    else:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                ended = conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name LIKE 'paper-monitor %'"
+                )).scalars().all()
+        finally:
+            engine.dispose()
+        assert ended == [True]
+    deadline = time.monotonic() + 10
+    while looker.holder() is not None:  # the session takes a moment to end
+        assert time.monotonic() < deadline, "the lock was never let go"
+        time.sleep(0.02)
+
+
+def _claim(store: SqlStore, channel: str = "console") -> list[str]:
+    head = store.queue_head(channel)
+    assert head is not None
+    _, rows = store.claim_batch(channel, time.time(), head=head, limit=100)
+    return [row.paper.key for row in rows]
+
+
+def test_a_lock_lost_while_held_is_taken_again_before_the_next_claim(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "CONFIRM_EVERY", 0.0)  # look at every claim, not once a second
+    first, other = open_store(store_url), open_store(store_url)
+    try:
+        first.hold("run")
+        first.apply_poll(hf_papers(), everything)
+        _lose_lock(store_url, other)
+
+        assert len(_claim(first)) == 30  # it claims, holding the lock again:
+        assert (other.holder() or "").startswith(f"run, pid {os.getpid()} on ")
+        with pytest.raises(StoreBusy, match=r"another paper-monitor \(run, pid "):
+            other.hold("once")
+    finally:
+        first.close()
+        other.close()
+
+
+def test_a_lock_another_process_took_meanwhile_stops_the_claims(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "CONFIRM_EVERY", 0.0)
+    first, other = open_store(store_url), open_store(store_url)
+    try:
+        first.hold("run")
+        first.apply_poll(hf_papers(), everything)
+        _lose_lock(store_url, other)
+        other.hold("once")
+
+        with pytest.raises(StoreBusy, match=r"another paper-monitor \(once, pid "):
+            _claim(first)
+        assert ("console", "pending", 30) in other.outbox_stats().counts  # nothing claimed
+        assert len(_claim(other)) == 30  # the holder's to send
+    finally:
+        first.close()
+        other.close()
 
 
 def test_an_in_memory_store_needs_no_lock() -> None:

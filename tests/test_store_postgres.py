@@ -27,7 +27,8 @@ from monitor.store.deliveries import Head
 from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, meta
 from monitor.store.sql import SqlStore
-from tests.helpers import HF_JSON, REPO, ReplayServer, Reply
+from tests.daemon_support import Daemon, source, wait_for
+from tests.helpers import HF_JSON, REPO, ReplayServer, Reply, free_port
 from tests.outbox_support import paper as outbox_paper
 from tests.outbox_support import record
 from tests.pg_support import PgServer
@@ -302,3 +303,50 @@ def test_the_lock_of_a_killed_holder_is_free_at_once(pg_url: str) -> None:
         if holder.stdout is not None:
             holder.stdout.close()
         store.close()
+
+
+def test_the_daemon_lives_through_a_server_restart_and_holds_the_lock_again(
+    pg_server: PgServer, pg_url: str, replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.route("/papers", Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"}))
+    port = free_port()
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[monitor]\ndatabase = "{pg_url}"\nfeeds_dir = "{tmp_path}/feeds"\n\n'
+        f'[server]\nlisten = "127.0.0.1:{port}"\n\n{source("hf", replay.url("/papers"))}\n'
+        '[[channels]]\nname = "console"\ntype = "console"\n\n'
+        '[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["console"]\n',
+        encoding="utf-8",
+    )
+    daemon = Daemon(config, port)
+    look = open_store(pg_url)
+
+    def held_by_daemon() -> bool:
+        try:
+            return (look.holder() or "").startswith(f"run, pid {daemon.proc.pid} on ")
+        except StoreError:  # the server is still coming back
+            return False
+
+    try:
+        daemon.wait_up()
+        wait_for(held_by_daemon, 20, "the daemon to hold the lock")
+        if not pg_server.restart():
+            pytest.skip("the PostgreSQL server is not this test session's own: it cannot be restarted")
+        polls = len(daemon.polls("hf"))
+
+        wait_for(held_by_daemon, 20, "the daemon to hold the lock again after the restart")
+        once = subprocess.run(
+            [sys.executable, "-m", "monitor", "once", "--config", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        )
+        assert once.returncode == 1, once
+        assert f"another paper-monitor (run, pid {daemon.proc.pid} on " in once.stderr
+        wait_for(lambda: any(p.get("status") == 200 for p in daemon.polls("hf")[polls:]), 20,
+                 "a good poll after the restart")
+        assert daemon.proc.poll() is None
+    finally:
+        code, _ = daemon.stop()
+        look.close()
+    assert code == 0
+    assert "the database session holding the store's lock ended (a server restart?); taken again" in (
+        daemon.log_text())

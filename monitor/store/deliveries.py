@@ -91,14 +91,16 @@ class DeliveryQueries(Transactions):
         return Head(*row) if row else None
 
     def claim_batch(
-        self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None
+        self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None,
+        key: str | None = None,
     ) -> tuple[str, list[Claimed]]:
         """Claim the batch ``head`` starts: its earlier batch if it has one, else up to ``limit``
         due rows without a batch of its rule (of every rule when ``created_before`` is given: a
-        digest). Returns the batch key and the rows this call moved to "sending" ([] if another
-        dispatcher was first). The key is persisted, so a retry carries the same key.
+        digest), under ``key`` (default: a new one). Returns the batch key and the rows this call
+        moved to "sending" ([] if another dispatcher was first), in one transaction. The key is
+        persisted, so a retry carries the same key.
         """
-        d = deliveries.c
+        d, m = deliveries.c, matches.c
         due = sa.and_(d.channel == channel, d.state.in_(_OPEN), d.next_attempt_at <= now)
         claim = {"state": "sending", "claimed_at": now, "attempts": d.attempts + 1}
         if head.batch_key is not None:
@@ -106,7 +108,7 @@ class DeliveryQueries(Transactions):
             pick = sa.select(d.id).where(due, d.batch_key == key)
             values: dict[str, Any] = claim
         else:
-            key = uuid.uuid4().hex
+            key = key or uuid.uuid4().hex
             pick = sa.select(d.id).where(due, d.batch_key.is_(None))
             if created_before is None:
                 pick = pick.where(d.rule == head.rule)
@@ -118,23 +120,18 @@ class DeliveryQueries(Transactions):
         # for (SQLite renders no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
         pick = pick.with_for_update(skip_locked=True)
         stmt = sa.update(deliveries).where(due, d.id.in_(pick)).values(**values)
-        with self._write("claiming a batch") as conn:
-            # One statement: two dispatchers cannot both claim a row (the loser updates none).
-            if conn.execute(stmt).rowcount == 0:
-                return key, []
-        return key, self._batch_rows(key)
-
-    def _batch_rows(self, key: str) -> list[Claimed]:
-        d, m = deliveries.c, matches.c
         query = (
             sa.select(d.id, d.rule, d.attempts, d.created_at, m.reasons, *_PAPER_COLS)
             .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
             .where(d.batch_key == key, d.state == "sending")
             .order_by(d.id)
         )
-        with self.read("reading a batch") as conn:
-            rows = conn.execute(query).all()
-        return [
+        with self._write("claiming a batch") as conn:
+            # One statement: two dispatchers cannot both claim a row (the loser updates none).
+            if conn.execute(stmt).rowcount == 0:
+                return key, []
+            rows = conn.execute(query).all()  # read before the claim commits: both happen, or neither
+        return key, [
             Claimed(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.attempts, r.created_at)
             for r in rows
         ]
@@ -157,12 +154,17 @@ class DeliveryQueries(Transactions):
         with self._write("marking a batch") as conn:
             return int(conn.execute(stmt).rowcount)
 
-    def recover_sending(self, now: float, channels: Iterable[str] | None = None) -> int:
-        """Rows a crash left in "sending" go back to pending, keeping their batch key."""
+    def recover_sending(
+        self, now: float, channels: Iterable[str] | None = None, key: str | None = None
+    ) -> int:
+        """Rows a crash left in "sending" (of ``channels``, or of batch ``key``: a claim whose
+        answer was lost) go back to pending, keeping their batch key."""
         d = deliveries.c
         stmt = sa.update(deliveries).where(d.state == "sending")
         if channels is not None:
             stmt = stmt.where(d.channel.in_(list(channels)))
+        if key is not None:
+            stmt = stmt.where(d.batch_key == key)
         with self._write("recovering interrupted sends") as conn:
             return int(conn.execute(stmt.values(state="pending", next_attempt_at=now)).rowcount)
 

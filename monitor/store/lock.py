@@ -6,11 +6,16 @@ and ``once`` hold a lock the operating system or the database server lets go of 
 ends, however it ends: ``flock`` on ``<database>.lock`` beside a SQLite file, a session advisory
 lock on PostgreSQL. A second one stops with a line naming the holder. Commands that only look
 (``status``, ``backtest``) or only store (``backfill``) take no lock.
+
+A lock can be lost under a live process: the PostgreSQL session ends with a server restart, an
+operator deletes a "stale" lock file. ``confirm`` finds out, and takes the lock again (or says who
+has it now), so the daemon confirms before it claims what to send.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import time
@@ -24,6 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.errors import StoreError
 from monitor.store.base import sqlite_file
 
+log = logging.getLogger(__name__)
+
 _PG_KEY = 0x7061706572_6D6F6E  # "papermon": the session advisory lock of the process that delivers
 _APP = "paper-monitor "  # application_name of the connection holding it: this and the holder's line
 
@@ -33,6 +40,10 @@ class StoreBusy(StoreError):
 
 
 class Held(Protocol):
+    def confirm(self) -> None:
+        """Still held (taken again if it was lost and is free); ``StoreBusy`` if another process
+        has taken it since, ``StoreError`` if that cannot be told now."""
+
     def release(self) -> None: ...
 
 
@@ -66,22 +77,40 @@ class FileLock:
     """``flock`` on a file beside the SQLite database; the holder's line is the file's content."""
 
     def __init__(self, path: Path, command: str, database: str) -> None:
+        self._path, self._command, self._database = path, command, database
+        self._fd = self._take()
+
+    def _take(self) -> int:
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot open the lock file {path}: {exc.strerror}") from exc
+            raise StoreError(f"cannot open the lock file {self._path}: {exc.strerror}") from exc
         try:
-            _flock_soon(self._fd, fcntl.LOCK_EX)
+            _flock_soon(fd, fcntl.LOCK_EX)
         except BlockingIOError:
-            holder = _written(self._fd) or "a process"
-            os.close(self._fd)
-            raise _busy(holder, database) from None
+            holder = _written(fd) or "a process"
+            os.close(fd)
+            raise _busy(holder, self._database) from None
         except OSError as exc:
-            os.close(self._fd)
-            raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
-        line = holder_line(command).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, line, 0)
+            os.close(fd)
+            raise StoreError(f"cannot lock {self._path}: {exc.strerror}") from exc
+        line = holder_line(self._command).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, line, 0)
+        return fd
+
+    def confirm(self) -> None:
+        """The lock is on the file the path names now: removed or replaced, it guards nothing."""
+        try:
+            if self._fd >= 0 and os.path.samestat(os.fstat(self._fd), os.stat(self._path)):
+                return
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot check the lock file {self._path}: {exc.strerror}") from exc
+        self.release()
+        self._fd = self._take()
+        log.warning("the lock file %s was removed while this process held it; taken again", self._path)
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -145,29 +174,51 @@ class AdvisoryLock:
     that connection's ``application_name``, which other sessions can read."""
 
     def __init__(self, engine: Engine, command: str, database: str) -> None:
+        self._engine, self._command, self._database = engine, command, database
+        self._conn: Connection | None = self._take()
+
+    def _take(self) -> Connection:
         try:
-            self._conn: Connection | None = engine.connect()
+            conn = self._engine.connect()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot take the store's lock: {exc}") from exc
         try:
-            got = self._conn.execute(sa.select(sa.func.pg_try_advisory_lock(_PG_KEY))).scalar()
+            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(_PG_KEY))).scalar()
             if not got:
-                raise _busy(pg_holder(self._conn) or "a process", database)
-            name = (_APP + holder_line(command))[:63]  # what PostgreSQL keeps of it
-            self._conn.execute(sa.select(sa.func.set_config("application_name", name, False)))
-            self._conn.commit()
+                raise _busy(pg_holder(conn) or "a process", self._database)
+            name = (_APP + holder_line(self._command))[:63]  # what PostgreSQL keeps of it
+            conn.execute(sa.select(sa.func.set_config("application_name", name, False)))
+            conn.commit()
+            return conn
         except SQLAlchemyError as exc:
-            self.release()
+            _end(conn)
             raise StoreError(f"cannot take the store's lock: {exc}") from exc
         except StoreBusy:
-            self.release()
+            _end(conn)
             raise
+
+    def confirm(self) -> None:
+        """The session holding the lock is alive (it holds the lock until it ends)."""
+        if self._conn is not None:
+            try:
+                self._conn.execute(sa.select(1))
+                self._conn.rollback()
+                return
+            except SQLAlchemyError:
+                self.release()
+        self._conn = self._take()
+        log.warning("the database session holding the store's lock ended (a server restart?); taken again")
 
     def release(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
-                conn.invalidate()  # the session ends, and its lock with it (not back to the pool)
-                conn.close()
-            except SQLAlchemyError:
-                pass  # the server is gone: so is the lock
+            _end(conn)
+
+
+def _end(conn: Connection) -> None:
+    """End the session, and its advisory lock with it (not back to the pool)."""
+    try:
+        conn.invalidate()
+        conn.close()
+    except SQLAlchemyError:
+        pass  # the server is gone: so is the lock

@@ -9,6 +9,7 @@ writers (readers go on) and the schema upgrade takes an advisory lock.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from monitor.errors import StoreError
 from monitor.models import Hit, Match, Paper
 from monitor.store import PollDiff, SourceState
 from monitor.store.base import READ_ONLY, paper_from_row, sqlite_file
-from monitor.store.deliveries import DeliveryQueries
+from monitor.store.deliveries import Claimed, DeliveryQueries, Head
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
 from monitor.store.lock import Held, file_holder, pg_holder, take
 from monitor.store.schema import (
@@ -38,6 +39,7 @@ from monitor.store.schema import papers as paper_table
 BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500  # bound parameters per IN (...), far below every database's limit
 _PG_SCHEMA_LOCK = 0x70617065  # pg_advisory_xact_lock key of the schema upgrade ("pape")
+CONFIRM_EVERY = 1.0  # seconds a confirmed lock is taken on trust before a claim looks again
 
 
 def _v1_create_all(conn: Connection) -> None:
@@ -155,6 +157,8 @@ class SqlStore(DeliveryQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._held: Held | None = None
+        self._held_guard = threading.Lock()  # the channels' threads claim at once
+        self._confirmed = float("-inf")
         try:
             self._upgrade()
         except BaseException:
@@ -166,6 +170,26 @@ class SqlStore(DeliveryQueries):
         ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``)."""
         if self._held is None:
             self._held = take(self.engine, command)
+            self._confirmed = time.monotonic()
+
+    def confirm_hold(self) -> None:
+        """The lock ``hold`` took is still this process's: taken again if it was lost and is free,
+        ``StoreBusy`` naming the holder if another process has it now (``StoreError`` if that cannot
+        be told). Every claim asks first; the answer is trusted for ``CONFIRM_EVERY`` seconds."""
+        if self._held is None:
+            return
+        with self._held_guard:
+            if time.monotonic() - self._confirmed >= CONFIRM_EVERY:
+                self._held.confirm()
+                self._confirmed = time.monotonic()
+
+    def claim_batch(
+        self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None,
+        key: str | None = None,
+    ) -> tuple[str, list[Claimed]]:
+        self.confirm_hold()  # a process that lost the lock sends nothing more
+        return super().claim_batch(channel, now, head=head, limit=limit, created_before=created_before,
+                                   key=key)
 
     def holder(self) -> str | None:
         """Who holds this store's lock (``run, pid 1234 on host, since ...``), or None. Looks
