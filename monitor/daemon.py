@@ -30,7 +30,7 @@ from monitor.health import Heartbeat, SourceHealth
 from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher
-from monitor.pipeline import PollReport, open_fetcher, poll
+from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
 from monitor.store.lock import StoreBusy
@@ -182,7 +182,8 @@ class Daemon:
         except Exception as exc:  # a store failure or a bug: the source is unhealthy, the daemon lives
             log.exception("poll %s crashed", name)
             report = PollReport(source=name, status=None, papers=0, new=0, changed=0, matched=0,
-                                duration=time.monotonic() - self._polls_running[name], error=str(exc))
+                                duration=time.monotonic() - self._polls_running[name], error=str(exc),
+                                error_kind=error_kind(exc, None))
         finally:
             self._polls_running.pop(name, None)
         self._after_poll(source, report)
@@ -196,7 +197,7 @@ class Daemon:
         wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
                                   retry_after=report.retry_after, now=now)
         self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
-                                  error_kind=_error_kind(report), now=now)
+                                  error_kind=report.error_kind, now=now)
         fields = {"source": source.name, "status": report.status, "papers": report.papers, "new": report.new,
                   "changed": report.changed, "matched": report.matched, "duration": round(report.duration, 3)}
         if ok:
@@ -204,7 +205,8 @@ class Daemon:
                      report.status, report.papers, report.new, report.changed, report.matched,
                      report.duration, extra=fields)
         else:
-            answer = "no answer" if report.status is None else f"HTTP {report.status}"
+            answer = ("store error" if report.error_kind == "store" else
+                      "no answer" if report.status is None else f"HTTP {report.status}")
             log.warning("poll %s: %s, failed: %s; next try in %.0fs", source.name, answer,
                         report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
         if report.matched and not self.stopping.is_set():
@@ -258,10 +260,14 @@ class Daemon:
     def _stats_job(self) -> None:
         """Outbox and match gauges from the store, health gauges, and the overdue-poll watchdog."""
         now = time.time()
-        stats = self.store.outbox_stats()
-        with self._lock:
-            names = [c.name for c in self.settings.channels]
-        self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
+        try:
+            stats = self.store.outbox_stats()
+        except MonitorError as exc:  # the database is away: the gauges keep their last values
+            log.warning("outbox gauges not read: %s", exc)
+        else:
+            with self._lock:
+                names = [c.name for c in self.settings.channels]
+            self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
         for name, started in list(self._polls_running.items()):
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,
@@ -318,16 +324,6 @@ def _poll_deadline(source: SourceConfig | None) -> float:
     if source is None:
         return 300.0
     return min(120.0, source.every / 2) + 4 * 2 * source.timeout + 30.0
-
-
-def _error_kind(report: PollReport) -> str | None:
-    if report.error is None:
-        return None
-    if report.status == 429:
-        return "rate_limited"
-    if report.status is not None and report.status >= 400:
-        return f"http_{report.status // 100}xx"
-    return "parse" if report.status == 200 else "fetch"
 
 
 def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:

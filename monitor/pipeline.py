@@ -14,7 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from monitor.config import Settings, SourceConfig
-from monitor.errors import FetchError, MonitorError, StoreError
+from monitor.errors import FetchError, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.models import Hit, Paper
 from monitor.sources import parse_page
@@ -46,6 +46,8 @@ class PollReport:
     matched: int
     duration: float
     error: str | None = None
+    # What failed, for the metrics: fetch, rate_limited, http_4xx/5xx, parse, store, internal.
+    error_kind: str | None = None
     new_papers: list[Paper] = field(default_factory=list)
     matched_rules: dict[str, int] = field(default_factory=dict)  # of ``matched``, how many by rule
     # Seconds the server asked us to stay away (Retry-After, HF RateLimit), for the scheduler.
@@ -98,7 +100,7 @@ def poll(
             log.error("source %s: cannot record the failure: %s", source.name, again)
         return PollReport(
             source.name, status, papers_read, 0, 0, 0, time.monotonic() - started, reason,
-            retry_after=retry_after,
+            error_kind=error_kind(exc, status), retry_after=retry_after,
         )
 
     try:
@@ -141,6 +143,17 @@ def poll(
     )
     log.info("source %s: %s", source.name, report.line())
     return report
+
+
+def error_kind(exc: Exception, status: int | None) -> str:
+    """The kind of a poll's failure, as ``paper_monitor_poll_errors_total`` labels it."""
+    if isinstance(exc, FetchError):
+        if status == 429:
+            return "rate_limited"
+        return f"http_{status // 100}xx" if status is not None and status >= 400 else "fetch"
+    if isinstance(exc, ParseError):
+        return "parse"
+    return "store" if isinstance(exc, StoreError) else "internal"
 
 
 def printable(text: str) -> str:

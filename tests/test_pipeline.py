@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from monitor.fetch import Fetcher, RetryPolicy
 from monitor.match import compile_rules
 from monitor.models import Match, Paper
 from monitor.pipeline import PollReport, open_fetcher, poll, printable, run_once
-from monitor.store import open_store
+from monitor.store import open_store, sql
 from monitor.store.sql import SqlStore
 from tests.helpers import HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
 
@@ -182,16 +183,17 @@ def test_garbage_from_one_source_is_logged_and_the_next_source_still_runs(
 
 
 @pytest.mark.parametrize(
-    ("case", "reply", "status", "reason"),
+    ("case", "reply", "status", "reason", "kind"),
     [
-        ("down", None, None, "cannot connect"),
-        ("slow", Reply(b"[]", delay=1.0), None, "timed out"),
-        ("429", Reply(b"", 429, headers={"Retry-After": "1"}), 429, "HTTP 429"),
-        ("500", Reply(b"oops", 500), 500, "HTTP 500"),
+        ("down", None, None, "cannot connect", "fetch"),
+        ("slow", Reply(b"[]", delay=1.0), None, "timed out", "fetch"),
+        ("429", Reply(b"", 429, headers={"Retry-After": "1"}), 429, "HTTP 429", "rate_limited"),
+        ("500", Reply(b"oops", 500), 500, "HTTP 500", "http_5xx"),
     ],
 )
 def test_a_failing_source_is_retried_then_reported_and_the_store_untouched(
-    replay: ReplayServer, store: SqlStore, case: str, reply: Reply | None, status: int | None, reason: str
+    replay: ReplayServer, store: SqlStore, case: str, reply: Reply | None, status: int | None, reason: str,
+    kind: str,
 ) -> None:
     waits: list[float] = []
     url = f"http://127.0.0.1:{free_port()}/api" if reply is None else replay.url("/api")
@@ -199,7 +201,7 @@ def test_a_failing_source_is_retried_then_reported_and_the_store_untouched(
         replay.route("/api", reply)
     with Fetcher(policy=FAST, sleep=waits.append) as fetcher:
         report = poll(source(url, timeout=0.2), store, fetcher, ALL)
-    assert not report.ok and reason in (report.error or "")
+    assert not report.ok and reason in (report.error or "") and report.error_kind == kind
     assert (report.status, report.new, report.papers) == (status, 0, 0)
     assert len(waits) == FAST.attempts - 1  # retried per policy
     if reply is not None:
@@ -244,6 +246,7 @@ def test_a_404_is_reported_without_retrying(replay: ReplayServer, store: SqlStor
     replay.route("/api", Reply(b"gone", 404))
     report = poll(source(replay.url("/api")), store, fetcher, ALL)
     assert (report.status, replay.hits("/api")) == (404, 1) and "HTTP 404" in (report.error or "")
+    assert report.error_kind == "http_4xx"
 
 
 def test_conditional_get_304_means_nothing_changed(
@@ -263,7 +266,7 @@ def test_validators_of_a_page_that_failed_to_parse_are_not_kept(
     replay: ReplayServer, store: SqlStore, fetcher: Fetcher
 ) -> None:
     replay.route("/api", Reply(b"\x00\x01garbage", headers={"ETag": '"bad"'}), Reply(HF_JSON.read_bytes()))
-    assert not poll(source(replay.url("/api")), store, fetcher, ALL).ok
+    assert poll(source(replay.url("/api")), store, fetcher, ALL).error_kind == "parse"
     again = poll(source(replay.url("/api")), store, fetcher, ALL)
     assert "If-None-Match" not in replay.requests[1].headers  # so the page is fetched whole again
     assert (again.new, again.error) == (30, None)
@@ -278,9 +281,31 @@ def test_a_bug_in_a_stage_is_reported_not_raised(
 
     replay.route("/api", Reply(HF_JSON.read_bytes()))
     report = poll(source(replay.url("/api")), store, fetcher, Broken())
-    assert report.error == "RuntimeError: matcher bug"
+    assert (report.error, report.error_kind) == ("RuntimeError: matcher bug", "internal")
     assert store.count_papers() == 0  # the poll's transaction was rolled back
     assert any(r.exc_info for r in caplog.records if "matcher bug" in r.getMessage())
+
+
+def test_a_database_held_by_another_writer_fails_the_poll_as_a_store_error_and_the_page_comes_again(
+    replay: ReplayServer, tmp_path: Path, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "db.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    replay.route("/api", Reply(HF_JSON.read_bytes(), headers={"ETag": '"day-1"'}))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # a backup, an sqlite3 shell: holding the write lock
+        report = poll(source(replay.url("/api")), store, fetcher, ALL)
+        other.execute("COMMIT")
+        assert (report.status, report.error_kind) == (200, "store")
+        assert "database is locked" in (report.error or "")
+        again = poll(source(replay.url("/api")), store, fetcher, ALL)
+        assert "If-None-Match" not in replay.requests[1].headers  # the page is fetched whole again
+        assert (again.new, again.error) == (30, None)
+    finally:
+        other.close()
+        store.close()
 
 
 def test_report_line_and_printable_titles() -> None:

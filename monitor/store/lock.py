@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.store.base import sqlite_file
+from monitor.store.base import reason, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class AdvisoryLock:
         try:
             conn = self._engine.connect()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot take the store's lock: {exc}") from exc
+            raise StoreError(f"cannot take the store's lock: {reason(exc)}") from exc
         try:
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(_PG_KEY))).scalar()
             if not got:
@@ -192,7 +192,7 @@ class AdvisoryLock:
             return conn
         except SQLAlchemyError as exc:
             _end(conn)
-            raise StoreError(f"cannot take the store's lock: {exc}") from exc
+            raise StoreError(f"cannot take the store's lock: {reason(exc)}") from exc
         except StoreBusy:
             _end(conn)
             raise
