@@ -98,6 +98,7 @@ class PgServer:
         self._user: str | None = None
         self._serial = itertools.count(1)
         self._created: list[str] = []  # dropped at stop() on a server that is not ours
+        self._options = ""  # the server's command-line options, for a restart
         self.startup_seconds = 0.0
 
     def start(self) -> None:
@@ -145,6 +146,7 @@ class PgServer:
                 "-o", options,
             ]), timeout=90, cwd=self.base)
             if started.returncode == 0:
+                self._options = options
                 self.admin_url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
                 self._check()
                 return
@@ -161,16 +163,20 @@ class PgServer:
         except (ImportError, sa.exc.SQLAlchemyError) as exc:
             raise PgUnavailable(f"cannot connect to {self.admin_url}: {exc}") from exc
 
-    def restart(self) -> bool:
-        """Restart the server as an upgrade would (``pg_ctl restart -m fast``: every session ends);
-        False on a server that is not ours."""
+    def restart(self, down: float = 0.0) -> bool:
+        """Stop the server as an upgrade would (``pg_ctl stop -m fast``: every session ends), keep it
+        down for ``down`` seconds, start it again; False on a server that is not ours."""
         if self.base is None or self.bindir is None:
             return False
-        done = _run(self._as_user([str(self.bindir / "pg_ctl"), "restart", "-D", str(self.base / "data"),
-                                   "-m", "fast", "-w", "-t", "60", "-l", str(self.base / "server.log")]),
-                    timeout=90, cwd=self.base)
-        if done.returncode != 0:
-            raise PgUnavailable(f"pg_ctl restart failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        pg_ctl, data = str(self.bindir / "pg_ctl"), str(self.base / "data")
+        for step in (["stop", "-D", data, "-m", "fast", "-w"],
+                     ["start", "-D", data, "-w", "-t", "60", "-l", str(self.base / "server.log"),
+                      "-o", self._options]):
+            done = _run(self._as_user([pg_ctl, *step]), timeout=90, cwd=self.base)
+            if done.returncode != 0:
+                raise PgUnavailable(f"pg_ctl {step[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+            if step[0] == "stop":
+                time.sleep(down)
         return True
 
     def new_database(self) -> str:

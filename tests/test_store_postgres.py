@@ -305,9 +305,11 @@ def test_the_lock_of_a_killed_holder_is_free_at_once(pg_url: str) -> None:
         store.close()
 
 
-def test_the_daemon_lives_through_a_server_restart_and_holds_the_lock_again(
+def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
     pg_server: PgServer, pg_url: str, replay: ReplayServer, tmp_path: Path
 ) -> None:
+    """The server goes down for 11 s (an upgrade): polls fail as store errors, the gauges wait, no
+    traceback; then the daemon takes its lock again, and a ``once`` is turned away as before."""
     replay.route("/papers", Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"}))
     port = free_port()
     config = tmp_path / "monitor.toml"
@@ -330,8 +332,9 @@ def test_the_daemon_lives_through_a_server_restart_and_holds_the_lock_again(
     try:
         daemon.wait_up()
         wait_for(held_by_daemon, 20, "the daemon to hold the lock")
-        if not pg_server.restart():
+        if not pg_server.restart(down=11.0):
             pytest.skip("the PostgreSQL server is not this test session's own: it cannot be restarted")
+        assert 'paper_monitor_poll_errors_total{kind="store",source="hf"}' in daemon.get("/metrics").text
         polls = len(daemon.polls("hf"))
 
         wait_for(held_by_daemon, 20, "the daemon to hold the lock again after the restart")
@@ -348,5 +351,7 @@ def test_the_daemon_lives_through_a_server_restart_and_holds_the_lock_again(
         code, _ = daemon.stop()
         look.close()
     assert code == 0
-    assert "the database session holding the store's lock ended (a server restart?); taken again" in (
-        daemon.log_text())
+    log = daemon.log_text()
+    assert "the database session holding the store's lock ended (a server restart?); taken again" in log
+    assert "outbox gauges not read: reading outbox statistics: OperationalError: " in log
+    assert "Traceback" not in log
