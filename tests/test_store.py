@@ -21,7 +21,7 @@ from monitor.errors import StoreError
 from monitor.match import compile_rules
 from monitor.models import Hit, Paper, title_key
 from monitor.sources import parse_page
-from monitor.store import open_store, sql
+from monitor.store import lock, open_store
 from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta
 from monitor.store.sql import SqlStore
@@ -162,7 +162,7 @@ def _claim(store: SqlStore, channel: str = "console") -> list[str]:
 def test_a_lock_lost_while_held_is_taken_again_before_the_next_claim(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql, "CONFIRM_EVERY", 0.0)  # look at every claim, not once a second
+    monkeypatch.setattr(lock, "CONFIRM_EVERY", 0.0)  # look at every claim, not once a second
     first, other = open_store(store_url), open_store(store_url)
     try:
         first.hold("run")
@@ -181,7 +181,7 @@ def test_a_lock_lost_while_held_is_taken_again_before_the_next_claim(
 def test_a_lock_another_process_took_meanwhile_stops_the_claims(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql, "CONFIRM_EVERY", 0.0)
+    monkeypatch.setattr(lock, "CONFIRM_EVERY", 0.0)
     first, other = open_store(store_url), open_store(store_url)
     try:
         first.hold("run")

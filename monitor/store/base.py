@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.models import Paper
@@ -52,6 +53,28 @@ class Transactions:
                     yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"{action}: {reason(exc)}") from exc
+
+
+def insert_ignore(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]
+) -> None:
+    """Insert ``rows``, skipping those that clash on the unique ``keys`` (any dialect)."""
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), list(rows))
+        return
+    for row in rows:
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), dict(row))
+        except IntegrityError:
+            pass
 
 
 def reason(exc: SQLAlchemyError) -> str:

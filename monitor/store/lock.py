@@ -18,9 +18,9 @@ import fcntl
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
-from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
@@ -33,18 +33,34 @@ log = logging.getLogger(__name__)
 
 _PG_KEY = 0x7061706572_6D6F6E  # "papermon": the session advisory lock of the process that delivers
 _APP = "paper-monitor "  # application_name of the connection holding it: this and the holder's line
+CONFIRM_EVERY = 1.0  # seconds a confirmed lock is taken on trust before ``confirm`` looks again
 
 
 class StoreBusy(StoreError):
     """Another process holds the store's lock."""
 
 
-class Held(Protocol):
+class Held:
+    """A lock this process holds."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()  # the channels' threads confirm at once
+        self._confirmed = time.monotonic()
+
     def confirm(self) -> None:
         """Still held (taken again if it was lost and is free); ``StoreBusy`` if another process
-        has taken it since, ``StoreError`` if that cannot be told now."""
+        has taken it since, ``StoreError`` if that cannot be told now. An answer is trusted for
+        ``CONFIRM_EVERY`` seconds."""
+        with self._guard:
+            if time.monotonic() - self._confirmed >= CONFIRM_EVERY:
+                self._check()
+                self._confirmed = time.monotonic()
 
-    def release(self) -> None: ...
+    def _check(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
 
 
 def take(engine: Engine, command: str) -> Held | None:
@@ -73,12 +89,13 @@ def _busy(holder: str, database: str) -> StoreBusy:
                      "stop it first (status works meanwhile)")
 
 
-class FileLock:
+class FileLock(Held):
     """``flock`` on a file beside the SQLite database; the holder's line is the file's content."""
 
     def __init__(self, path: Path, command: str, database: str) -> None:
         self._path, self._command, self._database = path, command, database
         self._fd = self._take()
+        super().__init__()
 
     def _take(self) -> int:
         try:
@@ -99,7 +116,7 @@ class FileLock:
         os.pwrite(fd, line, 0)
         return fd
 
-    def confirm(self) -> None:
+    def _check(self) -> None:
         """The lock is on the file the path names now: removed or replaced, it guards nothing."""
         try:
             if self._fd >= 0 and os.path.samestat(os.fstat(self._fd), os.stat(self._path)):
@@ -169,13 +186,14 @@ def pg_holder(conn: Connection) -> str | None:
     return str(holder[0] or "").removeprefix(_APP) or "a process"
 
 
-class AdvisoryLock:
+class AdvisoryLock(Held):
     """A PostgreSQL session advisory lock on a connection kept for the purpose; the holder's line is
     that connection's ``application_name``, which other sessions can read."""
 
     def __init__(self, engine: Engine, command: str, database: str) -> None:
         self._engine, self._command, self._database = engine, command, database
         self._conn: Connection | None = self._take()
+        super().__init__()
 
     def _take(self) -> Connection:
         try:
@@ -197,7 +215,7 @@ class AdvisoryLock:
             _end(conn)
             raise
 
-    def confirm(self) -> None:
+    def _check(self) -> None:
         """The session holding the lock is alive (it holds the lock until it ends)."""
         if self._conn is not None:
             try:

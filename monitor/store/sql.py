@@ -9,19 +9,18 @@ writers (readers go on) and the schema upgrade takes an advisory lock.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.models import Hit, Match, Paper
-from monitor.store import PollDiff, SourceState
-from monitor.store.base import READ_ONLY, paper_from_row, sqlite_file
+from monitor.store import PollDiff
+from monitor.store.base import READ_ONLY, insert_ignore, paper_from_row, sqlite_file
 from monitor.store.deliveries import Claimed, DeliveryQueries, Head
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
 from monitor.store.lock import Held, file_holder, pg_holder, take
@@ -32,14 +31,13 @@ from monitor.store.schema import (
     matches,
     meta,
     metadata,
-    sources,
 )
 from monitor.store.schema import papers as paper_table
+from monitor.store.source_states import SourceStates
 
 BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500  # bound parameters per IN (...), far below every database's limit
 _PG_SCHEMA_LOCK = 0x70617065  # pg_advisory_xact_lock key of the schema upgrade ("pape")
-CONFIRM_EVERY = 1.0  # seconds a confirmed lock is taken on trust before a claim looks again
 
 
 def _v1_create_all(conn: Connection) -> None:
@@ -93,28 +91,6 @@ def _tune_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def insert_ignore(
-    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]
-) -> None:
-    """Insert ``rows``, skipping those that clash on the unique ``keys`` (any dialect)."""
-    if not rows:
-        return
-    name = conn.dialect.name
-    if name in ("sqlite", "postgresql"):
-        if name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), list(rows))
-        return
-    for row in rows:
-        try:
-            with conn.begin_nested():
-                conn.execute(table.insert(), dict(row))
-        except IntegrityError:
-            pass
-
-
 _FIELDS = (
     "key", "arxiv_id", "title_norm", "title", "abstract", "authors", "authors_count", "organization",
     "organization_id", "published", "upvotes", "url", "source",
@@ -151,14 +127,12 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield values[start : start + _CHUNK]
 
 
-class SqlStore(DeliveryQueries):
+class SqlStore(DeliveryQueries, SourceStates):
     """The store on a SQLAlchemy engine (``self.engine``). See ``monitor.store.Store``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._held: Held | None = None
-        self._held_guard = threading.Lock()  # the channels' threads claim at once
-        self._confirmed = float("-inf")
         try:
             self._upgrade()
         except BaseException:
@@ -170,18 +144,13 @@ class SqlStore(DeliveryQueries):
         ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``)."""
         if self._held is None:
             self._held = take(self.engine, command)
-            self._confirmed = time.monotonic()
 
     def confirm_hold(self) -> None:
         """The lock ``hold`` took is still this process's: taken again if it was lost and is free,
         ``StoreBusy`` naming the holder if another process has it now (``StoreError`` if that cannot
-        be told). Every claim asks first; the answer is trusted for ``CONFIRM_EVERY`` seconds."""
-        if self._held is None:
-            return
-        with self._held_guard:
-            if time.monotonic() - self._confirmed >= CONFIRM_EVERY:
-                self._held.confirm()
-                self._confirmed = time.monotonic()
+        be told). Every claim asks first."""
+        if self._held is not None:
+            self._held.confirm()
 
     def claim_batch(
         self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None,
@@ -371,49 +340,3 @@ class SqlStore(DeliveryQueries):
     def count_papers(self) -> int:
         with self.read("counting papers") as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(paper_table)).scalar_one())
-
-    # -- source state ------------------------------------------------------------------------
-
-    def get_source_state(self, name: str) -> SourceState | None:
-        with self.read("reading source state") as conn:
-            row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
-        return _state(row) if row is not None else None
-
-    def list_source_states(self) -> list[SourceState]:
-        with self.read("reading source state") as conn:
-            return [_state(row) for row in conn.execute(sa.select(sources).order_by(sources.c.name))]
-
-    def record_success(
-        self, name: str, url: str, *, status: int, etag: str | None, last_modified: str | None,
-        now: float | None = None,
-    ) -> SourceState:
-        now = time.time() if now is None else now
-        return self._record(name, url, {
-            "etag": etag, "last_modified": last_modified, "last_attempt": now, "last_success": now,
-            "last_status": status, "last_error": None, "consecutive_failures": 0,
-        })
-
-    def record_failure(
-        self, name: str, url: str, *, error: str, status: int | None = None, now: float | None = None
-    ) -> SourceState:
-        now = time.time() if now is None else now
-        return self._record(name, url, {
-            "last_attempt": now, "last_status": status, "last_error": error[:2000],
-            "consecutive_failures": sources.c.consecutive_failures + 1,
-        })
-
-    def _record(self, name: str, url: str, values: dict[str, Any]) -> SourceState:
-        with self._write(f"recording the state of source {name}") as conn:
-            insert_ignore(conn, sources, [{"name": name, "url": url, "consecutive_failures": 0}], ["name"])
-            conn.execute(sources.update().where(sources.c.name == name).values(url=url, **values))
-            row = conn.execute(sa.select(sources).where(sources.c.name == name)).one()
-        return _state(row)
-
-
-def _state(row: Any) -> SourceState:
-    return SourceState(
-        name=row.name, url=row.url, etag=row.etag, last_modified=row.last_modified,
-        last_attempt=row.last_attempt, last_success=row.last_success, last_status=row.last_status,
-        last_error=row.last_error, consecutive_failures=row.consecutive_failures,
-    )
-
