@@ -56,10 +56,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _forever_or_duration(value: Any) -> Any:
+    return None if value == "forever" else _duration_or_number(value)
+
+
 class MonitorSection(_Model):
     database: str = "sqlite:///var/paper-monitor.db"
     feeds_dir: str = "var/feeds"
     user_agent: str | None = None
+    # Sent deliveries older than this are deleted (each feed keeps its newest items; the matches
+    # stay, so nothing is alerted again); "forever" keeps them all.
+    keep_sent: Annotated[float | None, Field(gt=0), BeforeValidator(_forever_or_duration)] = 365 * 86400.0
 
 
 class ServerSection(_Model):

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import cast
@@ -29,7 +29,7 @@ from monitor.fetch import Fetcher
 from monitor.health import Heartbeat, SourceHealth
 from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
-from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher
+from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
 from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 DISPATCH_EVERY = 2.0  # seconds between outbox checks; new matches wake it at once
 DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in the background
 STATS_EVERY = 10.0
+PRUNE_EVERY = 86_400.0
 STOP_DEADLINE = 8.0  # SIGTERM to exit, leaving margin under the 10 s promise
 
 
@@ -92,6 +93,8 @@ class Daemon:
                                next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
         self.scheduler.add_job(self._stats_job, IntervalTrigger(seconds=STATS_EVERY), id="stats",
                                next_run_time=now, misfire_grace_time=int(STATS_EVERY))
+        self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
+                               next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
         self.scheduler.start()
         log.info("paper-monitor running: %d source(s), %d channel(s), %d rule(s)",
                  len(self.settings.sources), len(self.settings.channels), len(self.settings.rules))
@@ -135,7 +138,7 @@ class Daemon:
         with self._lock:
             old_dispatcher, old_settings = self.dispatcher, self.settings
             self.settings, self.index, self.dispatcher = new, index, dispatcher
-        old_dispatcher.close()
+        old_dispatcher.close(successor=dispatcher)
         self.health.reconfigure(new.sources)
         self._reschedule(old_settings, new)
         self.feeds.forget_others(set())
@@ -272,6 +275,15 @@ class Daemon:
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,
                           time.monotonic() - started)
+
+    def _prune_job(self) -> None:
+        """Deliveries sent longer ago than ``keep_sent`` go (at start, then daily)."""
+        with self._lock:
+            settings = self.settings
+        try:
+            prune_sent(settings, self.store)
+        except MonitorError as exc:
+            log.warning("old sent deliveries not deleted: %s; tried again in a day", exc)
 
     def _fetcher(self, source: SourceConfig, settings: Settings) -> Fetcher:
         """A client per source (see ``open_fetcher``), its waits cut short by a stop."""

@@ -22,7 +22,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from monitor.channels.base import Alert, Batch, Channel
-from monitor.config import EmailConfig, Settings
+from monitor.config import EmailConfig, RssConfig, Settings
 from monitor.errors import DeliveryError, StoreError
 from monitor.store.deliveries import Claimed, DeliveryQueries
 from monitor.store.lock import StoreBusy
@@ -172,12 +172,15 @@ class Dispatcher:
             report.channels[name] = future.result() if future.done() else ChannelReport(name, busy=True)
         return report
 
-    def close(self) -> None:
-        """Stop after the batches in flight, and close the channels."""
+    def close(self, successor: Dispatcher | None = None) -> None:
+        """Stop after the batches in flight, and close the channels. The store writes still owed
+        pass to ``successor`` (a reload's dispatcher) for the channels it has."""
         self._stop.set()
         self._pool.shutdown(wait=True)
         for name, unfinished in self._unfinished.items():
-            if unfinished:
+            if successor is not None and name in successor._unfinished:
+                successor._unfinished[name].update(unfinished)
+            elif unfinished:
                 log.warning("channel %s: %d batch(es) could not be recorded in the store; the next start "
                             "sends them again", name, len(unfinished))
         for channel in self._channels.values():
@@ -286,6 +289,20 @@ class Dispatcher:
 def _batch(channel: str, key: str, rows: list[Claimed], *, digest: bool) -> Batch:
     alerts = [Alert(paper=r.paper, reasons=r.reasons, delivery_id=r.id, rule=r.rule) for r in rows]
     return Batch(channel=channel, rule=DIGEST_RULE if digest else rows[0].rule, alerts=alerts, key=key)
+
+
+def prune_sent(settings: Settings, store: DeliveryQueries, now: float | None = None) -> int:
+    """Delete the deliveries sent longer ago than ``keep_sent`` (each rss channel keeps its newest
+    ``max_items``); how many went."""
+    keep_for = settings.monitor.keep_sent
+    if keep_for is None:
+        return 0
+    feeds = {c.name: c.max_items for c in settings.channels if isinstance(c, RssConfig)}
+    deleted = store.prune_sent((time.time() if now is None else now) - keep_for, keep=feeds)
+    if deleted:
+        log.info("deleted %d deliveries sent over %g days ago (their matches stay; feeds keep their "
+                 "newest items)", deleted, keep_for / 86400)
+    return deleted
 
 
 def digest_schedules(settings: Settings) -> dict[str, Digest]:

@@ -173,6 +173,7 @@ def print_reports(reports: Sequence[PollReport], out: TextIO) -> None:
 def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
     """Poll every source once and print what happened; 0 if every source worked, else 1."""
     from monitor.match import compile_rules
+    from monitor.outbox import prune_sent
 
     store = open_store(settings.monitor.database)
     try:
@@ -183,6 +184,10 @@ def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
             with open_fetcher(source, settings.monitor.user_agent) as fetcher:
                 reports.append(poll(source, store, fetcher, index))
         delivered = deliver(settings, store)
+        try:
+            prune_sent(settings, store)
+        except StoreError as exc:  # the alerts are out; the old rows go another time
+            log.warning("old sent deliveries not deleted: %s", exc)
     finally:
         store.close()
     print_reports(reports, out or sys.stdout)

@@ -245,3 +245,19 @@ def test_timeouts_take_durations_like_intervals() -> None:
     assert problems_of(text.replace('timeout = "1m"', "timeout = 0")) == [
         "channels[1].timeout: Input should be greater than 0"
     ]
+
+
+@pytest.mark.parametrize(("written", "seconds"), [
+    (None, 365 * 86_400.0),  # a year, unless told
+    ('"90d"', 90 * 86_400.0),
+    ('"forever"', None),
+])
+def test_keep_sent_is_a_duration_or_forever(written: str | None, seconds: float | None) -> None:
+    text = MINIMAL if written is None else f"[monitor]\nkeep_sent = {written}\n" + MINIMAL
+    assert parse_settings(text, env={}).monitor.keep_sent == seconds
+
+
+def test_a_bad_keep_sent_is_one_line() -> None:
+    assert problems_of('[monitor]\nkeep_sent = "always"\n' + MINIMAL) == [
+        'monitor.keep_sent: not a duration: "always" (use e.g. 30s, 15m, 1h, 1d)'
+    ]

@@ -4,6 +4,7 @@ aiosmtpd and a feed, answers /healthz and /metrics, stops on SIGTERM, and keeps 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,12 @@ import feedparser
 import pytest
 
 from monitor.sources import parse_page
+from monitor.store import open_store
 from tests.daemon_support import Daemon, Inbox, source, wait_for, write_config
 from tests.helpers import ARXIV_ATOM, HF_HTML, HF_JSON, SEED_PAGES, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
+from tests.test_store import everything, hf_papers
+from tests.test_store_history import _send_all
 
 HOT = sorted(p.title for p in parse_page(HF_JSON.read_bytes()) if (p.upvotes or 0) >= 50)
 
@@ -244,3 +248,42 @@ def test_sigterm_during_a_hanging_send_exits_in_time_and_the_batch_goes_out_afte
             code, _ = again.stop()
         assert code == 0
         assert all(title[:30] in str(slack.messages[0].payload) for title in HOT)
+
+
+def test_old_sent_deliveries_are_deleted_at_start_and_their_papers_not_alerted_again(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    port = free_port()
+    channels = ('[[channels]]\nname = "feed"\ntype = "rss"\nmax_items = 5\n\n'
+                '[[channels]]\nname = "console"\ntype = "console"\n')
+    config = write_config(tmp_path, port=port, sources=source("hf", replay.url("/papers"), every="1h"),
+                          channels=channels, rules='[[rules]]\nname = "all"\nnotify = ["feed", "console"]\n')
+    config.write_text(config.read_text().replace("[monitor]\n", '[monitor]\nkeep_sent = "30d"\n'))
+    store = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    long_ago = time.time() - 100 * 86_400
+    store.apply_poll(hf_papers()[:20], everything, now=long_ago)  # 20 papers alerted 100 days ago
+    for channel in ("console", "feed"):
+        _send_all(store, channel, long_ago)
+    store.close()
+
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: "deliveries sent over 30 days ago" in daemon.log_text(), 20, "the old rows to go")
+        wait_for(lambda: len(feedparser.parse(daemon.get("/feeds/feed.xml").content).entries) == 5, 20,
+                 "the feed to show its newest 5")
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert sum(line.startswith("[all] ") for line in daemon.log_text().splitlines()) == 10  # the 10 new only
+    db = sqlite3.connect(tmp_path / "monitor.db")
+    try:
+        old = dict(db.execute(
+            "SELECT channel, count(*) FROM deliveries WHERE created_at < ? GROUP BY channel",
+            (time.time() - 30 * 86_400,),
+        ).fetchall())
+        assert db.execute("SELECT count(*) FROM matches").fetchone()[0] == 30
+    finally:
+        db.close()
+    assert old.get("console", 0) == 0 and old.get("feed", 0) <= 5

@@ -19,6 +19,9 @@ from monitor.store import open_store
 from monitor.store.schema import SCHEMA_VERSION, meta
 from monitor.store.sql import SqlStore
 from tests.outbox_support import paper, record
+from tests.test_store import everything, hf_papers
+
+DAY = 86_400.0
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def _full_scans(store: SqlStore, work: Callable[[], object]) -> list[str]:
     statements: list[tuple[str, Any]] = []
 
     def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
             statements.append((statement, parameters))
 
     sa.event.listen(store.engine, "before_cursor_execute", keep)
@@ -81,6 +84,7 @@ def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlSto
         "status": lambda: store.delivery_counts(now - 86_400, ["team", "feed"]),
         "a queue head": lambda: store.queue_head("team"),
         "recovery at start": lambda: store.recover_sending(now),
+        "deleting old sent rows (daily)": lambda: store.prune_sent(now - 10, keep={"feed": 2}),
     }
     for what, work in repeated.items():
         assert _full_scans(store, work) == [], what
@@ -128,3 +132,36 @@ def test_the_matches_gauge_counts_on_from_the_store_and_stays_bounded() -> None:
     assert 'paper_monitor_matches{rule="rule-0"} 8.0' in series
     assert f'paper_monitor_matches{{rule="{OTHER_RULES}"}} 5.0' in series
     assert not any('rule="gone"' in line for line in series)  # rules no longer configured drop out
+
+
+def _send_all(store: SqlStore, channel: str, at: float) -> None:
+    while (head := store.queue_head(channel)) is not None and head.next_attempt_at <= at:
+        key, _ = store.claim_batch(channel, at, head=head, limit=100)
+        store.mark_sent(key, at)
+
+
+def test_old_sent_deliveries_go_but_feeds_keep_their_newest_and_nothing_is_alerted_again(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    try:
+        now, papers = time.time(), hf_papers()
+        store.apply_poll(papers[:10], everything, now=now - 400 * DAY)  # channels console and feed
+        for channel in ("console", "feed"):
+            _send_all(store, channel, now - 400 * DAY)
+        store.apply_poll(papers[10:20], everything, now=now - 10 * DAY)
+        for channel in ("console", "feed"):
+            _send_all(store, channel, now - 10 * DAY)
+        store.apply_poll(papers[20:25], everything, now=now - 400 * DAY)  # old, and never sent
+
+        assert store.prune_sent(now - 365 * DAY, keep={"feed": 12}) == 10 + 8
+        counts = store.delivery_counts(now - 30 * DAY, ["console", "feed"])
+        assert (counts["console"].sent_today, counts["console"].pending) == (10, 5)
+        assert (counts["feed"].sent_today, counts["feed"].pending) == (10, 5)
+        assert len(store.feed_rows("feed", 100)) == 12  # the feed's newest 12: 10 recent, 2 old
+        assert store.matches_by_rule() == {"all": 25}
+        again = store.apply_poll(papers[:25], everything)
+        assert again.matches == []  # a paper whose deliveries went is not alerted again
+        assert store.prune_sent(now - 365 * DAY, keep={"feed": 12}) == 0
+    finally:
+        store.close()

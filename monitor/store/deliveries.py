@@ -7,7 +7,7 @@ two short transactions, so it is safe with several dispatcher threads, or proces
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,46 @@ class DeliveryQueries(Transactions):
             stmt = stmt.where(d.batch_key == key)
         with self._write("recovering interrupted sends") as conn:
             return int(conn.execute(stmt.values(state="pending", next_attempt_at=now)).rowcount)
+
+    def prune_sent(self, before: float, keep: Mapping[str, int] | None = None, chunk: int = 5_000) -> int:
+        """Delete the deliveries sent before ``before``, but each channel in ``keep`` keeps its
+        newest ``keep[channel]`` sent rows (a feed's items). Rows not sent and the matches stay, so
+        nothing is alerted again. A transaction per ``chunk`` rows, so that a long history does
+        not hold the database for long. Returns how many rows went."""
+        d = deliveries.c
+        keep = keep or {}
+        deleted = 0
+        for channel in self._channels():
+            old = sa.and_(d.channel == channel, d.sent_at < before, d.state == "sent")  # ix_deliveries_sent
+            if keep.get(channel):  # in the feed's order (feed_rows): newest created first
+                newest = (sa.select(d.created_at, d.id).where(d.state == "sent", d.channel == channel)
+                          .order_by(d.created_at.desc(), d.id.desc()).offset(keep[channel] - 1).limit(1))
+                with self.read("reading a feed's oldest item") as conn:
+                    last = conn.execute(newest).first()
+                if last is None:
+                    continue  # no more sent rows than the feed shows
+                old = sa.and_(old, sa.or_(d.created_at < last.created_at,
+                                          sa.and_(d.created_at == last.created_at, d.id < last.id)))
+            while True:
+                with self._write("deleting old sent deliveries") as conn:
+                    gone = int(conn.execute(
+                        sa.delete(deliveries).where(d.id.in_(sa.select(d.id).where(old).limit(chunk)))
+                    ).rowcount)
+                deleted += gone
+                if gone < chunk:
+                    break
+        return deleted
+
+    def _channels(self) -> list[str]:
+        """Every channel with deliveries: one index seek each, however many rows."""
+        d = deliveries.c
+        found: list[str] = []
+        with self.read("listing channels") as conn:
+            channel = conn.execute(sa.select(sa.func.min(d.channel))).scalar()
+            while channel is not None:
+                found.append(channel)
+                channel = conn.execute(sa.select(sa.func.min(d.channel)).where(d.channel > channel)).scalar()
+        return found
 
     def requeue_dead(self, now: float, channel: str | None = None) -> int:
         """Dead rows (of ``channel``, or all) become pending again, as fresh batches."""
