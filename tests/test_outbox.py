@@ -366,6 +366,25 @@ def test_once_polls_then_delivers_everything_due_on_every_channel(
     assert len(posted(replay)) == 1  # nothing new: nothing sent twice
 
 
+def test_once_deletes_deliveries_sent_longer_ago_than_keep_sent(tmp_path: Path, replay: ReplayServer) -> None:
+    replay.route("/hook", OK)
+    config = write_config(tmp_path, replay)
+    config.write_text(config.read_text().replace("[monitor]\n", '[monitor]\nkeep_sent = "30d"\n'))
+    store = open_test_store(tmp_path / "monitor.db")
+    try:
+        long_ago = time.time() - 40 * 86_400
+        record(store, "everything", [paper(f"Old {i}") for i in range(3)], ["hook"], at=long_ago)
+        with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+            assert dispatcher.run_due(now=long_ago + 60).sent == 3
+        record(store, "everything", [paper("Recent")], ["hook"], at=time.time() - 86_400)
+        once = run_cli("once", "--config", str(config))
+        assert once.returncode == 0, once.stderr
+        assert "deleted 3 deliveries sent over 30 days ago" in once.stderr
+        assert states(store) == {"sent": 1}  # the recent one, sent by this once
+    finally:
+        store.close()
+
+
 def test_status_shows_each_sources_last_poll_and_its_failures_in_a_row(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
