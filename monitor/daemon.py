@@ -56,6 +56,7 @@ class Daemon:
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
         self.lost: str | None = None  # why the store's lock is no longer this daemon's
+        self._store_down: tuple[float, str] | None = None  # since when the store fails, and how
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
         self._feed_versions: dict[str, tuple[float, int]] = {}
         self._polls_running: dict[str, float] = {}
@@ -267,7 +268,9 @@ class Daemon:
             stats = self.store.outbox_stats()
         except MonitorError as exc:  # the database is away: the gauges keep their last values
             log.warning("outbox gauges not read: %s", exc)
+            self._store_down = (self._store_down[0] if self._store_down else now, str(exc))
         else:
+            self._store_down = None
             with self._lock:
                 names = [c.name for c in self.settings.channels]
             self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
@@ -318,8 +321,13 @@ class Daemon:
             for name, s in sources.items() if not s["ok"]]
         if not alive:
             problems.append("dispatcher: not running")
+        down = self._store_down
+        if down is not None:
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
+            problems.append(f"store: failing since {since} ({down[1]})")
         body: dict[str, object] = {"status": "ok" if not problems else "unhealthy", "problems": problems,
-                                   "sources": sources, "dispatcher": {"alive": alive}}
+                                   "sources": sources, "dispatcher": {"alive": alive},
+                                   "store": {"ok": down is None, "error": down[1] if down else None}}
         return not problems, body
 
     def _livez(self) -> tuple[bool, dict[str, object]]:
@@ -328,7 +336,7 @@ class Daemon:
 
     def _metrics(self) -> tuple[bytes, str]:
         fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()}
-        self.metrics.set_health(fresh, self.heartbeat.alive())
+        self.metrics.set_health(fresh, self.heartbeat.alive(), store_ok=self._store_down is None)
         return self.metrics.render(), CONTENT_TYPE
 
 

@@ -107,6 +107,9 @@ class Metrics:
                                ["source"], registry=r)
         self.dispatcher_up = Gauge(f"{_PREFIX}_dispatcher_alive", "1 while the dispatcher keeps running",
                                    registry=r)
+        self.store_up = Gauge(f"{_PREFIX}_store_reachable",
+                              "1 while the store answers the daemon's periodic reads (every 10 s)",
+                              registry=r)
 
     def observe_poll(
         self, report: PollOutcome, *, ok: bool, not_modified: bool, error_kind: str | None, now: float
@@ -146,10 +149,11 @@ class Metrics:
             created = oldest.get(channel)
             self.outbox_age.labels(channel).set(max(0.0, now - created) if created else 0.0)
 
-    def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool) -> None:
+    def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool, store_ok: bool = True) -> None:
         for name, fresh in sources.items():
             self.source_up.labels(name).set(1 if fresh else 0)
         self.dispatcher_up.set(1 if dispatcher_alive else 0)
+        self.store_up.set(1 if store_ok else 0)
 
     def seed_last_success(self, source: str, when: float | None) -> None:
         if when is not None:

@@ -163,20 +163,22 @@ class PgServer:
         except (ImportError, sa.exc.SQLAlchemyError) as exc:
             raise PgUnavailable(f"cannot connect to {self.admin_url}: {exc}") from exc
 
-    def restart(self, down: float = 0.0) -> bool:
-        """Stop the server as an upgrade would (``pg_ctl stop -m fast``: every session ends), keep it
-        down for ``down`` seconds, start it again; False on a server that is not ours."""
+    def pause(self) -> bool:
+        """Stop the server as an upgrade would (``pg_ctl stop -m fast``: every session ends); False
+        on a server that is not ours. ``resume`` starts it again, on the same port."""
+        return self._pg_ctl("stop", "-m", "fast", "-w")
+
+    def resume(self) -> bool:
+        log = str(self.base / "server.log") if self.base else ""
+        return self._pg_ctl("start", "-w", "-t", "60", "-l", log, "-o", self._options)
+
+    def _pg_ctl(self, command: str, *options: str) -> bool:
         if self.base is None or self.bindir is None:
             return False
-        pg_ctl, data = str(self.bindir / "pg_ctl"), str(self.base / "data")
-        for step in (["stop", "-D", data, "-m", "fast", "-w"],
-                     ["start", "-D", data, "-w", "-t", "60", "-l", str(self.base / "server.log"),
-                      "-o", self._options]):
-            done = _run(self._as_user([pg_ctl, *step]), timeout=90, cwd=self.base)
-            if done.returncode != 0:
-                raise PgUnavailable(f"pg_ctl {step[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
-            if step[0] == "stop":
-                time.sleep(down)
+        done = _run(self._as_user([str(self.bindir / "pg_ctl"), command, "-D", str(self.base / "data"),
+                                   *options]), timeout=90, cwd=self.base)
+        if done.returncode != 0:
+            raise PgUnavailable(f"pg_ctl {command} failed: {(done.stderr or done.stdout).strip()[-500:]}")
         return True
 
     def new_database(self) -> str:

@@ -308,8 +308,9 @@ def test_the_lock_of_a_killed_holder_is_free_at_once(pg_url: str) -> None:
 def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
     pg_server: PgServer, pg_url: str, replay: ReplayServer, tmp_path: Path
 ) -> None:
-    """The server goes down for 11 s (an upgrade): polls fail as store errors, the gauges wait, no
-    traceback; then the daemon takes its lock again, and a ``once`` is turned away as before."""
+    """The server goes down (an upgrade): polls fail as store errors, /healthz says the store fails,
+    no traceback; once it is back, the daemon takes its lock again (a ``once`` is turned away as
+    before) and is healthy again."""
     replay.route("/papers", Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"}))
     port = free_port()
     config = tmp_path / "monitor.toml"
@@ -332,9 +333,16 @@ def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
     try:
         daemon.wait_up()
         wait_for(held_by_daemon, 20, "the daemon to hold the lock")
-        if not pg_server.restart(down=11.0):
+        if not pg_server.pause():
             pytest.skip("the PostgreSQL server is not this test session's own: it cannot be restarted")
-        assert 'paper_monitor_poll_errors_total{kind="store",source="hf"}' in daemon.get("/metrics").text
+        try:
+            wait_for(lambda: any(p.startswith("store: failing since ") for p in daemon.get("/healthz").json()
+                                 ["problems"]), 15, "/healthz to say the store fails")
+            metrics = daemon.get("/metrics").text
+            assert 'paper_monitor_poll_errors_total{kind="store",source="hf"}' in metrics
+            assert "paper_monitor_store_reachable 0.0" in metrics
+        finally:
+            pg_server.resume()
         polls = len(daemon.polls("hf"))
 
         wait_for(held_by_daemon, 20, "the daemon to hold the lock again after the restart")
@@ -346,6 +354,7 @@ def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
         assert f"another paper-monitor (run, pid {daemon.proc.pid} on " in once.stderr
         wait_for(lambda: any(p.get("status") == 200 for p in daemon.polls("hf")[polls:]), 20,
                  "a good poll after the restart")
+        wait_for(lambda: daemon.get("/healthz").status_code == 200, 20, "/healthz to be ok again")
         assert daemon.proc.poll() is None
     finally:
         code, _ = daemon.stop()
