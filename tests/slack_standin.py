@@ -93,6 +93,17 @@ class SlackStandIn(LoopbackServer):
         with self._lock:
             self._script.extend(answers)
 
+    @property
+    def scripted(self) -> int:
+        """Scripted answers not given yet."""
+        with self._lock:
+            return len(self._script)
+
+    def unscript(self) -> None:
+        """Drop the scripted answers not given yet: behave normally from now on."""
+        with self._lock:
+            self._script.clear()
+
     # -- the emulation -----------------------------------------------------------------------
 
     def _answer(
