@@ -180,9 +180,12 @@ class Dispatcher:
         for name, unfinished in self._unfinished.items():
             if successor is not None and name in successor._unfinished:
                 successor._unfinished[name].update(unfinished)
-            elif unfinished:
-                log.warning("channel %s: %d batch(es) could not be recorded in the store; the next start "
-                            "sends them again", name, len(unfinished))
+                continue
+            try:
+                self._finish_unfinished(name)  # a last try: the store may answer by now
+            except StoreError as exc:
+                log.warning("channel %s: %d batch(es) could not be recorded in the store (%s); the next "
+                            "start sends them again", name, len(unfinished), exc)
         for channel in self._channels.values():
             try:
                 channel.close()
@@ -246,8 +249,10 @@ class Dispatcher:
         key = head.batch_key or uuid.uuid4().hex
         claim = partial(self._store.claim_batch, name, current, head=head, key=key,
                         limit=self._batch_size if slot is None else 10_000, created_before=slot)
-        # A claim whose answer was lost may have happened: its rows, if any, go back to pending.
-        _, rows = self._write(name, key, claim, undo=partial(self._store.recover_sending, current, key=key))
+        # A claim whose answer was lost may have happened: its rows, if any, go back to pending
+        # (only that claim's, should another process have claimed the batch since).
+        undo = partial(self._store.recover_sending, current, key=key, claimed_at=current)
+        _, rows = self._write(name, key, claim, undo=undo)
         if not rows:
             return True  # another dispatcher claimed it first
         batch = _batch(name, key, rows, digest=slot is not None)

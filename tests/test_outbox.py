@@ -199,13 +199,13 @@ def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: 
     assert len(bodies) == 1 and bodies[0]["key"] == key and titles(bodies) == ["P1", "P2"]
 
 
-@pytest.mark.parametrize("reloaded", [False, True])
+@pytest.mark.parametrize("then", ["next run", "reload", "stop"])
 def test_a_batch_sent_while_another_writer_held_the_database_is_marked_later_not_sent_again(
-    tmp_path: Path, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch, reloaded: bool
+    tmp_path: Path, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
     """A backup or an sqlite3 shell holds the database past the busy timeout just as a sent batch is
-    to be marked: the next run marks it (the next dispatcher's, after a reload), rather than leaving
-    it "sending" until a restart (which would send it again)."""
+    to be marked: the next run marks it (the next dispatcher's, after a reload; or the stop, as it
+    closes), rather than leaving it "sending" for the next start to send again."""
     monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 200)
     path = tmp_path / "db.sqlite"
     store = open_test_store(path)
@@ -229,13 +229,17 @@ def test_a_batch_sent_while_another_writer_held_the_database_is_marked_later_not
         writer.join()
         assert "marking a batch" in (first.channels["hook"].error or "")
         assert states(store) == {"sending": 2}
-        if reloaded:
+        if then == "reload":
             successor = Dispatcher(store, {"hook": hook(replay, "hook")})
             dispatcher.close(successor=successor)
             dispatcher = successor
-        second = dispatcher.run_due()
-        dispatcher.close()
-        assert states(store) == {"sent": 2} and second.channels["hook"].error is None
+        if then == "stop":
+            dispatcher.close()  # no run after it: the stop records the batch
+        else:
+            second = dispatcher.run_due()
+            dispatcher.close()
+            assert second.channels["hook"].error is None
+        assert states(store) == {"sent": 2}
         assert len(posted(replay)) == 1
     finally:
         other.close()

@@ -155,16 +155,19 @@ class DeliveryQueries(Transactions):
             return int(conn.execute(stmt).rowcount)
 
     def recover_sending(
-        self, now: float, channels: Iterable[str] | None = None, key: str | None = None
+        self, now: float, channels: Iterable[str] | None = None, key: str | None = None,
+        claimed_at: float | None = None,
     ) -> int:
-        """Rows a crash left in "sending" (of ``channels``, or of batch ``key``: a claim whose
-        answer was lost) go back to pending, keeping their batch key."""
+        """Rows a crash left in "sending" (of ``channels``; or of batch ``key`` as one claim at
+        ``claimed_at`` left them, its answer lost) go back to pending, keeping their batch key."""
         d = deliveries.c
         stmt = sa.update(deliveries).where(d.state == "sending")
         if channels is not None:
             stmt = stmt.where(d.channel.in_(list(channels)))
         if key is not None:
             stmt = stmt.where(d.batch_key == key)
+        if claimed_at is not None:
+            stmt = stmt.where(d.claimed_at == claimed_at)
         with self._write("recovering interrupted sends") as conn:
             return int(conn.execute(stmt.values(state="pending", next_attempt_at=now)).rowcount)
 
