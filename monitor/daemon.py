@@ -26,7 +26,7 @@ from monitor.channels.rss import FeedKind, render_feed
 from monitor.config import RssConfig, Settings, SourceConfig, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.fetch import Fetcher
-from monitor.health import Heartbeat, SourceHealth
+from monitor.health import Heartbeat, SourceHealth, StoreHealth
 from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
@@ -56,7 +56,7 @@ class Daemon:
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
         self.lost: str | None = None  # why the store's lock is no longer this daemon's
-        self._store_down: tuple[float, str] | None = None  # since when the store fails, and how
+        self.store_health = StoreHealth()
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
         self._feed_versions: dict[str, tuple[float, int]] = {}
         self._polls_running: dict[str, float] = {}
@@ -268,9 +268,9 @@ class Daemon:
             stats = self.store.outbox_stats()
         except MonitorError as exc:  # the database is away: the gauges keep their last values
             log.warning("outbox gauges not read: %s", exc)
-            self._store_down = (self._store_down[0] if self._store_down else now, str(exc))
+            self.store_health.record(str(exc), now)
         else:
-            self._store_down = None
+            self.store_health.record(None, now)
             with self._lock:
                 names = [c.name for c in self.settings.channels]
             self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
@@ -321,13 +321,12 @@ class Daemon:
             for name, s in sources.items() if not s["ok"]]
         if not alive:
             problems.append("dispatcher: not running")
-        down = self._store_down
-        if down is not None:
-            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
-            problems.append(f"store: failing since {since} ({down[1]})")
+        store = self.store_health
+        if (problem := store.problem()) is not None:
+            problems.append(problem)
         body: dict[str, object] = {"status": "ok" if not problems else "unhealthy", "problems": problems,
                                    "sources": sources, "dispatcher": {"alive": alive},
-                                   "store": {"ok": down is None, "error": down[1] if down else None}}
+                                   "store": {"ok": store.ok, "error": store.error}}
         return not problems, body
 
     def _livez(self) -> tuple[bool, dict[str, object]]:
@@ -336,7 +335,7 @@ class Daemon:
 
     def _metrics(self) -> tuple[bytes, str]:
         fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()}
-        self.metrics.set_health(fresh, self.heartbeat.alive(), store_ok=self._store_down is None)
+        self.metrics.set_health(fresh, self.heartbeat.alive(), store_ok=self.store_health.ok)
         return self.metrics.render(), CONTENT_TYPE
 
 

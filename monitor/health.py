@@ -159,3 +159,32 @@ class Heartbeat:
                 return now - self._running_since <= self.deadline
             last = self._last_beat if self._last_beat is not None else self._started
             return now - last <= max(3 * self.period, self.period + self.deadline)
+
+
+class StoreHealth:
+    """Whether the store answers the daemon's periodic read, and since when it has not."""
+
+    def __init__(self) -> None:
+        self._down: tuple[float, str] | None = None  # since when, and the last error
+
+    def record(self, error: str | None, now: float) -> None:
+        if error is None:
+            self._down = None
+        else:
+            self._down = (self._down[0] if self._down else now, error)
+
+    @property
+    def ok(self) -> bool:
+        return self._down is None
+
+    @property
+    def error(self) -> str | None:
+        return self._down[1] if self._down else None
+
+    def problem(self) -> str | None:
+        """``store: failing since <time> (<error>)``, or None while it answers."""
+        down = self._down
+        if down is None:
+            return None
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
+        return f"store: failing since {since} ({down[1]})"
