@@ -90,6 +90,10 @@ class ServerSection(_Model):
 
 
 Format = Literal["auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom"]
+# How arXiv's RSS listings announce a paper: submitted today, cross-listed from another category
+# today, or a new version of an older paper (in this category, or cross-listed).
+AnnounceType = Literal["new", "cross", "replace", "replace-cross"]
+ANNOUNCE_TYPES: tuple[str, ...] = AnnounceType.__args__  # type: ignore[attr-defined]
 
 
 class SourceConfig(_Model):
@@ -100,12 +104,21 @@ class SourceConfig(_Model):
     timeout: Duration = 30.0
     retries: int = Field(default=3, ge=0, le=10)  # more tries after a failed one (5xx, 429, network)
     max_size: ByteSize = Field(default=ByteSize(20 * 1024 * 1024), gt=0)  # "20MiB", "500kB", or bytes
+    # The arXiv RSS items to take: a new version of a paper from months ago is not a new paper.
+    announce_types: frozenset[AnnounceType] = frozenset({"new", "cross"})
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f'expected an http(s) URL, got "{value}"')
+        return value
+
+    @field_validator("announce_types")
+    @classmethod
+    def _some_announce_type(cls, value: frozenset[str]) -> frozenset[str]:
+        if not value:
+            raise ValueError(f"give at least one of {', '.join(map(repr, ANNOUNCE_TYPES))}")
         return value
 
 

@@ -203,11 +203,12 @@ class Daemon:
         self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
                                   error_kind=report.error_kind, now=now)
         fields = {"source": source.name, "status": report.status, "papers": report.papers, "new": report.new,
-                  "changed": report.changed, "matched": report.matched, "duration": round(report.duration, 3)}
+                  "changed": report.changed, "matched": report.matched, "duration": round(report.duration, 3),
+                  "left_out": report.left_out}
         if ok:
-            log.info("poll %s: HTTP %s, %d papers, %d new, %d changed, %d matched, %.2fs", source.name,
-                     report.status, report.papers, report.new, report.changed, report.matched,
-                     report.duration, extra=fields)
+            log.info("poll %s: HTTP %s, %d papers%s, %d new, %d changed, %d matched, %.2fs", source.name,
+                     report.status, report.papers, report.left_out_note(), report.new, report.changed,
+                     report.matched, report.duration, extra=fields)
         else:
             answer = ("store error" if report.error_kind == "store" else
                       "no answer" if report.status is None else f"HTTP {report.status}")

@@ -61,6 +61,9 @@ class Paper(BaseModel):
     source: str
     # The HF organization id (``caltech``), for ``organizations`` rules; not part of the JSON.
     organization_id: str | None = Field(default=None, exclude=True)
+    # How an arXiv RSS listing announces the paper (new, cross, replace, replace-cross), for the
+    # source's ``announce_types``; not part of the JSON, not stored.
+    announce: str | None = Field(default=None, exclude=True)
 
     @classmethod
     def build(
@@ -74,6 +77,7 @@ class Paper(BaseModel):
         authors_count: int | None = None,
         organization: str | None = None,
         organization_id: str | None = None,
+        announce: str | None = None,
         published: date | None = None,
         upvotes: int | None = None,
         url: str | None = None,
@@ -91,6 +95,7 @@ class Paper(BaseModel):
             authors_count=authors_count if authors_count is not None else (len(names) or None),
             organization=collapse(organization) or None,
             organization_id=collapse(organization_id) or None,
+            announce=announce,
             published=published,
             upvotes=upvotes,
             url=url,

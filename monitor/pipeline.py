@@ -8,12 +8,12 @@ import sys
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from monitor.config import Settings, SourceConfig
+from monitor.config import ANNOUNCE_TYPES, Settings, SourceConfig
 from monitor.errors import FetchError, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.models import Hit, Paper
@@ -52,17 +52,22 @@ class PollReport:
     matched_rules: dict[str, int] = field(default_factory=dict)  # of ``matched``, how many by rule
     # Seconds the server asked us to stay away (Retry-After, HF RateLimit), for the scheduler.
     retry_after: float | None = None
+    # Papers of the page left out by the source's ``announce_types`` (arXiv replacements).
+    left_out: int = 0
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def left_out_note(self) -> str:
+        return f" (and {self.left_out} left out by announce_types)" if self.left_out else ""
+
     def line(self) -> str:
         """One line for people: name, status, papers, new, changed, matched, duration (and error)."""
         status = str(self.status) if self.status is not None else "-"
         text = (
-            f"{self.source}: status {status}, {self.papers} papers, {self.new} new, {self.changed} changed,"
-            f" {self.matched} matched, {self.duration:.2f}s"
+            f"{self.source}: status {status}, {self.papers} papers{self.left_out_note()}, {self.new} new,"
+            f" {self.changed} changed, {self.matched} matched, {self.duration:.2f}s"
         )
         return f"{text}, FAILED: {self.error}" if self.error else text
 
@@ -125,6 +130,7 @@ def poll(
                 retry_after=result.retry_after_hint,
             )
         papers = parse_page(result.content, source.format, today=today)
+        papers, left_out = announced(papers, source.announce_types)
         papers_read = len(papers)
         diff = store.apply_poll(papers, index.match)
         # Only now keep the validators: a page that failed to parse or store must be fetched again.
@@ -139,10 +145,18 @@ def poll(
     report = PollReport(
         source.name, status, papers_read, len(diff.new), len(diff.changed), len(diff.matches),
         time.monotonic() - started, new_papers=diff.new, retry_after=result.retry_after_hint,
-        matched_rules=dict(Counter(m.rule for m in diff.matches)),
+        matched_rules=dict(Counter(m.rule for m in diff.matches)), left_out=left_out,
     )
     log.info("source %s: %s", source.name, report.line())
     return report
+
+
+def announced(papers: list[Paper], wanted: Set[str]) -> tuple[list[Paper], int]:
+    """The papers announced as one of the ``wanted`` types, and how many others were left out. A
+    paper whose listing gives no announce type, or one not known here, is kept: a changed feed
+    must not turn into quiet days."""
+    kept = [paper for paper in papers if paper.announce not in ANNOUNCE_TYPES or paper.announce in wanted]
+    return kept, len(papers) - len(kept)
 
 
 def error_kind(exc: Exception, status: int | None) -> str:

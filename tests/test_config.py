@@ -261,3 +261,20 @@ def test_a_bad_keep_sent_is_one_line() -> None:
     assert problems_of('[monitor]\nkeep_sent = "always"\n' + MINIMAL) == [
         'monitor.keep_sent: not a duration: "always" (use e.g. 30s, 15m, 1h, 1d)'
     ]
+
+
+def test_announce_types_default_to_new_papers_and_cross_lists() -> None:
+    (source,) = parse_settings(MINIMAL, env={}).sources
+    assert source.announce_types == {"new", "cross"}
+    text = MINIMAL.replace("[[sources]]\n", '[[sources]]\nannounce_types = ["new", "replace"]\n', 1)
+    assert parse_settings(text, env={}).sources[0].announce_types == {"new", "replace"}
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ('["new", "updated"]', "sources[0].announce_types[1]: Input should be 'new', 'cross', 'replace' or"),
+    ("[]", "sources[0].announce_types: give at least one of 'new', 'cross'"),
+])
+def test_a_bad_announce_types_is_one_line(written: str, expected: str) -> None:
+    text = MINIMAL.replace("[[sources]]\n", f"[[sources]]\nannounce_types = {written}\n", 1)
+    (problem,) = problems_of(text)
+    assert problem.startswith(expected), problem

@@ -21,7 +21,7 @@ from monitor.models import Match, Paper
 from monitor.pipeline import PollReport, open_fetcher, poll, printable, run_once
 from monitor.store import open_store, sql
 from monitor.store.sql import SqlStore
-from tests.helpers import HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
+from tests.helpers import DATA, HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
 
 FAST = RetryPolicy(attempts=3, max_total=5.0, base=0.01, cap=0.05)
 ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)  # matches every paper
@@ -306,6 +306,25 @@ def test_a_database_held_by_another_writer_fails_the_poll_as_a_store_error_and_t
     finally:
         other.close()
         store.close()
+
+
+def test_arxiv_replacements_are_left_out_unless_the_source_asks_for_them(
+    replay: ReplayServer, tmp_path: Path, store: SqlStore, fetcher: Fetcher
+) -> None:
+    # The listing of a day: one new paper, one cross-list, one new version of a paper from months ago.
+    listing = (DATA / "arxiv_rss_cs_sample.xml").read_bytes()
+    replay.route("/rss/cs.LG", Reply(listing, headers={"Content-Type": "application/rss+xml"}))
+    (tmp_path / "cli").mkdir()
+    run = once(write_config(tmp_path / "cli", {"arxiv": replay.url("/rss/cs.LG")}))
+    assert run.returncode == 0, run.stderr
+    assert "2 papers (and 1 left out by announce_types), 2 new," in summary(run.stdout, "arxiv")
+    assert [line.split()[1] for line in new_lines(run.stdout)] == ["arxiv:2606.10001", "arxiv:2606.09876"]
+
+    everything = source(replay.url("/rss/cs.LG"), announce_types=["new", "cross", "replace"])
+    report = poll(everything, store, fetcher, ALL)
+    assert (report.papers, report.left_out, report.new) == (3, 0, 3)
+    only_new = poll(source(replay.url("/rss/cs.LG"), announce_types=["new"]), store, fetcher, ALL)
+    assert (only_new.papers, only_new.left_out, only_new.new) == (1, 2, 0)
 
 
 def test_report_line_and_printable_titles() -> None:

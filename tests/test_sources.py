@@ -297,6 +297,19 @@ def test_arxiv_rss_listing() -> None:
         "We survey routing in mixture-of-experts models with $k<n$ experts and load > 1."
     )
     assert papers[2].authors == ["Maria Rossi", "Kenji Tanaka", "Olu Adeyemi", "Sarah O'Neil"]
+    # How the listing announces each, for the source's announce_types (not part of the JSON).
+    assert [p.announce for p in papers] == ["new", "cross", "replace"]
+    assert all("announce" not in p.to_json() for p in papers)
+
+
+def test_arxiv_rss_announce_type_from_the_description_when_the_element_is_missing() -> None:
+    sample = ARXIV_RSS.read_text(encoding="utf-8")
+    without = re.sub(r"\s*<arxiv:announce_type>[^<]*</arxiv:announce_type>", "", sample)
+    assert without != sample
+    without = without.replace("Announce Type: replace", "Announce Type: replace-cross")
+    papers = parse(without.encode())
+    assert [p.announce for p in papers] == ["new", "cross", "replace-cross"]
+    assert papers[2].abstract is not None and papers[2].abstract.startswith("We survey routing")
 
 
 def test_arxiv_rss_holiday_is_an_empty_listing() -> None:
@@ -319,6 +332,7 @@ def test_arxiv_rss_1_0_older_feed() -> None:
     assert (paper.arxiv_id, paper.title, paper.abstract, paper.authors, paper.published) == (
         "2303.00001", "Old Style Paper.", "An abstract.", ["Jane Doe", "Max Mustermann"], date(2023, 3, 1)
     )
+    assert paper.announce is None  # older feeds do not say
 
 
 def test_xml_entity_declarations_are_refused() -> None:

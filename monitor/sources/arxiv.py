@@ -16,12 +16,13 @@ from monitor.sources import decode, one_line
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DC = "{http://purl.org/dc/elements/1.1/}"
+ARXIV = "{http://arxiv.org/schemas/atom}"
 ABS_URL = "https://arxiv.org/abs/"
 # Entity declarations are how XML bombs and external-entity reads get in; no arXiv feed has one.
 _UNSAFE = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 _ID_IN_TEXT = re.compile(r"(?:arXiv:|/abs/|oai:arXiv\.org:)([\w.-]+/\d{7}|\d{4}\.\d{4,5})(?:v\d+)?", re.I)
-_ANNOUNCE = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*\S+\s*(?:Abstract:\s*)?", re.I)
+_ANNOUNCE = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*(\S+)\s*(?:Abstract:\s*)?", re.I)
 _OLD_TITLE_SUFFIX = re.compile(r"\s*\(arXiv:[^)]*\)\s*$")
 # Only real HTML tags (older feeds): abstracts are full of bare ``<`` and ``>`` (``$n<m$``).
 _TAG = re.compile(r"</?(?:a|p|i|b|em|strong|br|sub|sup|span|div|font)\b[^<>]*>", re.I)
@@ -86,6 +87,7 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
         description = _child_text(item, f"{ns}description")
         arxiv_id = _find_id(guid) or _find_id(description) or _find_id(link) or _find_id(title)
         day = _rfc822_day(_child_text(item, "pubDate")) or _iso_day(_child_text(item, f"{DC}date"))
+        announce = _child_text(item, f"{ARXIV}announce_type") or _announce_type(description)
         papers.append(
             Paper.build(
                 title=_OLD_TITLE_SUFFIX.sub("", title),
@@ -93,6 +95,7 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
                 arxiv_id=arxiv_id,
                 abstract=_abstract(description),
                 authors=_split_authors(_child_text(item, f"{DC}creator")),
+                announce=announce.strip().lower() if announce else None,
                 published=day or channel_day,
                 url=ABS_URL + arxiv_id if arxiv_id else link,
             )
@@ -113,6 +116,13 @@ def _abstract(description: str | None) -> str | None:
         return None
     text = _TAG.sub(" ", description)
     return _ANNOUNCE.sub("", text, count=1) or None
+
+
+def _announce_type(description: str | None) -> str | None:
+    """``new``, ``cross``, ``replace`` or ``replace-cross``, from the description's head (feeds
+    without the ``arxiv:announce_type`` element); None for older feeds, which have neither."""
+    match = _ANNOUNCE.match(description) if description else None
+    return match.group(1) if match else None
 
 
 def _split_authors(creator: str | None) -> list[str]:
