@@ -2,7 +2,8 @@
 
 The only polling network code. Transport errors, 5xx and 429 are retried with exponential backoff
 and jitter (at least as long as ``Retry-After`` or HF's ``RateLimit: ...;t=<s>`` asks), bounded in
-total time; any other 4xx fails at once. Every failure leaves as ``FetchError``.
+total time; any other 4xx fails at once. Every failure leaves as ``FetchError``. Hosts that ask for
+it get one request at a time, spaced out, from all of the process's clients (``PACE``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +35,44 @@ _RATELIMIT_T = re.compile(r"(?:^|;)\s*t\s*=\s*(\d+(?:\.\d+)?)")
 _RATELIMIT_R = re.compile(r"(?:^|;)\s*r\s*=\s*(\d+)")
 # Transport failures worth another try; a bad URL or an unsupported scheme is not one of them.
 _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class HostPace:
+    """One request at a time to each host that asks for it, each starting ``intervals[host]``
+    seconds after the one before ended, whichever source's client sends it. Other hosts are not
+    held back."""
+
+    def __init__(self, intervals: Mapping[str, float]) -> None:
+        self.intervals = dict(intervals)
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._free_at: dict[str, float] = {}
+
+    @contextmanager
+    def turn(self, host: str, sleep: Callable[[float], None]) -> Iterator[None]:
+        """Wait for ``host``'s turn, and hold it while the request runs. ``sleep`` does the
+        waiting (a daemon's raises when it stops, which ends the wait)."""
+        interval = self.intervals.get(host)
+        if not interval:
+            yield
+            return
+        with self._guard:
+            lock = self._locks.setdefault(host, threading.Lock())
+        while not lock.acquire(timeout=0.25):
+            sleep(0.0)  # another request to the host runs: a stop must not wait for it
+        try:
+            wait = self._free_at.get(host, 0.0) - time.monotonic()
+            if wait > 0:
+                sleep(wait)
+            yield
+        finally:
+            self._free_at[host] = time.monotonic() + interval
+            lock.release()
+
+
+# The arXiv API allows one request every 3 seconds, on one connection (its terms of use): polls
+# of several arXiv API sources, their retries and a backfill queue up behind each other.
+PACE = HostPace({"export.arxiv.org": 3.0})
 
 
 @dataclass(frozen=True)
@@ -118,8 +159,10 @@ class Fetcher:
         max_bytes: int = MAX_BYTES,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        pace: HostPace = PACE,
     ) -> None:
         self.policy = policy or RetryPolicy()
+        self.pace = pace
         self.max_bytes = max_bytes
         self._sleep = sleep
         self._client = httpx.Client(
@@ -187,6 +230,10 @@ class Fetcher:
     def _attempt(
         self, url: str, headers: dict[str, str], limits: httpx.Timeout, timeout: float
     ) -> FetchResult:
+        with self.pace.turn(httpx.URL(url).host, self._sleep):
+            return self._send(url, headers, limits, timeout)
+
+    def _send(self, url: str, headers: dict[str, str], limits: httpx.Timeout, timeout: float) -> FetchResult:
         # A read timeout bounds each read, not the whole body: a server dribbling bytes is cut
         # off by this deadline instead.
         deadline = time.monotonic() + timeout * 2

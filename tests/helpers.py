@@ -49,6 +49,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 class ReplayServer(LoopbackServer):

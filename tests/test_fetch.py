@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import itertools
+import threading
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -12,7 +14,9 @@ import pytest
 from monitor.errors import FetchError
 from monitor.fetch import (
     DEFAULT_USER_AGENT,
+    PACE,
     Fetcher,
+    HostPace,
     RetryPolicy,
     fetch_once,
     parse_ratelimit,
@@ -195,3 +199,79 @@ def test_parse_ratelimit() -> None:
     assert parse_ratelimit('"api";r=0;t=120') == (0, 120.0)
     assert parse_ratelimit('"pages";r=57;t=13') == (57, 13.0)
     assert parse_ratelimit("garbage") == (None, None)
+
+
+# -- hosts that ask for one request at a time (the arXiv API) --------------------------------------
+
+
+def fetch_together(urls: list[str], pace: HostPace, sleep: object = time.sleep) -> list[object]:
+    """GET each URL from its own client and thread, all at once; each result or FetchError."""
+    results: list[object] = [None] * len(urls)
+
+    def get(i: int, url: str) -> None:
+        with Fetcher(policy=FAST, sleep=sleep, pace=pace) as client:  # type: ignore[arg-type]
+            try:
+                results[i] = client.get(url)
+            except FetchError as exc:
+                results[i] = exc
+
+    threads = [threading.Thread(target=get, args=(i, url)) for i, url in enumerate(urls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def arrivals(replay: ReplayServer) -> list[float]:
+    return sorted(seen.at for seen in replay.requests)
+
+
+def test_a_paced_host_gets_one_request_at_a_time_from_all_clients_spaced_out(replay: ReplayServer) -> None:
+    assert PACE.intervals == {"export.arxiv.org": 3.0}  # every client's default: the arXiv API's terms
+    replay.route("/api/query", Reply(b"<feed/>", delay=0.2))
+    pace = HostPace({"127.0.0.1": 0.4})
+    results = fetch_together([replay.url("/api/query")] * 3, pace)
+    assert all(getattr(r, "status", None) == 200 for r in results), results
+    # Each request starts 0.4 s after the one before ended (which took 0.2 s): none overlap.
+    gaps = [b - a for a, b in itertools.pairwise(arrivals(replay))]
+    assert len(gaps) == 2 and min(gaps) >= 0.59, gaps
+
+
+def test_a_retry_to_a_paced_host_waits_its_turn_too(replay: ReplayServer) -> None:
+    replay.route("/api/query", Reply(status=503), Reply(b"<feed/>"))
+    with Fetcher(policy=FAST, pace=HostPace({"127.0.0.1": 0.5})) as client:
+        assert client.get(replay.url("/api/query")).status == 200
+    first, second = arrivals(replay)
+    assert second - first >= 0.5
+
+
+def test_other_hosts_are_not_held_back(replay: ReplayServer) -> None:
+    replay.route("/api/daily_papers", Reply(b"[]", delay=0.5))
+    other_host = replay.url("/api/daily_papers").replace("127.0.0.1", "localhost")
+    fetch_together([other_host] * 3, HostPace({"127.0.0.1": 5.0}))
+    times = arrivals(replay)
+    assert len(times) == 3 and times[-1] - times[0] < 0.4  # all three at once
+
+
+def test_a_stop_ends_the_wait_for_a_paced_host(replay: ReplayServer) -> None:
+    replay.route("/slow", Reply(b"<feed/>", delay=1.5))
+    stopping = threading.Event()
+
+    def sleep(seconds: float) -> None:  # as the daemon's: a stop ends any wait with FetchError
+        if stopping.wait(seconds):
+            raise FetchError("stopped while waiting")
+
+    pace = HostPace({"127.0.0.1": 10.0})
+    results: list[object] = []
+    first = threading.Thread(
+        target=lambda: results.extend(fetch_together([replay.url("/slow")], pace, sleep))
+    )
+    first.start()
+    time.sleep(0.3)  # the first request holds the host's turn
+    threading.Timer(0.3, stopping.set).start()
+    started = time.monotonic()
+    (waiting,) = fetch_together([replay.url("/slow")], pace, sleep)
+    assert isinstance(waiting, FetchError) and time.monotonic() - started < 1.0
+    first.join(timeout=10)
+    assert len(replay.requests) == 1

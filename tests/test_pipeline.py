@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import fetch
 from monitor.config import Settings, SourceConfig, load_settings
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.match import compile_rules
@@ -21,7 +22,7 @@ from monitor.models import Match, Paper
 from monitor.pipeline import PollReport, open_fetcher, poll, printable, run_once
 from monitor.store import open_store, sql
 from monitor.store.sql import SqlStore
-from tests.helpers import DATA, HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
+from tests.helpers import ARXIV_ATOM, DATA, HF_JSON, REPO, SEED_PAGES, ReplayServer, Reply, free_port
 
 FAST = RetryPolicy(attempts=3, max_total=5.0, base=0.01, cap=0.05)
 ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)  # matches every paper
@@ -325,6 +326,20 @@ def test_arxiv_replacements_are_left_out_unless_the_source_asks_for_them(
     assert (report.papers, report.left_out, report.new) == (3, 0, 3)
     only_new = poll(source(replay.url("/rss/cs.LG"), announce_types=["new"]), store, fetcher, ALL)
     assert (only_new.papers, only_new.left_out, only_new.new) == (1, 2, 0)
+
+
+def test_sources_on_a_host_that_asks_for_pauses_are_polled_one_after_the_other(
+    replay: ReplayServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the arXiv API asks (export.arxiv.org: one request every 3 s), here for the loopback host.
+    monkeypatch.setitem(fetch.PACE.intervals, "127.0.0.1", 1.0)
+    feed = ARXIV_ATOM.read_bytes()
+    replay.route("/api/query", Reply(feed, headers={"Content-Type": "application/atom+xml"}))
+    url = replay.url("/api/query")
+    settings = load_settings(write_config(tmp_path, {"speculative": url + "?q=1", "kv-cache": url + "?q=2"}))
+    assert run_once(settings, out=io.StringIO()) == 0
+    first, second = sorted(seen.at for seen in replay.requests)
+    assert second - first >= 1.0
 
 
 def test_report_line_and_printable_titles() -> None:
