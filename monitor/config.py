@@ -60,6 +60,10 @@ def _forever_or_duration(value: Any) -> Any:
     return None if value == "forever" else _duration_or_number(value)
 
 
+def _off_or_duration(value: Any) -> Any:
+    return None if value == "off" else _duration_or_number(value)
+
+
 class MonitorSection(_Model):
     database: str = "sqlite:///var/paper-monitor.db"
     feeds_dir: str = "var/feeds"
@@ -106,6 +110,9 @@ class SourceConfig(_Model):
     max_size: ByteSize = Field(default=ByteSize(20 * 1024 * 1024), gt=0)  # "20MiB", "500kB", or bytes
     # The arXiv RSS items to take: a new version of a paper from months ago is not a new paper.
     announce_types: frozenset[AnnounceType] = frozenset({"new", "cross"})
+    # HF API sources: after a good poll, read whole the past days not read since (the rest of
+    # yesterday's listing; the days a stopped daemon missed), at most this far back; "off": never.
+    catch_up: Annotated[float | None, Field(gt=0), BeforeValidator(_off_or_duration)] = 7 * 86400.0
 
     @field_validator("url")
     @classmethod

@@ -204,11 +204,12 @@ class Daemon:
                                   error_kind=report.error_kind, now=now)
         fields = {"source": source.name, "status": report.status, "papers": report.papers, "new": report.new,
                   "changed": report.changed, "matched": report.matched, "duration": round(report.duration, 3),
-                  "left_out": report.left_out}
+                  "left_out": report.left_out,
+                  "caught_up_days": report.caught_up.days if report.caught_up else 0}
         if ok:
-            log.info("poll %s: HTTP %s, %d papers%s, %d new, %d changed, %d matched, %.2fs", source.name,
+            log.info("poll %s: HTTP %s, %d papers%s, %d new, %d changed, %d matched, %.2fs%s", source.name,
                      report.status, report.papers, report.left_out_note(), report.new, report.changed,
-                     report.matched, report.duration, extra=fields)
+                     report.matched, report.duration, report.caught_up_note(), extra=fields)
         else:
             answer = ("store error" if report.error_kind == "store" else
                       "no answer" if report.status is None else f"HTTP {report.status}")

@@ -164,7 +164,7 @@ class Fetcher:
         self.policy = policy or RetryPolicy()
         self.pace = pace
         self.max_bytes = max_bytes
-        self._sleep = sleep
+        self.sleep = sleep  # how every wait is spent (a daemon's ends at a stop)
         self._client = httpx.Client(
             headers={"User-Agent": user_agent or DEFAULT_USER_AGENT, "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0),
@@ -206,7 +206,7 @@ class Fetcher:
             ),
             wait=self._wait,
             stop=self._stop,
-            sleep=self._sleep,
+            sleep=self.sleep,
             before_sleep=lambda state: log.info(
                 "GET %s: %s; retry %d in %.2fs", url, _describe(state), state.attempt_number,
                 state.upcoming_sleep,
@@ -230,7 +230,7 @@ class Fetcher:
     def _attempt(
         self, url: str, headers: dict[str, str], limits: httpx.Timeout, timeout: float
     ) -> FetchResult:
-        with self.pace.turn(httpx.URL(url).host, self._sleep):
+        with self.pace.turn(httpx.URL(url).host, self.sleep):
             return self._send(url, headers, limits, timeout)
 
     def _send(self, url: str, headers: dict[str, str], limits: httpx.Timeout, timeout: float) -> FetchResult:

@@ -10,15 +10,16 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from monitor.config import ANNOUNCE_TYPES, Settings, SourceConfig
 from monitor.errors import FetchError, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
+from monitor.history import Tally, catch_up
 from monitor.models import Hit, Paper
 from monitor.sources import parse_page
-from monitor.store import Store, open_store
+from monitor.store import PollDiff, Store, open_store
 from monitor.store.deliveries import DeliveryQueries
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class PollReport:
     retry_after: float | None = None
     # Papers of the page left out by the source's ``announce_types`` (arXiv replacements).
     left_out: int = 0
+    # The past days read whole after the poll (``monitor.history.catch_up``); counted in new and matched.
+    caught_up: Tally | None = None
 
     @property
     def ok(self) -> bool:
@@ -62,6 +65,15 @@ class PollReport:
     def left_out_note(self) -> str:
         return f" (and {self.left_out} left out by announce_types)" if self.left_out else ""
 
+    def caught_up_note(self) -> str:
+        past = self.caught_up
+        if past is None:
+            return ""
+        failed = f", then failed: {past.failures[0]}" if past.failures else ""
+        days = f"{past.days} past day{'s' if past.days != 1 else ''}"
+        return (f"; caught up on {days}: {past.requests} requests, {past.papers} papers, {past.new} new,"
+                f" {past.matched} matched{failed}")
+
     def line(self) -> str:
         """One line for people: name, status, papers, new, changed, matched, duration (and error)."""
         status = str(self.status) if self.status is not None else "-"
@@ -69,7 +81,7 @@ class PollReport:
             f"{self.source}: status {status}, {self.papers} papers{self.left_out_note()}, {self.new} new,"
             f" {self.changed} changed, {self.matched} matched, {self.duration:.2f}s"
         )
-        return f"{text}, FAILED: {self.error}" if self.error else text
+        return f"{text}, FAILED: {self.error}" if self.error else text + self.caught_up_note()
 
 
 def open_fetcher(source: SourceConfig, user_agent: str | None,
@@ -125,27 +137,33 @@ def poll(
                 etag=result.etag or (known.etag if known else None),
                 last_modified=result.last_modified or (known.last_modified if known else None),
             )
-            return PollReport(
-                source.name, status, 0, 0, 0, 0, time.monotonic() - started,
-                retry_after=result.retry_after_hint,
+            diff, left_out = PollDiff(), 0
+        else:
+            papers = parse_page(result.content, source.format, today=today)
+            papers, left_out = announced(papers, source.announce_types)
+            papers_read = len(papers)
+            diff = store.apply_poll(papers, index.match)
+            # Only now keep the validators: a page that failed to parse or store must come again whole.
+            store.record_success(
+                source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified
             )
-        papers = parse_page(result.content, source.format, today=today)
-        papers, left_out = announced(papers, source.announce_types)
-        papers_read = len(papers)
-        diff = store.apply_poll(papers, index.match)
-        # Only now keep the validators: a page that failed to parse or store must be fetched again.
-        store.record_success(
-            source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified
-        )
+        past = catch_up(source, store, fetcher, index.match, before=known,
+                        today=today or datetime.now(UTC).date())
     except FetchError as exc:
         status = exc.status
         return failed(exc, exc.retry_after)
     except Exception as exc:  # ParseError, StoreError, or a bug in a stage
         return failed(exc)
+    matched_rules = Counter(m.rule for m in diff.matches)
+    if past is not None:
+        matched_rules.update(past.matched_rules)
+        if past.failures:  # the days not read are tried again at the next poll
+            log.warning("source %s: catching up stopped at %s", source.name, past.failures[0])
     report = PollReport(
-        source.name, status, papers_read, len(diff.new), len(diff.changed), len(diff.matches),
-        time.monotonic() - started, new_papers=diff.new, retry_after=result.retry_after_hint,
-        matched_rules=dict(Counter(m.rule for m in diff.matches)), left_out=left_out,
+        source.name, status, papers_read, len(diff.new) + (past.new if past else 0), len(diff.changed),
+        len(diff.matches) + (past.matched if past else 0), time.monotonic() - started,
+        new_papers=diff.new + (past.new_papers if past else []), retry_after=result.retry_after_hint,
+        matched_rules=dict(matched_rules), left_out=left_out, caught_up=past,
     )
     log.info("source %s: %s", source.name, report.line())
     return report

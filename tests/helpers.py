@@ -72,7 +72,8 @@ class ReplayServer(LoopbackServer):
                 path = self.path
                 with server._lock:
                     server.requests.append(Seen(self.command, path, dict(self.headers), body))
-                    queue = server.routes.get(path.split("?", 1)[0]) or server.routes.get(path)
+                    # A route with the query string is the more specific one.
+                    queue = server.routes.get(path) or server.routes.get(path.split("?", 1)[0])
                     reply = (queue.popleft() if len(queue) > 1 else queue[0]) if queue else Reply(
                         b"not found", 404
                     )

@@ -278,3 +278,21 @@ def test_a_bad_announce_types_is_one_line(written: str, expected: str) -> None:
     text = MINIMAL.replace("[[sources]]\n", f"[[sources]]\nannounce_types = {written}\n", 1)
     (problem,) = problems_of(text)
     assert problem.startswith(expected), problem
+
+
+def with_source_line(line: str) -> str:
+    return MINIMAL.replace("[[sources]]\n", f"[[sources]]\n{line}\n", 1)
+
+
+@pytest.mark.parametrize(("written", "seconds"), [
+    (None, 7 * 86_400.0), ('"2d"', 2 * 86_400.0), ('"off"', None),
+])
+def test_catch_up_is_a_duration_or_off(written: str | None, seconds: float | None) -> None:
+    text = MINIMAL if written is None else with_source_line(f"catch_up = {written}")
+    assert parse_settings(text, env={}).sources[0].catch_up == seconds
+
+
+def test_a_bad_catch_up_is_one_line() -> None:
+    assert problems_of(with_source_line('catch_up = "never"')) == [
+        'sources[0].catch_up: not a duration: "never" (use e.g. 30s, 15m, 1h, 1d)'
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -90,21 +91,29 @@ def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlSto
         assert _full_scans(store, work) == [], what
 
 
-def test_a_version_1_database_gains_the_index_and_keeps_its_data(store_url: str) -> None:
+def test_a_version_1_database_gains_the_index_and_the_catch_up_column_and_keeps_its_data(
+    store_url: str,
+) -> None:
     first = open_store(store_url)
     try:
         record(first, "r", [paper("Kept")], ["team"])
+        first.record_success("hf", "http://hf/api/daily_papers", status=200, etag=None, last_modified=None)
         with first.engine.begin() as conn:
             conn.exec_driver_sql("DROP INDEX ix_deliveries_state")
+            conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN caught_up")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 2
+        assert upgraded.schema_version() == SCHEMA_VERSION == 3
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
         assert "ix_deliveries_state" in indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
+        state = upgraded.get_source_state("hf")
+        assert state is not None and state.last_status == 200 and state.caught_up is None
+        upgraded.record_caught_up("hf", date(2026, 11, 30))
+        assert (upgraded.get_source_state("hf") or state).caught_up == date(2026, 11, 30)
     finally:
         upgraded.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
 from monitor.models import Hit, Match, Paper
@@ -45,6 +46,7 @@ class SourceState:
     last_status: int | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
+    caught_up: date | None = None  # the last past day read whole (``monitor.history.catch_up``)
 
 
 class Store(Protocol):
@@ -85,6 +87,10 @@ class Store(Protocol):
 
     def list_source_states(self) -> list[SourceState]:
         """The state of every source polled so far, by name. Raises ``StoreError``."""
+        ...
+
+    def record_caught_up(self, name: str, day: date) -> None:
+        """Remember that the listings up to ``day`` were read whole. Raises ``StoreError``."""
         ...
 
     def record_success(

@@ -4,6 +4,7 @@ failures in a row (what ``status``, ``/healthz`` and the backoff read)."""
 from __future__ import annotations
 
 import time
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,10 @@ class SourceStates(Transactions):
             "consecutive_failures": sources.c.consecutive_failures + 1,
         })
 
+    def record_caught_up(self, name: str, day: date) -> None:
+        with self._write(f"recording the catch-up of source {name}") as conn:
+            conn.execute(sources.update().where(sources.c.name == name).values(caught_up=day.isoformat()))
+
     def _record(self, name: str, url: str, values: dict[str, Any]) -> SourceState:
         with self._write(f"recording the state of source {name}") as conn:
             insert_ignore(conn, sources, [{"name": name, "url": url, "consecutive_failures": 0}], ["name"])
@@ -57,4 +62,5 @@ def _state(row: Any) -> SourceState:
         name=row.name, url=row.url, etag=row.etag, last_modified=row.last_modified,
         last_attempt=row.last_attempt, last_success=row.last_success, last_status=row.last_status,
         last_error=row.last_error, consecutive_failures=row.consecutive_failures,
+        caught_up=date.fromisoformat(row.caught_up) if row.caught_up else None,
     )

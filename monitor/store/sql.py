@@ -48,9 +48,16 @@ def _v2_deliveries_by_state(conn: Connection) -> None:
     ix_deliveries_state.create(conn, checkfirst=True)
 
 
+def _v3_sources_caught_up(conn: Connection) -> None:
+    if "caught_up" not in {column["name"] for column in sa.inspect(conn).get_columns("sources")}:
+        conn.exec_driver_sql("ALTER TABLE sources ADD COLUMN caught_up TEXT")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_create_all, _v2_deliveries_by_state]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up,
+]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

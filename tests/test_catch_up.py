@@ -1,0 +1,172 @@
+"""The catch-up of HF API sources: after a good poll, the past days not yet read whole (yesterday's
+late papers; every day a stopped daemon or a failing source missed) are read from the API's
+``?date=`` listings, and their new papers alert. Real daemons and real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from monitor.config import Settings, SourceConfig
+from monitor.fetch import Fetcher, RetryPolicy
+from monitor.match import compile_rules
+from monitor.pipeline import poll
+from monitor.store import open_store
+from monitor.store.sql import SqlStore
+from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
+
+DAY = timedelta(days=1)
+ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)
+FAST = RetryPolicy(attempts=2, max_total=2.0, base=0.01, cap=0.05)
+
+
+def items() -> list[dict[str, object]]:
+    loaded: list[dict[str, object]] = json.loads(HF_JSON.read_bytes())
+    return loaded
+
+
+def listing(chosen: list[dict[str, object]]) -> Reply:
+    return Reply(json.dumps(chosen).encode(), headers={"Content-Type": "application/json"})
+
+
+def day_path(day: date, page: int = 0) -> str:
+    return f"/api/daily_papers?date={day.isoformat()}&limit=100&p={page}"
+
+
+def dated_requests(replay: ReplayServer) -> list[str]:
+    return [seen.path for seen in replay.requests if "date=" in seen.path]
+
+
+def test_a_daemon_restarted_after_three_days_alerts_the_papers_it_missed(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    papers = items()
+    today = datetime.now(UTC).date()
+    replay.route("/api/daily_papers", listing(papers[:10]))  # today's listing, as the API's default
+    port = free_port()
+    config = write_config(
+        tmp_path, port=port, sources=source("hf", replay.url("/api/daily_papers"), every="2s"),
+        channels='[[channels]]\nname = "feed"\ntype = "rss"\nmax_items = 100\n',
+        rules='[[rules]]\nname = "all"\nnotify = ["feed"]\n',
+    )
+
+    def feed_titles(daemon: Daemon) -> set[str]:
+        return {entry.title for entry in feedparser.parse(daemon.get("/feeds/feed.xml").content).entries}
+
+    first = Daemon(config, port)
+    try:
+        first.wait_up()
+        wait_for(lambda: len(feed_titles(first)) == 10, 20, "today's ten papers in the feed")
+    finally:
+        assert first.stop(signal.SIGTERM)[0] == 0
+    assert dated_requests(replay) == []  # a source's first poll starts it: no past days read
+
+    # The machine was off from three days ago to now: the last good poll was then, and the days
+    # before it had been read whole. Meanwhile the API listed 20 more papers on those days.
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        db.execute("UPDATE sources SET last_success = ?, caught_up = ?",
+                   (time.time() - 3 * 86_400, (today - 4 * DAY).isoformat()))
+    missed = {today - 3 * DAY: papers[10:20], today - 2 * DAY: papers[20:25], today - DAY: papers[25:30]}
+    for day, listed in missed.items():
+        replay.route(day_path(day), listing(listed))
+
+    before = len(first.polls("hf"))  # the log file goes on
+    again = Daemon(config, port)
+    try:
+        again.wait_up()
+        wait_for(lambda: len(feed_titles(again)) == 30, 20, "the missed papers in the feed")
+        wait_for(lambda: len(again.polls("hf")) >= before + 2, 10, "a second poll")
+        caught, later = again.polls("hf")[before:before + 2]
+        assert (caught["new"], caught["caught_up_days"]) == (20, 3), caught
+        assert "caught up on 3 past days: 3 requests, 20 papers, 20 new, 20 matched" in caught["message"]
+        assert later["caught_up_days"] == 0  # the past is read once
+        assert feed_titles(again) == {" ".join(str(p["paper"]["title"]).split())  # type: ignore[index]
+                                      for p in papers}
+    finally:
+        assert again.stop(signal.SIGTERM)[0] == 0
+    assert dated_requests(replay) == [day_path(day) for day in missed]  # oldest first, each once
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    opened = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    with Fetcher(policy=FAST, sleep=lambda seconds: None) as client:
+        yield client
+
+
+TODAY = date(2026, 6, 15)
+
+
+def last_good_poll(store: SqlStore, url: str, days_ago: int, caught_up: date | None) -> None:
+    noon = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC) - days_ago * DAY
+    store.record_success("hf", url, status=200, etag=None, last_modified=None, now=noon.timestamp())
+    if caught_up is not None:
+        store.record_caught_up("hf", caught_up)
+
+
+def test_each_day_is_read_once_after_it_ended_and_a_failed_day_is_tried_again(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    papers = items()
+    url = replay.url("/api/daily_papers")
+    hf = SourceConfig(name="hf", url=url)
+    replay.route("/api/daily_papers", listing(papers[:5]))
+    last_good_poll(store, url, days_ago=2, caught_up=TODAY - 3 * DAY)
+    replay.route(day_path(TODAY - 2 * DAY), listing(papers[5:10]))
+    replay.route(day_path(TODAY - DAY), Reply(b"busy", status=503))
+
+    report = poll(hf, store, fetcher, ALL, today=TODAY)
+    assert report.ok and report.new == 5 + 5  # today's five, and the five of the day read whole
+    assert report.caught_up is not None and report.caught_up.days == 1
+    assert "then failed: " in report.line() and "HTTP 503" in report.line()
+    state = store.get_source_state("hf")
+    assert state is not None and state.caught_up == TODAY - 2 * DAY  # the next poll goes on from there
+
+    replay.route(day_path(TODAY - DAY), listing(papers[10:12]))
+    again = poll(hf, store, fetcher, ALL, today=TODAY)
+    assert again.new == 2 and again.caught_up is not None and again.caught_up.days == 1
+    assert poll(hf, store, fetcher, ALL, today=TODAY).caught_up is None  # nothing left to read
+    assert dated_requests(replay).count(day_path(TODAY - 2 * DAY)) == 1
+    assert store.count_papers() == 12
+
+
+def test_catch_up_reaches_back_at_most_its_window_and_can_be_turned_off(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    url = replay.url("/api/daily_papers")
+    replay.route("/api/daily_papers", listing([]))
+    for n in range(1, 40):
+        replay.route(day_path(TODAY - n * DAY), listing([]))
+    last_good_poll(store, url, days_ago=30, caught_up=None)  # a store from before the catch-up
+
+    report = poll(SourceConfig(name="hf", url=url, catch_up="3d"), store, fetcher, ALL, today=TODAY)
+    assert report.caught_up is not None and report.caught_up.days == 3
+    assert dated_requests(replay) == [day_path(TODAY - n * DAY) for n in (3, 2, 1)]
+
+    last_good_poll(store, url, days_ago=30, caught_up=TODAY - 31 * DAY)
+    off = poll(SourceConfig(name="hf", url=url, catch_up="off"), store, fetcher, ALL, today=TODAY)
+    assert off.ok and off.caught_up is None and len(dated_requests(replay)) == 3
+
+
+def test_sources_without_a_past_are_not_caught_up(replay: ReplayServer, store: SqlStore,
+                                                  fetcher: Fetcher) -> None:
+    replay.route("/papers", Reply(b"[]", headers={"Content-Type": "application/json"}))
+    url = replay.url("/papers")
+    store.record_success("hf", url, status=200, etag=None, last_modified=None, now=time.time() - 5 * 86_400)
+    report = poll(SourceConfig(name="hf", url=url), store, fetcher, ALL)
+    assert report.ok and report.caught_up is None and len(replay.requests) == 1
