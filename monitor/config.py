@@ -6,6 +6,7 @@ one ``"<where>: <what>"`` line each (``rules[2].notify: unknown channel "tem"``)
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import tomllib
@@ -200,6 +201,23 @@ class WebhookConfig(_ChannelBase):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = 30.0
+    # Standard Webhooks signing (webhook-id, webhook-timestamp, webhook-signature): "whsec_<base64>".
+    signing_secret: str | None = None
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _whsec(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not value.startswith("whsec_") or len(key) < 24:
+            # Never echo the value: it is a secret.
+            raise ValueError('expected "whsec_" and then at least 24 bytes in base64 (make one with:'
+                             ' echo "whsec_$(openssl rand -base64 32)")')
+        return value
 
 
 class ConsoleConfig(_ChannelBase):

@@ -28,6 +28,7 @@ EXAMPLE_ENV = {
     "SMTP_USER": "u",
     "SMTP_PASSWORD": "p",
     "WEBHOOK_TOKEN": "t",
+    "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "FEED_TOKEN": "f",
 }
 
@@ -296,3 +297,23 @@ def test_a_bad_catch_up_is_one_line() -> None:
     assert problems_of(with_source_line('catch_up = "never"')) == [
         'sources[0].catch_up: not a duration: "never" (use e.g. 30s, 15m, 1h, 1d)'
     ]
+
+
+WEBHOOK = MINIMAL + '\n[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "https://example.org/h"\n' \
+    'signing_secret = "${WEBHOOK_SECRET}"\n'
+
+
+def test_a_webhook_signing_secret_comes_from_the_environment() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    hook = parse_settings(WEBHOOK, env={"WEBHOOK_SECRET": secret}).channels[1]
+    assert getattr(hook, "signing_secret", None) == secret
+
+
+@pytest.mark.parametrize("secret", [
+    "hunter2-not-base64!", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2hvcnQ=",
+])
+def test_a_bad_signing_secret_is_one_line_that_does_not_show_it(secret: str) -> None:
+    (problem,) = problems_of(WEBHOOK, env={"WEBHOOK_SECRET": secret})
+    expected = 'channels[1].signing_secret: expected "whsec_" and then at least 24 bytes'
+    assert problem.startswith(expected), problem
+    assert secret not in problem

@@ -6,6 +6,7 @@ import json
 from email.utils import formatdate
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from monitor.channels.base import Alert, Batch
 from monitor.channels.webhook import WebhookChannel, retry_after
@@ -22,9 +23,10 @@ def batch(*titles: str, key: str = "batch-key-1") -> Batch:
     return Batch(channel="hook", rule="llm", alerts=alerts, key=key)
 
 
-def channel(replay: ReplayServer, timeout: float = 10.0, **headers: str) -> WebhookChannel:
+def channel(replay: ReplayServer, timeout: float = 10.0, signing_secret: str | None = None,
+            **headers: str) -> WebhookChannel:
     cfg = WebhookConfig(name="hook", type="webhook", url=replay.url(SECRET_PATH), timeout=timeout,
-                        headers=headers)
+                        headers=headers, signing_secret=signing_secret)
     return WebhookChannel(cfg)
 
 
@@ -112,3 +114,38 @@ def test_retry_after_as_seconds_or_an_http_date() -> None:
     assert retry_after(formatdate(now - 90, usegmt=True), now=now) == 0.0
     assert retry_after("999999999") == 86400.0
     assert retry_after("soon") is None and retry_after(None) is None
+
+
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example
+
+
+def test_a_signed_batch_verifies_with_the_standard_webhooks_library(replay: ReplayServer) -> None:
+    replay.route(SECRET_PATH, Reply(b"", 503), Reply(b"", 204))
+    hook = channel(replay, signing_secret=SIGNING_SECRET)
+    sent = batch("Alpha", "Beta")
+    try:
+        with pytest.raises(DeliveryError):
+            hook.send(sent)
+        hook.send(sent)  # the retry
+    finally:
+        hook.close()
+    first, retry = replay.requests
+    receiver = Webhook(SIGNING_SECRET)
+    for seen in (first, retry):
+        assert receiver.verify(seen.body, seen.headers) == json.loads(seen.body)
+        assert seen.headers["webhook-id"] == seen.headers["Idempotency-Key"] == "batch-key-1"
+    # Anything changed on the way is refused: the body, or the secret the receiver holds.
+    with pytest.raises(WebhookVerificationError):
+        receiver.verify(first.body.replace(b"Alpha", b"Omega"), first.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 32).verify(first.body, first.headers)
+
+
+def test_an_unsigned_channel_sends_no_signature(replay: ReplayServer) -> None:
+    replay.route(SECRET_PATH, Reply(b"", 204))
+    hook = channel(replay)
+    try:
+        hook.send(batch("Alpha"))
+    finally:
+        hook.close()
+    assert not {"webhook-id", "webhook-signature"} & {name.lower() for name in replay.requests[0].headers}

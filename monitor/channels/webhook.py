@@ -1,4 +1,5 @@
-"""The webhook channel: one JSON POST per batch (INTERFACE.md), with a stable ``Idempotency-Key``.
+"""The webhook channel: one JSON POST per batch (INTERFACE.md), with a stable ``Idempotency-Key``,
+signed as Standard Webhooks (https://www.standardwebhooks.com/) asks when a ``signing_secret`` is set.
 
 2xx is delivered; 408, 429, 5xx and transport errors are transient (``Retry-After`` honoured);
 any other status is permanent. Error messages name the host only: webhook paths hold secrets.
@@ -6,6 +7,9 @@ any other status is permanent. Error messages name the host only: webhook paths 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 from email.utils import parsedate_to_datetime
@@ -32,6 +36,15 @@ def payload(batch: Batch) -> dict[str, object]:
     }
 
 
+def signature_headers(key: bytes, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers: the id (the batch's, the same on every retry), the time of
+    this try, and ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    signed = b"%s.%d.%s" % (message_id.encode(), timestamp, body)
+    digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": f"v1,{digest}"}
+
+
 def retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped at a day."""
     if not value:
@@ -56,10 +69,14 @@ class WebhookChannel:
         self._where = f"webhook {urlsplit(cfg.url).netloc or cfg.url[:40]}"
         headers = {"User-Agent": "paper-monitor", **cfg.headers}
         self._client = httpx.Client(timeout=cfg.timeout, headers=headers, follow_redirects=False)
+        secret = cfg.signing_secret
+        self._key = base64.b64decode(secret.removeprefix("whsec_")) if secret else None
 
     def send(self, batch: Batch) -> None:
         body = json.dumps(payload(batch), ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json", "Idempotency-Key": batch.key}
+        if self._key is not None:
+            headers.update(signature_headers(self._key, batch.key, int(time.time()), body))
         try:
             response = self._client.post(self._url, content=body, headers=headers)
         except httpx.TransportError as exc:
