@@ -131,7 +131,7 @@ def hf_day(config: SourceConfig, day: date, fetch: Fetch) -> bool:
     page = 0
     while True:
         query = {"date": day.isoformat(), "limit": str(HF_PAGE), "p": str(page)}
-        url = _with_query(config.url, query, drop=("week", "month", "sort"))
+        url = with_query(config.url, query, drop=("week", "month", "sort"))
         papers = fetch(url, f"{day.isoformat()} page {page}", day, _everything)
         if papers is None:
             return False
@@ -152,12 +152,28 @@ def arxiv_pages(config: SourceConfig, first: date, last: date, fetch: Fetch,
             sleep(ARXIV_PAUSE)
         query = {"start": str(start), "max_results": str(ARXIV_PAGE), "sortBy": "submittedDate",
                  "sortOrder": "descending"}
-        papers = fetch(_with_query(config.url, query), f"results from {start}", None, within)
+        papers = fetch(with_query(config.url, query), f"results from {start}", None, within)
         if not papers:
             break
         oldest = min((p.published for p in papers if p.published), default=None)
         if len(papers) < ARXIV_PAGE or (oldest is not None and oldest < first):
             break
+
+
+def polled_url(url: str) -> str:
+    """The URL a poll asks. An arXiv API query is asked newest first, 100 results, unless it says
+    otherwise: the API's default (10 results by relevance) would hide most new papers for good."""
+    if history_kind(url) != "arxiv-api":
+        return url
+    given = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    wanted = {"sortBy": "submittedDate", "sortOrder": "descending", "max_results": str(ARXIV_PAGE)}
+    if "sortBy" in given:  # the user chose an order: keep theirs, and their direction
+        del wanted["sortBy"], wanted["sortOrder"]
+    missing = {key: value for key, value in wanted.items() if key not in given}
+    if not missing:
+        return url
+    parts = urlsplit(url)  # the user's query as written, the defaults after it
+    return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query, urlencode(missing)]))))
 
 
 def catch_up(config: SourceConfig, store: Store, fetcher: Fetcher, match: Callable[[Paper], list[Hit]],
@@ -198,7 +214,7 @@ def _everything(paper: Paper) -> bool:
     return True
 
 
-def _with_query(url: str, values: dict[str, str], drop: tuple[str, ...] = ()) -> str:
+def with_query(url: str, values: dict[str, str], drop: tuple[str, ...] = ()) -> str:
     """``url`` with these query parameters set (and those in ``drop`` removed)."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)

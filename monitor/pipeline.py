@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from monitor.config import ANNOUNCE_TYPES, Settings, SourceConfig
 from monitor.errors import FetchError, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
-from monitor.history import Tally, catch_up
+from monitor.history import Tally, catch_up, polled_url
 from monitor.models import Hit, Paper
 from monitor.sources import parse_page
 from monitor.store import PollDiff, Store, open_store
@@ -125,7 +125,7 @@ def poll(
         # Validators belong to a URL: a source pointed elsewhere starts afresh.
         known = state if state is not None and state.url == source.url else None
         result = fetcher.get(
-            source.url,
+            polled_url(source.url),
             etag=known.etag if known else None,
             last_modified=known.last_modified if known else None,
             timeout=source.timeout,

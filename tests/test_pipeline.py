@@ -342,6 +342,24 @@ def test_sources_on_a_host_that_asks_for_pauses_are_polled_one_after_the_other(
     assert second - first >= 1.0
 
 
+@pytest.mark.parametrize(("query", "asked"), [
+    # The API's default, 10 results by relevance, would hide most new papers for good.
+    ("search_query=abs:%22kv+cache%22",
+     "search_query=abs:%22kv+cache%22&sortBy=submittedDate&sortOrder=descending&max_results=100"),
+    # What the user chose stays as written.
+    ("search_query=all:llm&sortBy=lastUpdatedDate&max_results=20",
+     "search_query=all:llm&sortBy=lastUpdatedDate&max_results=20"),
+])
+def test_an_arxiv_api_query_is_polled_newest_first_unless_it_says_otherwise(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher, query: str, asked: str
+) -> None:
+    replay.route("/api/query", Reply(ARXIV_ATOM.read_bytes()))
+    report = poll(source(replay.url(f"/api/query?{query}")), store, fetcher, ALL)
+    assert report.ok and report.new > 0
+    (seen,) = replay.requests
+    assert seen.path == f"/api/query?{asked}"
+
+
 def test_report_line_and_printable_titles() -> None:
     report = PollReport("hf", 200, 30, 2, 1, 0, 0.25)
     assert report.line() == "hf: status 200, 30 papers, 2 new, 1 changed, 0 matched, 0.25s"
