@@ -162,13 +162,18 @@ def arxiv_pages(config: SourceConfig, first: date, last: date, fetch: Fetch,
 
 def polled_url(url: str) -> str:
     """The URL a poll asks. An arXiv API query is asked newest first, 100 results, unless it says
-    otherwise: the API's default (10 results by relevance) would hide most new papers for good."""
-    if history_kind(url) != "arxiv-api":
-        return url
+    otherwise: the API's default (10 results by relevance) would hide most new papers for good.
+    The HF API is asked for 100 papers (its default, 50, is less than a busy day)."""
+    kind = history_kind(url)
     given = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-    wanted = {"sortBy": "submittedDate", "sortOrder": "descending", "max_results": str(ARXIV_PAGE)}
-    if "sortBy" in given:  # the user chose an order: keep theirs, and their direction
-        del wanted["sortBy"], wanted["sortOrder"]
+    if kind == "hf-api":
+        wanted = {"limit": str(HF_PAGE)}
+    elif kind == "arxiv-api":
+        wanted = {"sortBy": "submittedDate", "sortOrder": "descending", "max_results": str(ARXIV_PAGE)}
+        if "sortBy" in given:  # the user chose an order: keep theirs, and their direction
+            del wanted["sortBy"], wanted["sortOrder"]
+    else:
+        return url
     missing = {key: value for key, value in wanted.items() if key not in given}
     if not missing:
         return url

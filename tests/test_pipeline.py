@@ -360,6 +360,19 @@ def test_an_arxiv_api_query_is_polled_newest_first_unless_it_says_otherwise(
     assert seen.path == f"/api/query?{asked}"
 
 
+@pytest.mark.parametrize(("url", "asked"), [
+    ("/api/daily_papers", "/api/daily_papers?limit=100"),  # the API's default, 50, is less than a busy day
+    ("/api/daily_papers?limit=20", "/api/daily_papers?limit=20"),
+    ("/papers", "/papers"),  # not the API
+])
+def test_the_hf_api_is_asked_for_its_most_papers_a_poll(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher, url: str, asked: str
+) -> None:
+    replay.route(url.split("?")[0], Reply(HF_JSON.read_bytes(), headers={"Content-Type": "application/json"}))
+    assert poll(source(replay.url(url)), store, fetcher, ALL).new == 30
+    assert [seen.path for seen in replay.requests] == [asked]
+
+
 def test_report_line_and_printable_titles() -> None:
     report = PollReport("hf", 200, 30, 2, 1, 0, 0.25)
     assert report.line() == "hf: status 200, 30 papers, 2 new, 1 changed, 0 matched, 0.25s"
