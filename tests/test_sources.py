@@ -411,3 +411,35 @@ def test_decode_honours_boms_and_declared_charsets() -> None:
     assert decode("naïve plain text".encode("cp1252")) == "naïve plain text"
     # UTF-8 wins over a "charset=" that is only text inside an abstract.
     assert decode('[{"title": "charset=latin-1 considered harmful — café"}]'.encode()).endswith('café"}]')
+
+
+def atom_listing(authors_as: str) -> bytes:
+    """An arXiv Atom listing (rss.arxiv.org/atom/<cats>) of the RSS sample's papers."""
+    entries = []
+    for paper in parse(ARXIV_RSS):
+        names = ", ".join(paper.authors)
+        authors = (f"<dc:creator>{names}</dc:creator>" if authors_as == "dc:creator"
+                   else f"<author><name>{names}</name></author>")
+        entries.append(
+            f"<entry><id>oai:arXiv.org:{paper.arxiv_id}v2</id><title>{paper.title}</title>"
+            f'<link href="https://arxiv.org/abs/{paper.arxiv_id}" rel="alternate" type="text/html"/>'
+            f"<summary>arXiv:{paper.arxiv_id}v2 Announce Type: {paper.announce} \nAbstract: {paper.abstract}"
+            f"</summary><published>2026-06-11T00:00:00-04:00</published>"
+            f"<arxiv:announce_type>{paper.announce}</arxiv:announce_type>{authors}</entry>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"'
+        ' xmlns:arxiv="http://arxiv.org/schemas/atom" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<title>cs.LG updates on arXiv.org</title>" + "".join(entries).replace("$k<n$", "$k&lt;n$")
+        .replace("load > 1", "load &gt; 1") + "</feed>"
+    ).encode()
+
+
+@pytest.mark.parametrize("authors_as", ["dc:creator", "one author element"])
+def test_arxiv_atom_listing_reads_like_the_rss_one(authors_as: str) -> None:
+    rss, atom = parse(ARXIV_RSS), parse(atom_listing(authors_as))
+    assert detect_format(atom_listing(authors_as)) == "arxiv-atom"
+    assert [p.announce for p in atom] == ["new", "cross", "replace"]
+    assert [(p.key, p.title, p.abstract, p.authors, p.published) for p in atom] == [
+        (p.key, p.title, p.abstract, p.authors, p.published) for p in rss
+    ]

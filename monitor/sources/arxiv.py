@@ -42,7 +42,8 @@ def parse_xml(data: bytes) -> ET.Element:
 
 
 def parse_atom(data: bytes, today: date) -> list[Paper]:
-    """The papers of an arXiv API Atom response; ``[]`` for a query without results."""
+    """The papers of an arXiv API Atom response, or of an Atom listing; ``[]`` for a query without
+    results or a day without announcements."""
     root = parse_xml(data)
     if root.tag != f"{ATOM}feed":
         raise ParseError(f"not an Atom feed (root element <{one_line(_local(root.tag), 40)}>)")
@@ -56,13 +57,21 @@ def parse_atom(data: bytes, today: date) -> list[Paper]:
         if not title or not title.strip():
             raise ParseError(f"entry {index}: a paper without a title")
         arxiv_id = _find_id(entry_id)
+        summary = _child_text(entry, f"{ATOM}summary")
+        # The Atom listings (rss.arxiv.org/atom/<cats>) say how each paper is announced, as the
+        # RSS ones do, and may give the authors in one string; the API does neither.
+        announce = _child_text(entry, f"{ARXIV}announce_type") or _announce_type(summary)
+        authors = [n for a in entry.iter(f"{ATOM}author") if (n := _child_text(a, f"{ATOM}name"))]
+        if announce is not None and len(authors) <= 1:
+            authors = _split_authors(authors[0] if authors else _child_text(entry, f"{DC}creator"))
         papers.append(
             Paper.build(
                 title=title,
                 source="arxiv-atom",
                 arxiv_id=arxiv_id,
-                abstract=_child_text(entry, f"{ATOM}summary"),
-                authors=[n for a in entry.iter(f"{ATOM}author") if (n := _child_text(a, f"{ATOM}name"))],
+                abstract=_ANNOUNCE.sub("", summary, count=1) if summary else None,
+                authors=authors,
+                announce=announce.strip().lower() if announce else None,
                 published=_iso_day(_child_text(entry, f"{ATOM}published")),
                 url=ABS_URL + arxiv_id if arxiv_id else _alternate(entry),
             )
