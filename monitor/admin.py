@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from monitor.channels.base import Alert, Batch
 from monitor.config import Settings
@@ -66,6 +66,7 @@ def print_status(settings: Settings) -> int:
     poll, its HTTP status, failures in a row (with the last error), the last success; then whether
     a daemon (or a once) is at work on the store."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
     with _opened_store(settings) as store:
         counts = store.delivery_counts(since=midnight, channels=[c.name for c in settings.channels])
         states = {state.name: state for state in store.list_source_states()}
@@ -94,6 +95,9 @@ def print_status(settings: Settings) -> int:
               f"{_when(state.last_success)}")
         if state.consecutive_failures and state.last_error:
             print(f"{'':<20} last error: {printable(state.last_error)}")
+        if state.caught_up is not None and state.caught_up < yesterday and source.catch_up is not None:
+            first = state.caught_up + timedelta(days=1)
+            print(f"{'':<20} past days to read: from {first} (at the next good poll)")
     daemon = f"running ({holder})" if holder else "not running (no run or once holds the store)"
     print(f"\ndaemon: {daemon}")
     return 0

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from monitor.channels.rss import RssChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config import RssConfig, WebhookConfig
 from monitor.outbox import Backoff, Digest, Dispatcher
-from monitor.store import sql
+from monitor.store import open_store, sql
 from tests.helpers import HF_JSON, REPO, ReplayServer, Reply
 from tests.outbox_support import open_test_store, paper, record, rows, states
 
@@ -414,3 +414,12 @@ def test_status_shows_each_sources_last_poll_and_its_failures_in_a_row(
     failed, error = source_lines()
     assert failed.split()[3:5] == ["404", "1"] and failed.split()[5:] == [success_day, success_clock]
     assert error.strip().startswith("last error: FetchError: GET ") and "HTTP 404" in error
+    # The days its catch-up has still to read, when it is behind.
+    store = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    try:
+        store.record_caught_up("hf", datetime.now(UTC).date() - timedelta(days=4))
+    finally:
+        store.close()
+    behind = source_lines()[2]
+    first = datetime.now(UTC).date() - timedelta(days=3)
+    assert behind.strip() == f"past days to read: from {first} (at the next good poll)"
