@@ -134,41 +134,11 @@ class _ChannelBase(_Model):
     name: str = Field(min_length=1)
 
 
-class SlackConfig(_ChannelBase):
-    type: Literal["slack"]
-    webhook_url: str | None = None
-    token: str | None = None
-    channel: str | None = None
-    base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a stand-in
-    timeout: Duration = 30.0
+class _Digestible(_ChannelBase):
+    """A channel that can send one message a day instead of one per batch."""
 
-    @model_validator(mode="after")
-    def _one_way_in(self) -> SlackConfig:
-        if bool(self.webhook_url) == bool(self.token):
-            raise ValueError('give either webhook_url, or token with channel = "#name"')
-        if self.token and not self.channel:
-            raise ValueError('token needs channel = "#name"')
-        return self
-
-
-class EmailConfig(_ChannelBase):
-    type: Literal["email"]
-    smtp_url: str
-    username: str | None = None
-    password: str | None = None
-    from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
     digest: str | None = None  # "HH:MM" in ``timezone``: one message a day
     timezone: str = "UTC"
-    ca_file: str | None = None  # trust this CA (a self-signed relay) besides the system's
-    timeout: Duration = 30.0
-
-    @field_validator("smtp_url")
-    @classmethod
-    def _smtp_scheme(cls, value: str) -> str:
-        if not value.startswith(("smtp://", "smtps://", "smtp+plain://")):
-            raise ValueError(f'expected smtp://, smtps:// or smtp+plain://, got "{value}"')
-        return value
 
     @field_validator("digest")
     @classmethod
@@ -187,6 +157,42 @@ class EmailConfig(_ChannelBase):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f'unknown time zone "{value}"') from None
         return value
+
+
+class SlackConfig(_Digestible):
+    type: Literal["slack"]
+    webhook_url: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a stand-in
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackConfig:
+        if bool(self.webhook_url) == bool(self.token):
+            raise ValueError('give either webhook_url, or token with channel = "#name"')
+        if self.token and not self.channel:
+            raise ValueError('token needs channel = "#name"')
+        return self
+
+
+class EmailConfig(_Digestible):
+    type: Literal["email"]
+    smtp_url: str
+    username: str | None = None
+    password: str | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    ca_file: str | None = None  # trust this CA (a self-signed relay) besides the system's
+    timeout: Duration = 30.0
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str) -> str:
+        if not value.startswith(("smtp://", "smtps://", "smtp+plain://")):
+            raise ValueError(f'expected smtp://, smtps:// or smtp+plain://, got "{value}"')
+        return value
+
 
 
 class RssConfig(_ChannelBase):

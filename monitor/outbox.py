@@ -21,8 +21,8 @@ from functools import partial
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from monitor.channels.base import Alert, Batch, Channel
-from monitor.config import EmailConfig, RssConfig, Settings
+from monitor.channels.base import DIGEST_RULE, Alert, Batch, Channel
+from monitor.config import EmailConfig, RssConfig, Settings, SlackConfig
 from monitor.errors import DeliveryError, StoreError
 from monitor.store.deliveries import Claimed, DeliveryQueries
 from monitor.store.lock import StoreBusy
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DIGEST_RULE = "digest"  # the ``Batch.rule`` of a digest: alerts of every rule, each ``Alert.rule`` set
 
 
 @dataclass(frozen=True)
@@ -311,11 +310,11 @@ def prune_sent(settings: Settings, store: DeliveryQueries, now: float | None = N
 
 
 def digest_schedules(settings: Settings) -> dict[str, Digest]:
-    """The digest times of the email channels that have one."""
+    """The digest times of the email and Slack channels that have one."""
     return {
         c.name: Digest.parse(c.digest, c.timezone)
         for c in settings.channels
-        if isinstance(c, EmailConfig) and c.digest
+        if isinstance(c, EmailConfig | SlackConfig) and c.digest
     }
 
 

@@ -151,11 +151,21 @@ def test_email_checks_scheme_digest_and_zone() -> None:
         '\n[[channels]]\nname = "m"\ntype = "email"\nsmtp_url = "http://x"\nfrom = "a@x"\nto = ["b@x"]\n'
         'digest = "25:00"\ntimezone = "Mars/Olympus"\n'
     )
-    assert problems_of(text) == [
-        'channels[1].smtp_url: expected smtp://, smtps:// or smtp+plain://, got "http://x"',
+    assert sorted(problems_of(text)) == [
         'channels[1].digest: expected "HH:MM", got "25:00"',
+        'channels[1].smtp_url: expected smtp://, smtps:// or smtp+plain://, got "http://x"',
         'channels[1].timezone: unknown time zone "Mars/Olympus"',
     ]
+
+
+def test_slack_takes_a_digest_time_too() -> None:
+    text = MINIMAL + (
+        '\n[[channels]]\nname = "s"\ntype = "slack"\nwebhook_url = "https://hooks.slack.com/services/T/B/x"\n'
+        'digest = "09:30"\ntimezone = "Europe/Berlin"\n'
+    )
+    slack = parse_settings(text, env={}).channels[1]
+    assert (getattr(slack, "digest", None), getattr(slack, "timezone", None)) == ("09:30", "Europe/Berlin")
+    assert problems_of(text.replace('"09:30"', '"9h"')) == ['channels[1].digest: expected "HH:MM", got "9h"']
 
 
 def test_toml_syntax_error_is_one_line() -> None:

@@ -8,16 +8,21 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from monitor.channels.base import Alert, Batch
 from monitor.channels.slack import SlackChannel
-from monitor.config import SlackConfig
+from monitor.config import Settings, SlackConfig
 from monitor.errors import DeliveryError
 from monitor.models import Paper
+from monitor.outbox import open_dispatcher
+from monitor.store import open_store
+from tests.outbox_support import paper as outbox_paper
+from tests.outbox_support import record
 from tests.slack_standin import WEBHOOK_PATH, Answer, SlackStandIn
 
 EVIL_TITLE = "<!channel> see <http://evil|this>"
@@ -283,3 +288,37 @@ def test_two_channel_objects_posting_to_one_slack_channel_share_its_pace(slack: 
     first, second, third = slack.messages
     assert second.at - first.at >= 0.95  # the new object waited for the old one's message
     assert third.at - second.at < 0.9  # another channel has its own pace
+
+
+def test_a_slack_digest_is_one_message_a_day_rule_by_rule(slack: SlackStandIn, tmp_path: Path) -> None:
+    settings = Settings.model_validate({
+        "monitor": {"database": f"sqlite:///{tmp_path}/db.sqlite"},
+        "channels": [{"name": "team", "type": "slack", "webhook_url": slack.webhook_url,
+                      "digest": "08:00", "timezone": "Europe/Berlin"}],
+        "rules": [{"name": "llm", "notify": ["team"]}, {"name": "vision", "notify": ["team"]}],
+    })
+    eight = datetime(2026, 6, 12, 6, 0, tzinfo=UTC).timestamp()  # 08:00 in Berlin (summer time)
+    store = open_store(settings.monitor.database)
+    try:
+        record(store, "llm", [outbox_paper("Speculative Decoding")], ["team"], at=eight - 5000,
+               reasons=['keyword "speculative decoding" in title'])
+        record(store, "vision", [outbox_paper("Diffusion Transformers")], ["team"], at=eight - 4000,
+               reasons=['keyword "diffusion" in title'])
+        record(store, "llm", [outbox_paper("KV Cache Compression")], ["team"], at=eight - 3000,
+               reasons=['keyword "kv cache" in title'])
+        clock = [eight - 60]
+        dispatcher = open_dispatcher(settings, store, clock=lambda: clock[0])
+        try:
+            assert dispatcher.run_due().sent == 0 and slack.messages == []  # held until 08:00
+            clock[0] = eight + 60
+            assert dispatcher.run_due().sent == 3
+        finally:
+            dispatcher.close()
+    finally:
+        store.close()
+    (sent,) = slack.messages
+    assert sent.payload["blocks"][0]["text"]["text"] == "daily digest: 3 new papers"
+    papers = sections(sent.payload)
+    assert ["Speculative" in papers[0], "KV Cache" in papers[1], "Diffusion" in papers[2]] == [True] * 3
+    assert '_Matched (llm):_ keyword "speculative decoding" in title' in papers[0]
+    assert '_Matched (vision):_ keyword "diffusion" in title' in papers[2]

@@ -19,6 +19,9 @@ class Alert:
     rule: str = ""  # the rule that matched; in a digest batch (rule "digest") it differs per alert
 
 
+DIGEST_RULE = "digest"  # the ``Batch.rule`` of a daily digest: its alerts each carry their own rule
+
+
 @dataclass(frozen=True)
 class Batch:
     """The alerts of one rule for one channel, sent as one message.
@@ -30,6 +33,15 @@ class Batch:
     rule: str
     alerts: list[Alert]
     key: str
+
+
+def by_rule(batch: Batch) -> list[tuple[str, list[Alert]]]:
+    """The alerts grouped by rule, in order of first appearance (a digest has several rules)."""
+    groups: dict[str, list[Alert]] = {}
+    for alert in batch.alerts:
+        rule = alert.rule if batch.rule == DIGEST_RULE and alert.rule else batch.rule
+        groups.setdefault(rule, []).append(alert)
+    return list(groups.items())
 
 
 class Channel(Protocol):

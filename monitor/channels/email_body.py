@@ -15,10 +15,9 @@ from email.utils import formatdate, getaddresses
 from string import Template
 
 from monitor.channels import render
-from monitor.channels.base import Alert, Batch
+from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule
 from monitor.config import EmailConfig
 
-DIGEST_RULE = "digest"  # Batch.rule of a daily digest: its alerts each carry their own rule
 SUBJECT_LIMIT = 200
 ABSTRACT_LIMIT = 1200
 
@@ -47,21 +46,12 @@ def header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
 def subject(batch: Batch) -> str:
     """``[paper-monitor] <rule>: <n> new papers``, or ``[paper-monitor] <rule>: <title>`` for one."""
     if batch.rule == DIGEST_RULE:
-        text = f"[paper-monitor] daily digest: {len(batch.alerts)} new paper" + "s" * (len(batch.alerts) != 1)
+        text = f"[paper-monitor] {render.digest_line(len(batch.alerts))}"
     elif len(batch.alerts) == 1:
         text = f"[paper-monitor] {batch.rule}: {batch.alerts[0].paper.title}"
     else:
         text = f"[paper-monitor] {render.count_line(batch.rule, len(batch.alerts))}"
     return header_value(text)
-
-
-def by_rule(batch: Batch) -> list[tuple[str, list[Alert]]]:
-    """The alerts grouped by rule, in order of first appearance (a digest has several rules)."""
-    groups: dict[str, list[Alert]] = {}
-    for alert in batch.alerts:
-        rule = alert.rule if batch.rule == DIGEST_RULE and alert.rule else batch.rule
-        groups.setdefault(rule, []).append(alert)
-    return list(groups.items())
 
 
 def text_part(batch: Batch) -> str:

@@ -86,3 +86,8 @@ def http_url(url: str | None) -> str | None:
 def count_line(rule: str, n: int) -> str:
     """``efficient-llm: 3 new papers``."""
     return f"{rule}: {n} new paper" + ("" if n == 1 else "s")
+
+
+def digest_line(n: int) -> str:
+    """``daily digest: 12 new papers``."""
+    return count_line("daily digest", n)

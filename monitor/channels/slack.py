@@ -24,7 +24,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
 from monitor.channels import render
-from monitor.channels.base import Alert, Batch
+from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule
 from monitor.config import SlackConfig
 from monitor.errors import DeliveryError
 
@@ -34,7 +34,7 @@ MAX_TEXT = 40_000
 HEADER_LIMIT = 150
 FALLBACK_LIMIT = 900
 # Per-piece budgets, in escaped characters; with the markup they stay under MAX_SECTION.
-_TITLE, _URL, _FACTS, _REASONS, _ABSTRACT = 600, 1000, 500, 400, 400
+_TITLE, _URL, _FACTS, _REASONS, _ABSTRACT, _RULE = 600, 1000, 500, 400, 400, 100
 
 # Web API errors that no retry can fix: credentials, the channel, or the message itself.
 PERMANENT_ERRORS = frozenset({
@@ -91,8 +91,9 @@ def _block_text_len(block: Mapping[str, Any]) -> int:
     return len(text["text"]) if isinstance(text, Mapping) else 0
 
 
-def paper_section(alert: Alert) -> dict[str, Any]:
-    """One paper: linked title, facts, why it matched, and the start of the abstract."""
+def paper_section(alert: Alert, rule: str | None = None) -> dict[str, Any]:
+    """One paper: linked title, facts, why it matched (and, in a digest, which ``rule``), and the
+    start of the abstract."""
     paper = alert.paper
     title = fit(render.shorten(paper.title or "(untitled)", 250), _TITLE)
     url = render.http_url(paper.url)
@@ -101,7 +102,8 @@ def paper_section(alert: Alert) -> dict[str, Any]:
     if facts:
         lines.append(fit(" · ".join(facts), _FACTS))
     if alert.reasons:
-        lines.append("_Matched:_ " + fit(render.reasons_line(alert.reasons), _REASONS))
+        by = f" ({fit(rule, _RULE)})" if rule else ""
+        lines.append(f"_Matched{by}:_ " + fit(render.reasons_line(alert.reasons), _REASONS))
     abstract = render.snippet(paper.abstract)
     if abstract:
         lines.append("> " + fit(abstract, _ABSTRACT))
@@ -111,23 +113,19 @@ def paper_section(alert: Alert) -> dict[str, Any]:
 
 
 def build_messages(batch: Batch) -> list[SlackMessage]:
-    """The batch as messages, each within 50 blocks and 40,000 characters of text."""
+    """The batch as messages, each within 50 blocks and 40,000 characters of text. A digest
+    lists the papers rule by rule, each naming its rule."""
     n = len(batch.alerts)
+    digest = batch.rule == DIGEST_RULE
     groups: list[list[tuple[Alert, dict[str, Any]]]] = [[]]
     used = HEADER_LIMIT + FALLBACK_LIMIT
-    for alert in batch.alerts:
-        section = paper_section(alert)
-        current = groups[-1]
-        cost = _block_text_len(section)
-        # One header, then section + divider per paper (the last divider dropped).
-        if current and (2 * (len(current) + 1) > MAX_BLOCKS or used + cost > MAX_TEXT):
-            groups.append([])
-            current, used = groups[-1], HEADER_LIMIT + FALLBACK_LIMIT
-        current.append((alert, section))
-        used += cost
+    for rule, alerts in by_rule(batch):
+        for alert in alerts:
+            used = _place(groups, alert, paper_section(alert, rule if digest else None), used)
     messages = []
     for i, group in enumerate(groups, 1):
-        heading = render.count_line(batch.rule, n) + (f" ({i}/{len(groups)})" if len(groups) > 1 else "")
+        first = render.digest_line(n) if digest else render.count_line(batch.rule, n)
+        heading = first + (f" ({i}/{len(groups)})" if len(groups) > 1 else "")
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": render.shorten(heading, HEADER_LIMIT)}}
         ]
@@ -138,6 +136,19 @@ def build_messages(batch: Batch) -> list[SlackMessage]:
         fallback = fit(render.one_line(f"{heading}: {titles}"), FALLBACK_LIMIT)
         messages.append(SlackMessage(text=fallback, blocks=blocks))
     return messages
+
+
+def _place(groups: list[list[tuple[Alert, dict[str, Any]]]], alert: Alert, section: dict[str, Any],
+           used: int) -> int:
+    """Add a paper's section to the last message, or to a new one when it would pass Slack's
+    limits (one header, then section + divider per paper, the last divider dropped); the text
+    used in that message so far."""
+    cost = _block_text_len(section)
+    if groups[-1] and (2 * (len(groups[-1]) + 1) > MAX_BLOCKS or used + cost > MAX_TEXT):
+        groups.append([])
+        used = HEADER_LIMIT + FALLBACK_LIMIT
+    groups[-1].append((alert, section))
+    return used + cost
 
 
 class _ShortRateLimitHandler(RateLimitErrorRetryHandler):
