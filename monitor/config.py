@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -95,10 +95,10 @@ class ServerSection(_Model):
 
 
 Format = Literal["auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom"]
-# How arXiv's RSS listings announce a paper: submitted today, cross-listed from another category
+# How arXiv's listings (RSS, Atom) announce a paper: submitted today, cross-listed from another category
 # today, or a new version of an older paper (in this category, or cross-listed).
 AnnounceType = Literal["new", "cross", "replace", "replace-cross"]
-ANNOUNCE_TYPES: tuple[str, ...] = AnnounceType.__args__  # type: ignore[attr-defined]
+ANNOUNCE_TYPES: tuple[str, ...] = get_args(AnnounceType)
 
 
 class SourceConfig(_Model):
@@ -109,7 +109,7 @@ class SourceConfig(_Model):
     timeout: Duration = 30.0
     retries: int = Field(default=3, ge=0, le=10)  # more tries after a failed one (5xx, 429, network)
     max_size: ByteSize = Field(default=ByteSize(20 * 1024 * 1024), gt=0)  # "20MiB", "500kB", or bytes
-    # The arXiv RSS items to take: a new version of a paper from months ago is not a new paper.
+    # The arXiv listing items to take: a new version of a paper from months ago is not a new paper.
     announce_types: frozenset[AnnounceType] = frozenset({"new", "cross"})
     # HF API sources: after a good poll, read whole the past days not read since (the rest of
     # yesterday's listing; the days a stopped daemon missed), at most this far back; "off": never.
