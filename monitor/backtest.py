@@ -1,32 +1,73 @@
 """``paper-monitor backtest``: run the rules over the stored papers and print what each would have
 matched (a count and a few titles), so a rule can be tried before it is switched on. Sends nothing.
+
+Which rules are tried (here and in ``paper-monitor match``): the rules that are on; or those named
+by ``--rule``, on or off (``enabled = false``: a draft); and ``--query``, a rule of its own written
+on the command line.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from monitor.config import RuleConfig, Settings
-from monitor.errors import ConfigError
-from monitor.match import compile_rules
+from monitor.errors import ConfigError, QuerySyntaxError
+from monitor.match import RuleIndex, compile_rules
 from monitor.match.atoms import Author, atoms_of
 from monitor.match.query import parse_query
 from monitor.store import open_store
 
 _EXAMPLES = 3
 _TITLE_WIDTH = 80
+# The name the --query rule goes by in what is printed.
+QUERY_RULE = "--query"
 
 
-def backtest(settings: Settings, rule: str | None, since_seconds: float) -> int:
+def tried_rules(rules: list[RuleConfig], names: Sequence[str] = (), query: str | None = None) -> RuleIndex:
+    """The index of the rules to try: those ``names`` (on or off) and ``query`` as a rule of its own;
+    neither given, the rules that are on. ``ConfigError`` for an unknown name or a bad query."""
+    known = [rule.name for rule in rules]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f'--rule: no rule named "{name}" (rules: {", ".join(known) or "none"})')
+    if query is not None:
+        rules = [*rules, _query_rule(query)]
+    if not names and query is None:
+        if not any(rule.enabled for rule in rules):
+            raise ConfigError("rules: the config has no rule that is on (name one with --rule, "
+                              "or write one with --query)")
+        return compile_rules(rules)
+    return compile_rules(rules, {*names, *([QUERY_RULE] if query is not None else [])})
+
+
+def _query_rule(query: str) -> RuleConfig:
+    try:
+        parse_query(query)
+    except QuerySyntaxError as exc:
+        raise ConfigError(f"--query: column {exc.column}: {exc.message}") from None
+    rule = RuleConfig(name=QUERY_RULE, query=query)
+    try:  # what parses may still not compile (a term with no words): say so as --query's
+        compile_rules([rule], {QUERY_RULE})
+    except ConfigError as exc:
+        problems = [problem.replace("rules[0].query", QUERY_RULE, 1) for problem in exc.problems]
+        raise ConfigError(problems) from None
+    return rule
+
+
+def backtest(settings: Settings, since_seconds: float, names: Sequence[str] = (),
+             query: str | None = None) -> int:
     """Print a table of rule, matches and example titles over papers seen in the last ``since_seconds``."""
-    rules = _chosen(settings.rules, rule)
-    index = compile_rules(rules)
-    names = [r.name for r in rules]
-    counts = dict.fromkeys(names, 0)
-    examples: dict[str, list[str]] = {name: [] for name in names}
+    index = tried_rules(settings.rules, names, query)
+    tried = index.rule_names()
+    by_name = {rule.name: rule for rule in settings.rules}
+    if query is not None:
+        by_name[QUERY_RULE] = RuleConfig(name=QUERY_RULE, query=query)
+    counts = dict.fromkeys(tried, 0)
+    examples: dict[str, list[str]] = {name: [] for name in tried}
     seen = nameless = 0
     store = open_store(settings.monitor.database)
     try:
@@ -43,24 +84,16 @@ def backtest(settings: Settings, rule: str | None, since_seconds: float) -> int:
         progress.close()
     finally:
         store.close()
-    _print_table(names, counts, examples)
+    labels = {name: name if by_name[name].enabled else f"{name} (off)" for name in tried}
+    _print_table(labels, counts, examples)
     print(f"\n{seen} papers seen in the last {_duration(since_seconds)}; nothing was sent.")
-    if nameless and any(_has_author_terms(r) for r in rules):
+    if nameless and any(_has_author_terms(by_name[name]) for name in tried):
         print(f"note: {nameless} of them list no author names (only a count, or none), "
               "so author terms could not match them.")
+    off = [rule.name for rule in settings.rules if not rule.enabled and rule.name not in counts]
+    if off:
+        print(f"note: not tried, being off: {', '.join(off)} (try one with --rule NAME)")
     return 0
-
-
-def _chosen(rules: list[RuleConfig], name: str | None) -> list[RuleConfig]:
-    if name is None:
-        if not rules:
-            raise ConfigError("rules: the config has no rules to try")
-        return rules
-    chosen = [r for r in rules if r.name == name]
-    if not chosen:
-        known = ", ".join(r.name for r in rules) or "none"
-        raise ConfigError(f'--rule: no rule named "{name}" (rules: {known})')
-    return chosen
 
 
 def _has_author_terms(rule: RuleConfig) -> bool:
@@ -73,12 +106,12 @@ def _shorten(title: str) -> str:
     return title if len(title) <= _TITLE_WIDTH else title[: _TITLE_WIDTH - 1] + "…"
 
 
-def _print_table(names: list[str], counts: dict[str, int], examples: dict[str, list[str]]) -> None:
-    width = max(len("rule"), *(len(n) for n in names))
+def _print_table(labels: dict[str, str], counts: dict[str, int], examples: dict[str, list[str]]) -> None:
+    width = max(len("rule"), *map(len, labels.values()))
     print(f"{'rule':<{width}}  {'matches':>7}  examples")
-    for name in names:
+    for name, label in labels.items():
         titles = examples[name] or ["-"]
-        print(f"{name:<{width}}  {counts[name]:>7}  {titles[0]}")
+        print(f"{label:<{width}}  {counts[name]:>7}  {titles[0]}")
         for title in titles[1:]:
             print(f"{'':<{width}}  {'':>7}  {title}")
 

@@ -38,6 +38,14 @@ def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None
     )
 
 
+def _try_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rule", action="append", default=[], metavar="NAME",
+                        help="only this rule, even if it is off (repeatable; default: the rules that are on)")
+    parser.add_argument("--query", metavar="EXPR",
+                        help='a rule written here, tried as the rule "--query", as in: '
+                             '\'"kv cache" AND upvotes:>=10\'')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="paper-monitor", description="Watch paper listings and alert on matching papers.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
@@ -60,11 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(match, required=True)
     match.add_argument("files", nargs="+", type=Path)
     match.add_argument("--today", help="YYYY-MM-DD: the pages' date")
+    _try_args(match)
 
     backtest = sub.add_parser("backtest", help="run the rules over the stored papers; sends nothing")
     _config_arg(backtest)
-    backtest.add_argument("--rule", help="only this rule")
     backtest.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
+    _try_args(backtest)
 
     backfill = sub.add_parser("backfill", help="store the papers of past days (HF API, arXiv API); no alerts")
     _config_arg(backfill)
@@ -118,11 +127,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from monitor.match import compile_rules
+    from monitor.backtest import tried_rules
     from monitor.sources import parse_page
 
     settings = _settings(args)
-    index = compile_rules(settings.rules)
+    index = tried_rules(settings.rules, args.rule, args.query)
     today = _today(args.today)
     for file in args.files:
         try:
@@ -157,7 +166,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"    {channel.name:<16} {channel.type}")
     print(f"  rules ({len(settings.rules)}):")
     for rule in settings.rules:
-        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}")
+        off = "" if rule.enabled else "  (off)"
+        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}{off}")
     return 0
 
 
@@ -203,7 +213,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         since = parse_duration(args.since)
     except ValueError as exc:
         raise _Usage(f"--since: {exc}") from None
-    return backtest(_settings(args), rule=args.rule, since_seconds=since)
+    return backtest(_settings(args), since, args.rule, args.query)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -245,6 +245,9 @@ class RuleConfig(_Model):
     exclude: list[str] = Field(default_factory=list)
     min_upvotes: int | None = Field(default=None, ge=0)
     notify: list[str] = Field(default_factory=list)
+    # A rule that is off is checked like any other but matches nothing in polls: a draft, tried
+    # with `backtest --rule NAME` or `match --rule NAME` before it is switched on.
+    enabled: bool = True
 
     @field_validator("query")
     @classmethod
@@ -273,6 +276,11 @@ class Settings(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+
+    @property
+    def active_rules(self) -> list[RuleConfig]:
+        """The rules that are on: those polls match papers against."""
+        return [rule for rule in self.rules if rule.enabled]
 
     def channel(self, name: str) -> ChannelConfig:
         """The channel called ``name``; ``KeyError`` if there is none."""

@@ -97,8 +97,8 @@ class Daemon:
         self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
                                next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
         self.scheduler.start()
-        log.info("paper-monitor running: %d source(s), %d channel(s), %d rule(s)",
-                 len(self.settings.sources), len(self.settings.channels), len(self.settings.rules))
+        log.info("paper-monitor running: %d source(s), %d channel(s), %s",
+                 len(self.settings.sources), len(self.settings.channels), _rule_count(self.settings))
 
     def stop(self) -> bool:
         """Stop taking work, let what is in flight finish; False if some of it had to be abandoned."""
@@ -144,8 +144,8 @@ class Daemon:
         self._reschedule(old_settings, new)
         self.feeds.forget_others(set())
         self._feed_versions.clear()
-        log.info("reloaded %s: %d source(s), %d channel(s), %d rule(s)", self.config_path,
-                 len(new.sources), len(new.channels), len(new.rules))
+        log.info("reloaded %s: %d source(s), %d channel(s), %s", self.config_path,
+                 len(new.sources), len(new.channels), _rule_count(new))
 
     def _reschedule(self, old: Settings, new: Settings) -> None:
         before = {s.name: s for s in old.sources}
@@ -302,7 +302,7 @@ class Daemon:
 
     def _rule_names(self) -> list[str]:
         with self._lock:
-            return [rule.name for rule in self.settings.rules]
+            return [rule.name for rule in self.settings.active_rules]
 
     def _source(self, name: str) -> SourceConfig | None:
         with self._lock:
@@ -339,6 +339,11 @@ class Daemon:
         fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()}
         self.metrics.set_health(fresh, self.heartbeat.alive(), store_ok=self.store_health.ok)
         return self.metrics.render(), CONTENT_TYPE
+
+
+def _rule_count(settings: Settings) -> str:
+    off = len(settings.rules) - len(settings.active_rules)
+    return f"{len(settings.active_rules)} rule(s)" + (f" ({off} off)" if off else "")
 
 
 def _poll_deadline(source: SourceConfig | None) -> float:

@@ -180,11 +180,13 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
     port = free_port()
     channels = '[[channels]]\nname = "feed"\ntype = "rss"\n'
     config = write_config(tmp_path, port=port, sources=source("a", replay.url("/a")), channels=channels,
-                          rules='[[rules]]\nname = "r"\nnotify = ["feed"]\n')
+                          rules='[[rules]]\nname = "r"\nnotify = ["feed"]\n\n'
+                                '[[rules]]\nname = "d"\nenabled = false\n')
     daemon = Daemon(config, port)
     try:
         daemon.wait_up()
         wait_for(lambda: len(daemon.polls("a")) >= 1, 10, "a poll")
+        assert any(r["message"].endswith(", 1 rule(s) (1 off)") for r in daemon.log_records())
         good = config.read_text()
 
         bad = good.replace('notify = ["feed"]', 'notify = ["nosuch"]') + "[[sources]]\nname = 1\n"
@@ -200,6 +202,8 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
         daemon.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: len(daemon.polls("b")) >= 1, 10, "the new source's first poll")
         assert daemon.get("/healthz").status_code == 200
+        reloaded = [r["message"] for r in daemon.log_records() if r["message"].startswith("reloaded ")]
+        assert reloaded and reloaded[-1].endswith(": 2 source(s), 1 channel(s), 1 rule(s) (1 off)")
     finally:
         code, _ = daemon.stop()
     assert code == 0, daemon.log_text()[-3000:]

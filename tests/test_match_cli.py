@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.config import load_settings
@@ -145,3 +147,81 @@ def test_backtest_one_rule_and_an_unknown_one(tmp_path: Path) -> None:
     unknown = paper_monitor("backtest", "--config", config, "--rule", "hto")
     assert unknown.returncode == 2
     assert unknown.stderr == '--rule: no rule named "hto" (rules: spec, quant, people, labs, hot)\n'
+
+
+# -- trying a rule before it is switched on: rules that are off, --rule, --query ------------------
+
+DRAFT = '[[rules]]\nname = "draft"\nkeywords = ["quantiz*"]\nenabled = false\n\n'
+
+
+def matched(done: subprocess.CompletedProcess[str]) -> dict[str, set[str]]:
+    """rule -> the keys of the papers it matched, from ``match``'s JSON lines."""
+    assert done.returncode == 0, done.stderr
+    found: dict[str, set[str]] = {}
+    for line in map(json.loads, done.stdout.splitlines()):
+        found.setdefault(line["rule"], set()).add(line["key"])
+    return found
+
+
+def test_match_tries_a_rule_that_is_off_only_when_it_is_named(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, DRAFT))
+    on = matched(paper_monitor("match", "--config", config, str(HF_JSON)))
+    assert "draft" not in on and on["quant"]
+    named = matched(paper_monitor("match", "--config", config, "--rule", "draft", "--rule", "spec",
+                                  str(HF_JSON)))
+    assert set(named) == {"draft", "spec"} and named["spec"] == on["spec"]
+    assert named["draft"] >= on["quant"]  # the same keyword, without quant's exclude
+
+
+def test_match_tries_a_query_written_on_the_command_line(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, DRAFT))
+    query = '"speculative decoding" OR quantiz*'
+    found = matched(paper_monitor("match", "--config", config, "--query", query, str(HF_JSON)))
+    assert set(found) == {"--query"}
+    both = matched(paper_monitor("match", "--config", config, "--rule", "spec", "--rule", "draft",
+                                 str(HF_JSON)))
+    assert found["--query"] == both["spec"] | both["draft"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--query", "kv AND"], "--query: column 7: expected a term"),
+    (["--query", 'title:"--"'], '--query: column 7: "--" has no letters or digits'),
+    (["--rule", "nope"], '--rule: no rule named "nope" (rules: draft, spec, quant, people, labs, hot)'),
+])
+def test_a_bad_query_or_rule_name_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    config = str(write_config(tmp_path, DRAFT))
+    for command in (["match", "--config", config, *args, str(HF_JSON)],
+                    ["backtest", "--config", config, *args]):
+        done = paper_monitor(*command)
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n"), command
+
+
+def test_a_problem_in_a_rule_that_is_off_is_still_a_config_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, DRAFT.replace('"quantiz*"', '"quantiz*", "--"'))
+    for command in ("check-config", "once"):
+        done = paper_monitor(command, "--config", str(config))
+        assert (done.returncode, done.stderr) == (2, 'rules[0].keywords: "--" has no letters or digits\n')
+
+
+def table(stdout: str) -> dict[str, int]:
+    """rule (as printed) -> matches, from backtest's table (columns two spaces or more apart)."""
+    lines = stdout.splitlines()
+    rows = [re.split(r"\s{2,}", line) for line in lines[1:lines.index("")] if not line[0].isspace()]
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def test_backtest_leaves_out_rules_that_are_off_and_tries_one_by_name(tmp_path: Path) -> None:
+    fill_store(tmp_path)
+    config = str(write_config(tmp_path, DRAFT))
+    on = paper_monitor("backtest", "--config", config)
+    assert on.returncode == 0, on.stderr
+    assert set(table(on.stdout)) == {"spec", "quant", "people", "labs", "hot"}
+    assert "note: not tried, being off: draft (try one with --rule NAME)" in on.stdout
+    named = paper_monitor("backtest", "--config", config, "--rule", "draft", "--query", "upvotes:>=100")
+    assert named.returncode == 0, named.stderr
+    settings = load_settings(config)
+    index = compile_rules(settings.rules, {"draft"})
+    draft = sum(1 for item in stored_papers() if index.match(item))
+    hot = table(on.stdout)["hot"]  # the same query with NOT survey: none of these is a survey
+    assert table(named.stdout) == {"draft (off)": draft, "--query": hot}
+    assert draft >= table(on.stdout)["quant"] > 0 and "not tried" not in named.stdout

@@ -139,6 +139,30 @@ def test_once_on_the_json_page_twice_then_with_upvotes_raised(replay: ReplayServ
         assert len(new_lines(out.getvalue())) == new
 
 
+def test_a_rule_that_is_off_matches_nothing_until_it_is_switched_on(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()), Reply(bumped_json(3, 10)))
+    rules = ('[[rules]]\nname = "spec"\nkeywords = ["speculative decoding"]\nnotify = ["console"]\n\n'
+             '[[rules]]\nname = "all"\nnotify = ["console"]\nenabled = false\n')
+    config = write_config(tmp_path, {"hf-daily": replay.url("/api/daily_papers")}, rules=rules)
+    out = io.StringIO()
+    assert run_once(load_settings(config), out=out) == 0
+    assert "30 papers, 30 new, 0 changed, 1 matched" in summary(out.getvalue(), "hf-daily")
+    config.write_text(config.read_text().replace("enabled = false", "enabled = true"), encoding="utf-8")
+    out = io.StringIO()
+    assert run_once(load_settings(config), out=out) == 0
+    # Switched on, it is a new rule: papers already known fire it when they change.
+    assert "30 papers, 0 new, 1 changed, 1 matched" in summary(out.getvalue(), "hf-daily")
+    store = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT rule, COUNT(*) FROM matches GROUP BY rule ORDER BY 1").all()
+        assert [tuple(row) for row in rows] == [("all", 1), ("spec", 1)]
+    finally:
+        store.close()
+
+
 # -- poll, in process ------------------------------------------------------------------------
 
 

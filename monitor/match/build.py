@@ -5,7 +5,7 @@ rule reduced to a plan: the checks and the reason strings it needs, ready before
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple, TypeVar
@@ -300,8 +300,11 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     return plan, positive_ids or None
 
 
-def compile_all(rules: Sequence[RuleConfig], builder: Builder) -> tuple[list[Plan], list[set[int] | None]]:
-    """Every rule's plan and triggers; ``ConfigError`` lists every problem of every rule."""
+def compile_all(rules: Sequence[RuleConfig], builder: Builder,
+                chosen: Collection[str] | None = None) -> tuple[list[Plan], list[set[int] | None]]:
+    """The plans and triggers of the rules that are on, or of the ``chosen`` ones (by name);
+    ``ConfigError`` lists every problem of every rule, those that are off included, unless rules
+    are chosen (the others are not compiled at all then)."""
     plans: list[Plan] = []
     triggers: list[set[int] | None] = []
     problems: list[str] = []
@@ -310,13 +313,18 @@ def compile_all(rules: Sequence[RuleConfig], builder: Builder) -> tuple[list[Pla
         if config.name in names:
             problems.append(f'rules[{number}].name: duplicate name "{config.name}"')
         names.add(config.name)
+        wanted = config.enabled if chosen is None else config.name in chosen
+        if not wanted and chosen is not None:
+            continue  # not asked for
         try:
-            plan, rule_triggers = compile_rule(builder, config, number)
+            # A rule that is off is checked all the same, with nothing of it kept.
+            plan, rule_triggers = compile_rule(builder if wanted else Builder(), config, number)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        plans.append(plan)
-        triggers.append(rule_triggers)
+        if wanted:
+            plans.append(plan)
+            triggers.append(rule_triggers)
     if problems:
         raise ConfigError(problems)
     return plans, triggers

@@ -12,7 +12,7 @@ no atom to wait for sit on a short list (or, for pure ``min_upvotes`` rules, a s
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import chain, islice, repeat
 from operator import itemgetter
 
@@ -43,17 +43,18 @@ _HITS, _GUARDED, _QUERIES = (itemgetter(i) for i in range(3))
 _RULE = itemgetter(0)
 
 
-def compile_rules(rules: Sequence[RuleConfig]) -> RuleIndex:
-    """Compile the rules into an index; ``ConfigError`` names the rule and the term at fault."""
-    return RuleIndex(rules)
+def compile_rules(rules: Sequence[RuleConfig], names: Collection[str] | None = None) -> RuleIndex:
+    """Compile the rules that are on (``enabled``) into an index, or, given ``names``, the rules of
+    those names, on or off; ``ConfigError`` names the rule and the term at fault."""
+    return RuleIndex(rules, names)
 
 
 class RuleIndex:
-    """All rules compiled; ``match(paper)`` returns the rules the paper satisfies."""
+    """The rules compiled; ``match(paper)`` returns the rules the paper satisfies."""
 
-    def __init__(self, rules: Sequence[RuleConfig]) -> None:
+    def __init__(self, rules: Sequence[RuleConfig], names: Collection[str] | None = None) -> None:
         builder = Builder()
-        plans, triggers_of = compile_all(rules, builder)
+        plans, triggers_of = compile_all(rules, builder, names)
         # A rule's keywords, authors and organizations make it match when one holds (given its
         # excludes, min_upvotes, and query: if that holds too, the query's reasons join in); a
         # rule's query is checked when one of its triggers holds.
