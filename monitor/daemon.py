@@ -70,7 +70,7 @@ class Daemon:
             raise
         self.fetchers: dict[str, Fetcher] = {s.name: self._fetcher(s, settings) for s in settings.sources}
         self.feeds = FeedCache(self._render)
-        app = App(self.feeds, self._rss_channels, self._healthz, self._livez, self._metrics)
+        app = App(self.feeds, self._rss_channels, self._healthz, self._livez, self._metrics, self._feed_rules)
         self.server = HttpServer(app, settings.server.host, settings.server.port)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=len(settings.sources) + 4)},
@@ -312,8 +312,13 @@ class Daemon:
         with self._lock:
             return {c.name: c for c in self.settings.channels if isinstance(c, RssConfig)}
 
-    def _render(self, cfg: RssConfig, kind: str) -> bytes:
-        return render_feed(self.store, cfg, cast(FeedKind, kind))
+    def _feed_rules(self, channel: str) -> set[str]:
+        """The rules that notify ``channel``, on or off (a rule switched off keeps its feed)."""
+        with self._lock:
+            return {rule.name for rule in self.settings.rules if channel in rule.notify}
+
+    def _render(self, cfg: RssConfig, kind: str, rule: str | None) -> bytes:
+        return render_feed(self.store, cfg, cast(FeedKind, kind), rule=rule)
 
     def _healthz(self) -> tuple[bool, dict[str, object]]:
         sources = self.health.snapshot()

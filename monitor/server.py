@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,7 +32,8 @@ _REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 404: "Not Found"
             405: "Method Not Allowed", 431: "Request Header Fields Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
-Renderer = Callable[[RssConfig, str], bytes]
+# (channel, "rss" or "atom", a rule or None for the whole channel) -> the feed's bytes
+Renderer = Callable[[RssConfig, str, str | None], bytes]
 HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 
@@ -56,34 +57,38 @@ class CachedFeed:
 
 
 class FeedCache:
-    """Rendered feeds by (channel, kind). ``refresh`` re-renders; unchanged bytes keep their validators."""
+    """Rendered feeds by (channel, kind, rule). ``refresh`` re-renders a channel's own feeds (unchanged
+    bytes keep their validators) and forgets its per-rule ones, rendered again when next asked for."""
 
     def __init__(self, render: Renderer) -> None:
         self._render = render
         self._lock = threading.Lock()
-        self._feeds: dict[tuple[str, str], CachedFeed] = {}
+        self._feeds: dict[tuple[str, str, str | None], CachedFeed] = {}
 
-    def get(self, cfg: RssConfig, kind: str) -> CachedFeed:
-        cached = self._feeds.get((cfg.name, kind))
-        return cached if cached is not None else self._store(cfg, kind)
+    def get(self, cfg: RssConfig, kind: str, rule: str | None = None) -> CachedFeed:
+        cached = self._feeds.get((cfg.name, kind, rule))
+        return cached if cached is not None else self._store(cfg, kind, rule)
 
     def refresh(self, cfg: RssConfig) -> None:
         for kind in _TYPES:
-            self._store(cfg, kind)
+            self._store(cfg, kind, None)
+        with self._lock:
+            self._feeds = {k: v for k, v in self._feeds.items() if k[0] != cfg.name or k[2] is None}
 
     def forget_others(self, names: set[str]) -> None:
         with self._lock:
             self._feeds = {k: v for k, v in self._feeds.items() if k[0] in names}
 
-    def _store(self, cfg: RssConfig, kind: str) -> CachedFeed:
-        body = self._render(cfg, kind)
+    def _store(self, cfg: RssConfig, kind: str, rule: str | None) -> CachedFeed:
+        body = self._render(cfg, kind, rule)
         etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+        key = (cfg.name, kind, rule)
         with self._lock:
-            old = self._feeds.get((cfg.name, kind))
+            old = self._feeds.get(key)
             if old is not None and old.etag == etag:
                 return old
             feed = CachedFeed(body, gzip.compress(body, 6, mtime=0), etag, time.time())
-            self._feeds[(cfg.name, kind)] = feed
+            self._feeds[key] = feed
             return feed
 
 
@@ -97,12 +102,14 @@ class App:
         health: HealthCheck,
         live: HealthCheck,
         metrics: Callable[[], tuple[bytes, str]],
+        feed_rules: Callable[[str], Collection[str]] = lambda channel: (),
     ) -> None:
         self.feeds = feeds
         self.channels = channels
         self.health = health
         self.live = live
         self.metrics = metrics
+        self.feed_rules = feed_rules  # the rules that notify a channel: each has a feed of its own
 
     def handle(self, method: str, target: str, headers: Mapping[bytes, bytes]) -> Response:
         if method not in ("GET", "HEAD"):
@@ -133,7 +140,13 @@ class App:
             return _not_found()  # a private feed does not admit it exists
         if not cfg.token and token:
             return _not_found()
-        feed = self.feeds.get(cfg, kind)
+        rules = query.get("rule", [])
+        if len(rules) > 1:
+            return Response(400, b"one rule= a feed\n", ((b"Content-Type", b"text/plain; charset=utf-8"),))
+        rule = rules[0] if rules else None
+        if rule is not None and rule not in self.feed_rules(cfg.name):
+            return _not_found()
+        feed = self.feeds.get(cfg, kind, rule)
         zipped = b"gzip" in headers.get(b"accept-encoding", b"")
         etag = feed.etag[:-1] + '-gz"' if zipped else feed.etag
         common = [

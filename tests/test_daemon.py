@@ -174,6 +174,31 @@ def test_daemon_survives_faulty_sources_reports_them_and_recovers(
     assert code == 0, daemon.log_text()[-3000:]
 
 
+def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()))
+    port = free_port()
+    rules = ('[[rules]]\nname = "hot"\nmin_upvotes = 50\nnotify = ["feed"]\n\n'
+             '[[rules]]\nname = "all"\nnotify = ["feed"]\n')
+    config = write_config(tmp_path, port=port, sources=source("hf", replay.url("/api/daily_papers")),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules=rules)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: len(feedparser.parse(daemon.get("/feeds/feed.xml").content).entries) == 30, 20,
+                 "the feed to hold the page's papers")
+        for kind in ("xml", "atom"):
+            hot = feedparser.parse(daemon.get(f"/feeds/feed.{kind}?rule=hot").content)
+            assert hot.feed.title == "paper-monitor: feed: hot"
+            assert sorted(e.title for e in hot.entries) == HOT
+            assert len(feedparser.parse(daemon.get(f"/feeds/feed.{kind}?rule=all").content).entries) == 30
+        assert daemon.get("/feeds/feed.xml?rule=nosuch").status_code == 404
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0, daemon.log_text()[-3000:]
+
+
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, replay: ReplayServer) -> None:
     replay.route("/a", Reply(HF_JSON.read_bytes()))
     replay.route("/b", Reply(ARXIV_ATOM.read_bytes()))

@@ -72,6 +72,26 @@ def test_feed_holds_the_newest_matches_first_up_to_max_items(store: Any, tmp_pat
     assert render_feed(store, CFG, "rss") == (tmp_path / "feeds" / "feed.xml").read_bytes()
 
 
+def test_a_rules_feed_holds_that_rules_papers_of_the_channel(store: Any, tmp_path: Path) -> None:
+    t0 = time.time() - 3600
+    shared = paper("Shared", arxiv_id="2606.00003")
+    record(store, "llm", [paper("Only llm", arxiv_id="2606.00001"), shared], ["feed"], at=t0,
+           reasons=["keyword: llm"])
+    record(store, "hot", [paper("Only hot", arxiv_id="2606.00002"), shared], ["feed"], at=t0 + 60,
+           reasons=["upvotes 60 >= 50"])
+    record(store, "llm", [paper("Elsewhere", arxiv_id="2606.00004")], ["other"], at=t0 + 120)
+    deliver(store, tmp_path / "feeds")
+    for kind in ("rss", "atom"):
+        parsed = feedparser.parse(render_feed(store, CFG, kind, rule="llm"))
+        assert parsed.bozo == 0 and parsed.feed.title == "My papers: llm"
+        assert sorted(e.title for e in parsed.entries) == ["Only llm", "Shared"]
+        assert all("upvotes" not in e.summary for e in parsed.entries)  # only llm's reasons
+        whole = feedparser.parse(render_feed(store, CFG, kind))
+        assert sorted(e.title for e in whole.entries) == ["Only hot", "Only llm", "Shared"]
+        assert kind == "rss" or (parsed.feed.id.endswith(":rule:llm") and whole.feed.id.endswith(":feed"))
+    assert feedparser.parse(render_feed(store, CFG, "rss", rule="nosuch")).entries == []
+
+
 def test_hostile_titles_make_valid_xml(store: Any, tmp_path: Path) -> None:
     nasty = "<script>alert(1)</script> & \x00\x01\x0b\x1f\ufffe <![CDATA[ ]]> \"quotes\" 'n' é"
     record(store, "r", [paper(nasty, abstract="a < b && c > d\x08")], ["feed"], reasons=["why <b>&</b>"])

@@ -19,12 +19,13 @@ class Feeds:
     """What the feed channels hold: titles per channel, rendered as a minimal RSS or Atom doc."""
 
     def __init__(self) -> None:
-        self.items: dict[str, list[str]] = {"public": ["First paper"], "private": ["Secret paper"]}
+        self.items: dict[str, list[str]] = {"public": ["First paper"], "private": ["Secret paper"],
+                                            "public hot": ["Hot paper"], "private mine": ["My secret"]}
         self.renders = 0
 
-    def render(self, cfg: RssConfig, kind: str) -> bytes:
+    def render(self, cfg: RssConfig, kind: str, rule: str | None) -> bytes:
         self.renders += 1
-        titles = self.items[cfg.name]
+        titles = self.items[cfg.name if rule is None else f"{cfg.name} {rule}"]
         if kind == "atom":
             entries = "".join(
                 f"<entry><title>{t}</title><id>urn:x:{i}</id><updated>2024-10-08T00:00:00Z</updated></entry>"
@@ -44,6 +45,8 @@ CHANNELS = {
     "private": RssConfig(name="private", type="rss", token="s3cret-token"),
 }
 
+RULES = {"public": ("hot", "cold"), "private": ("mine",)}
+
 
 class Running:
     def __init__(self) -> None:
@@ -57,6 +60,7 @@ class Running:
             lambda: (self.healthy, {"status": "ok" if self.healthy else "unhealthy"}),
             lambda: (True, {"status": "alive"}),
             lambda: (self.metrics.render(), CONTENT_TYPE),
+            lambda channel: RULES.get(channel, ()),
         )
         self.server = HttpServer(app, "127.0.0.1", 0)
         self.server.start()
@@ -150,6 +154,44 @@ def test_tokens_and_unknown_paths(srv: Running, path: str, status: int) -> None:
     assert reply.status_code == status
     if status == 404:
         assert b"Secret paper" not in reply.content
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "titles"),
+    [
+        ("/feeds/public.xml?rule=hot", 200, ["Hot paper"]),
+        ("/feeds/public.atom?rule=hot", 200, ["Hot paper"]),
+        ("/feeds/public.xml?rule=mine", 404, None),  # a rule of another channel
+        ("/feeds/public.xml?rule=nosuch", 404, None),
+        ("/feeds/public.xml?rule=hot&rule=cold", 400, None),
+        ("/feeds/private.xml?rule=mine", 404, None),
+        ("/feeds/s3cret-token/private.xml?rule=mine", 200, ["My secret"]),
+        ("/feeds/private.xml?token=s3cret-token&rule=mine", 200, ["My secret"]),
+    ],
+)
+def test_a_rule_of_a_channel_has_a_feed_of_its_own(
+    srv: Running, path: str, status: int, titles: list[str] | None
+) -> None:
+    reply = srv.client.get(path)
+    assert reply.status_code == status
+    if titles is not None:
+        assert [e.title for e in feedparser.parse(reply.content).entries] == titles
+    else:
+        assert b"paper" not in reply.content
+
+
+def test_a_rules_feed_is_rendered_again_after_its_channel_changed(srv: Running) -> None:
+    first = srv.client.get("/feeds/public.xml?rule=hot")
+    assert srv.client.get("/feeds/public.xml?rule=hot", headers={"If-None-Match": first.headers["etag"]}
+                          ).status_code == 304
+    renders = srv.feeds.renders
+    srv.feeds.items["public hot"].append("Hotter paper")
+    srv.cache.refresh(CHANNELS["public"])  # as the daemon does when the channel's feed changed
+    changed = srv.client.get("/feeds/public.xml?rule=hot", headers={"If-None-Match": first.headers["etag"]})
+    assert changed.status_code == 200
+    assert [e.title for e in feedparser.parse(changed.content).entries] == ["Hot paper", "Hotter paper"]
+    assert srv.client.get("/feeds/public.xml?rule=hot").content == changed.content
+    assert srv.feeds.renders == renders + 2 + 1  # the channel's two feeds, then the rule's once
 
 
 def test_healthz_and_metrics(srv: Running) -> None:

@@ -64,5 +64,5 @@ class FeedRows(Protocol):
     not import the store stage: ``(delivery id, rule, paper, reasons, matched at)``, newest first."""
 
     def feed_rows(
-        self, channel: str, limit: int, include: Sequence[int] = ()
+        self, channel: str, limit: int, include: Sequence[int] = (), rule: str | None = None
     ) -> list[tuple[int, str, Paper, list[str], float]]: ...

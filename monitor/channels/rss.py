@@ -1,7 +1,8 @@
 """The RSS/Atom channel: a feed of the matches of its rules, rebuilt from the store on each batch.
 
 "Sending" rewrites ``<feeds_dir>/<name>.xml`` (RSS 2.0) and ``.atom`` atomically; the daemon's
-server answers with ``render_feed`` directly. Newest first, the last ``max_items``, guid = paper key.
+server answers with ``render_feed`` directly, and serves each of the channel's rules as a feed of
+its own (``?rule=``). Newest first, the last ``max_items``, guid = paper key.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ class FeedItem:
 
 
 def feed_items(store: FeedRows, cfg: RssConfig, batch: Batch | None = None,
-               now: float | None = None) -> list[FeedItem]:
-    """The feed's items, newest first: sent deliveries of the channel plus ``batch``; one per paper."""
+               now: float | None = None, rule: str | None = None) -> list[FeedItem]:
+    """The feed's items, newest first: sent deliveries of the channel (of ``rule`` alone, if given)
+    plus ``batch``; one per paper."""
     ids = [a.delivery_id for a in batch.alerts] if batch else []
-    rows = store.feed_rows(cfg.name, cfg.max_items * 3, include=ids)
+    rows = store.feed_rows(cfg.name, cfg.max_items * 3, include=ids, rule=rule)
     found = {row[0] for row in rows}
     at = time.time() if now is None else now
     # A batch alert without a stored row (``test-channel``) shows as the newest item.
@@ -65,15 +67,21 @@ def feed_items(store: FeedRows, cfg: RssConfig, batch: Batch | None = None,
 
 
 def render_feed(store: FeedRows, cfg: RssConfig, kind: FeedKind, *, batch: Batch | None = None,
-                now: float | None = None) -> bytes:
-    """The feed of channel ``cfg`` as RSS 2.0 (``kind="rss"``) or Atom bytes (UTF-8)."""
-    items = feed_items(store, cfg, batch, now)
+                now: float | None = None, rule: str | None = None) -> bytes:
+    """The feed of channel ``cfg`` as RSS 2.0 (``kind="rss"``) or Atom bytes (UTF-8); given
+    ``rule``, the feed of that rule's papers in the channel (served, never written)."""
+    items = feed_items(store, cfg, batch, now, rule)
     fg = FeedGenerator()
-    title = xml_text(cfg.title or f"paper-monitor: {cfg.name}")
-    fg.id(f"urn:paper-monitor:feed:{xml_text(cfg.name)}")
-    fg.title(title)
+    title = cfg.title or f"paper-monitor: {cfg.name}"
+    if rule is None:
+        fg.id(f"urn:paper-monitor:feed:{xml_text(cfg.name)}")
+        fg.title(xml_text(title))
+        fg.description(f"Papers matching the rules that notify {xml_text(cfg.name)}")
+    else:
+        fg.id(f"urn:paper-monitor:feed:{xml_text(cfg.name)}:rule:{xml_text(rule)}")
+        fg.title(xml_text(f"{title}: {rule}"))
+        fg.description(f"Papers matching the rule {xml_text(rule)}")
     fg.link(href=SITE, rel="alternate")
-    fg.description(f"Papers matching the rules that notify {xml_text(cfg.name)}")
     fg.language("en")
     fg.generator("paper-monitor")
     newest = _stamp(items[0].at) if items else _stamp(time.time() if now is None else now)

@@ -245,10 +245,10 @@ class DeliveryQueries(Transactions):
         }
 
     def feed_rows(
-        self, channel: str, limit: int, include: Sequence[int] = ()
+        self, channel: str, limit: int, include: Sequence[int] = (), rule: str | None = None
     ) -> list[tuple[int, str, Paper, list[str], float]]:
-        """The newest ``limit`` deliveries of ``channel`` that were sent, or are in ``include``:
-        ``(delivery id, rule, paper, reasons, matched at)``, newest first.
+        """The newest ``limit`` deliveries of ``channel`` (of ``rule`` alone, if given) that were
+        sent, or are in ``include``: ``(delivery id, rule, paper, reasons, matched at)``, newest first.
         """
         d, m = deliveries.c, matches.c
         rows_of = (
@@ -256,6 +256,8 @@ class DeliveryQueries(Transactions):
             .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
             .where(d.channel == channel)
         )
+        if rule is not None:
+            rows_of = rows_of.where(d.rule == rule)
         newest = (rows_of.where(d.state == "sent")  # the newest end of ix_deliveries_state
                   .order_by(d.created_at.desc(), d.id.desc()).limit(limit))
         with self.read("reading feed rows") as conn:
