@@ -18,7 +18,7 @@ from monitor.store.sql import SqlStore
 
 
 @contextmanager
-def _opened_store(settings: Settings) -> Iterator[SqlStore]:
+def opened_store(settings: Settings) -> Iterator[SqlStore]:
     from monitor.store import open_store
 
     store = open_store(settings.monitor.database)
@@ -47,7 +47,7 @@ def test_channel(settings: Settings, name: str) -> int:
         alerts=[Alert(paper=paper, reasons=["test message from paper-monitor test-channel"], delivery_id=0,
                       rule="test")],
     )
-    with _opened_store(settings) as store:
+    with opened_store(settings) as store:
         channel = build_channel(config, settings, store)
         try:
             channel.send(batch)
@@ -67,7 +67,7 @@ def print_status(settings: Settings) -> int:
     a daemon (or a once) is at work on the store."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    with _opened_store(settings) as store:
+    with opened_store(settings) as store:
         counts = store.delivery_counts(since=midnight, channels=[c.name for c in settings.channels])
         states = {state.name: state for state in store.list_source_states()}
         holder = store.holder()
@@ -91,8 +91,8 @@ def print_status(settings: Settings) -> int:
             continue
         status = "-" if state.last_status is None else str(state.last_status)
         failures = state.consecutive_failures
-        print(f"{source.name:<20} {_when(state.last_attempt):<17} {status:>6} {failures:>8}  "
-              f"{_when(state.last_success)}")
+        print(f"{source.name:<20} {when(state.last_attempt):<17} {status:>6} {failures:>8}  "
+              f"{when(state.last_success)}")
         if state.consecutive_failures and state.last_error:
             print(f"{'':<20} last error: {printable(state.last_error)}")
         if state.caught_up is not None and state.caught_up < yesterday and source.catch_up is not None:
@@ -103,7 +103,7 @@ def print_status(settings: Settings) -> int:
     return 0
 
 
-def _when(timestamp: float | None) -> str:
+def when(timestamp: float | None) -> str:
     """A time as the operator's clock reads it, to the minute."""
     if timestamp is None:
         return "never"
@@ -115,7 +115,7 @@ def retry_dead(settings: Settings, channel: str | None) -> int:
     if channel is not None and channel not in {c.name for c in settings.channels}:
         print(f'paper-monitor retry-dead: unknown channel "{channel}"', file=sys.stderr)
         return 2
-    with _opened_store(settings) as store:
+    with opened_store(settings) as store:
         count = store.requeue_dead(time.time(), channel)
     where = f"channel {channel}" if channel else "all channels"
     print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'} ({where})")

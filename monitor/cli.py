@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--since", default="30d", help="how far back, as a duration (default 30d)")
     _try_args(backtest)
 
+    why = sub.add_parser("why", help="what became of one stored paper: its matches and alerts, and why "
+                                     "rules did not match it")
+    _config_arg(why)
+    why.add_argument("paper", help="its key (arxiv:2401.12345), arXiv id, URL, or words of its title")
+    why.add_argument("--rule", action="append", default=[], metavar="NAME",
+                     help="explain this rule (repeatable; default: every rule, when there are few)")
+
     backfill = sub.add_parser("backfill", help="store the papers of past days (HF API, arXiv API); no alerts")
     _config_arg(backfill)
     backfill.add_argument("--since", default="7d", help="how many days back, as a duration (default 7d)")
@@ -216,6 +223,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return backtest(_settings(args), since, args.rule, args.query)
 
 
+def cmd_why(args: argparse.Namespace) -> int:
+    from monitor.why import why
+
+    return why(_settings(args), args.paper, args.rule)
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     from monitor.backfill import backfill
     from monitor.config import parse_duration
@@ -253,6 +266,7 @@ COMMANDS = {
     "parse": cmd_parse,
     "match": cmd_match,
     "backtest": cmd_backtest,
+    "why": cmd_why,
     "backfill": cmd_backfill,
     "test-channel": cmd_test_channel,
     "status": cmd_status,

@@ -418,3 +418,28 @@ def test_random_pages_never_break_the_store_and_each_paper_is_new_once(pages: li
         assert len(ids) == len(set(ids))
     finally:
         store.close()
+
+
+# -- one paper's story (paper-monitor why) ---------------------------------------------------
+
+
+def test_a_paper_is_found_by_key_arxiv_id_or_words_of_its_title_with_its_matches_and_deliveries(
+    store: SqlStore,
+) -> None:
+    store.apply_poll(hf_papers(), everything, now=1_000.0)
+    store.apply_poll([paper("An Attention Paper, Known By Title", upvotes=3)], everything, now=2_000.0)
+    for wanted in ("arxiv:2606.12243", "2606.12243", "2606.12243v3", "verification VIA intra-model"):
+        assert [p.key for p in store.find_papers(wanted)] == ["arxiv:2606.12243"], wanted
+    by_title = store.find_papers("attention")
+    assert len(by_title) > 2 and by_title[0].title == "An Attention Paper, Known By Title"  # the latest seen
+    assert all("attention" in p.title.lower() for p in by_title)
+    assert store.find_papers("attention", limit=2) == by_title[:2]
+    assert [store.find_papers(nothing) for nothing in ("2601.00001", "%", "")] == [[], [], []]
+
+    story = store.paper_story("arxiv:2606.12243")
+    assert story is not None and story.paper.title.startswith("VIA-SD")
+    assert (story.first_seen, story.last_seen) == (1_000.0, 1_000.0)
+    assert story.matched == {"all": (["every paper"], 1_000.0)}
+    assert sorted((d.rule, d.channel, d.state, d.attempts) for d in story.deliveries) == [
+        ("all", "console", "pending", 0), ("all", "feed", "pending", 0)]
+    assert store.paper_story("arxiv:2601.00001") is None

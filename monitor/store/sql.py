@@ -24,6 +24,7 @@ from monitor.store.base import READ_ONLY, insert_ignore, paper_from_row, sqlite_
 from monitor.store.deliveries import Claimed, DeliveryQueries, Head
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
 from monitor.store.lock import Held, file_holder, pg_holder, take
+from monitor.store.lookup import PaperLookup
 from monitor.store.schema import (
     SCHEMA_VERSION,
     deliveries,
@@ -134,7 +135,7 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield values[start : start + _CHUNK]
 
 
-class SqlStore(DeliveryQueries, SourceStates):
+class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
     """The store on a SQLAlchemy engine (``self.engine``). See ``monitor.store.Store``."""
 
     def __init__(self, engine: Engine) -> None:
