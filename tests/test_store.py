@@ -434,7 +434,7 @@ def test_a_paper_is_found_by_key_arxiv_id_or_words_of_its_title_with_its_matches
     assert len(by_title) > 2 and by_title[0].title == "An Attention Paper, Known By Title"  # the latest seen
     assert all("attention" in p.title.lower() for p in by_title)
     assert store.find_papers("attention", limit=2) == by_title[:2]
-    assert [store.find_papers(nothing) for nothing in ("2601.00001", "%", "")] == [[], [], []]
+    assert [store.find_papers(absent) for absent in ("2601.00001", "%", "")] == [[], [], []]
 
     story = store.paper_story("arxiv:2606.12243")
     assert story is not None and story.paper.title.startswith("VIA-SD")
