@@ -430,10 +430,9 @@ def test_a_paper_is_found_by_key_arxiv_id_or_words_of_its_title_with_its_matches
     store.apply_poll([paper("An Attention Paper, Known By Title", upvotes=3)], everything, now=2_000.0)
     for wanted in ("arxiv:2606.12243", "2606.12243", "2606.12243v3", "verification VIA intra-model"):
         assert [p.key for p in store.find_papers(wanted)] == ["arxiv:2606.12243"], wanted
-    by_title = store.find_papers("attention")
-    assert len(by_title) > 2 and by_title[0].title == "An Attention Paper, Known By Title"  # the latest seen
-    assert all("attention" in p.title.lower() for p in by_title)
-    assert store.find_papers("attention", limit=2) == by_title[:2]
+    by_title = [p.title for p in store.find_papers("ATTENTION")]
+    assert by_title == ["An Attention Paper, Known By Title", "MiniMax Sparse Attention"]  # latest seen first
+    assert [p.title for p in store.find_papers("attention", limit=1)] == by_title[:1]
     assert [store.find_papers(absent) for absent in ("2601.00001", "%", "")] == [[], [], []]
 
     story = store.paper_story("arxiv:2606.12243")
