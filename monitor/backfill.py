@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from monitor.config import Settings
 from monitor.errors import ConfigError
-from monitor.history import Run, arxiv_pages, hf_days, history_kind
+from monitor.history import Run, arxiv_pages, hf_days, history_kind, listing_keep, listing_query
 from monitor.match import compile_rules
 from monitor.pipeline import open_fetcher, printable
 from monitor.store import open_store
@@ -41,15 +41,20 @@ def backfill(settings: Settings, *, since_seconds: float, source: str | None = N
         for config in chosen:
             kind = history_kind(config.url)
             if kind is None:
-                print(f"{config.name}: skipped: only the HF Daily Papers API and the arXiv API "
-                      "serve past days")
+                print(f"{config.name}: skipped: only the HF Daily Papers API, the arXiv API and arXiv "
+                      "listings (through the API) serve past days")
                 continue
             with open_fetcher(config, settings.monitor.user_agent) as fetcher:
                 run = Run(config, fetcher, store, index.match, alert, today, sleep)
                 if kind == "hf-api":
                     hf_days(config, first, last, run.fetch)
+                elif kind == "arxiv-api":
+                    arxiv_pages(config.url, config.name, first, last, run.fetch, sleep)
                 else:
-                    arxiv_pages(config, first, last, run.fetch, sleep)
+                    start = datetime.combine(first, datetime.min.time(), UTC)
+                    end = datetime.combine(last, datetime.max.time(), UTC)
+                    arxiv_pages(listing_query(config.url, start, end), config.name, first, last, run.fetch,
+                                sleep, keep=listing_keep(config))
             print(printable(run.tally.line(alert)))
             for failure in run.tally.failures:
                 print(f"  failed: {printable(failure)}")

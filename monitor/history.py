@@ -3,11 +3,14 @@
 
 Two kinds of source keep their past: the Hugging Face Daily Papers API (``?date=YYYY-MM-DD``, in
 pages of up to 100) and the arXiv API (a query, paged newest first with ``start``, one request
-every 3 seconds as arXiv asks). Other pages show only the current listing.
+every 3 seconds as arXiv asks). An arXiv listing (``rss.arxiv.org/rss/cs.CL``) shows only the
+latest announcement, but its past is the arXiv API's: its categories, by submission time. Other
+pages show only the current listing.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -32,6 +35,19 @@ ARXIV_PAUSE = 3.0  # seconds between arXiv API requests
 ARXIV_MAX_RESULTS = 10_000  # how deep a backfill pages into one arXiv query
 DAY = timedelta(days=1)
 T = TypeVar("T")
+ARXIV_API = "https://export.arxiv.org/api/query"
+# An arXiv listing's path: /rss/cs.CL, /atom/cs.CL+cs.LG, /rss/physics, /rss/cond-mat.str-el; each
+# category in one of arXiv's archives (so that /rss/feed.xml elsewhere is no listing).
+_LISTING = re.compile(r"/(?:rss|atom)/([A-Za-z-]+(?:\.[A-Za-z-]+)?(?:\+[A-Za-z-]+(?:\.[A-Za-z-]+)?)*)/?")
+_ARCHIVES = frozenset((
+    "astro-ph", "cond-mat", "cs", "econ", "eess", "gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th", "math",
+    "math-ph", "nlin", "nucl-ex", "nucl-th", "physics", "q-bio", "q-fin", "quant-ph", "stat",
+))
+# arXiv announces once a day (Sunday to Thursday, 20:00 US Eastern): between two good polls less
+# than this apart, no announcement can have come and gone unseen.
+MISSED_AFTER = 20 * 3600.0
+# How long before the announcement a paper it lists may have been submitted: a weekend and a day.
+LISTING_LAG = 4 * DAY
 
 
 @dataclass
@@ -62,7 +78,52 @@ def history_kind(url: str) -> str | None:
         return "hf-api"
     if parts.path.rstrip("/") == "/api/query":  # export.arxiv.org, or a mirror of it
         return "arxiv-api"
+    if listing_categories(url) is not None:
+        return "arxiv-listing"
     return None
+
+
+def listing_categories(url: str) -> list[str] | None:
+    """The categories of an arXiv listing (``rss.arxiv.org/rss/cs.CL+cs.LG``, ``/atom/...``, the
+    older ``export.arxiv.org/rss/...``); None for other URLs."""
+    found = _LISTING.fullmatch(urlsplit(url).path)
+    categories = found.group(1).split("+") if found else []
+    if not categories or any(c.partition(".")[0] not in _ARCHIVES for c in categories):
+        return None
+    return categories
+
+
+def listing_query(url: str, start: datetime, end: datetime) -> str:
+    """The arXiv API query for the papers of the listing ``url`` submitted from ``start`` to ``end``:
+    its categories (cross-lists included), newest first. The API of an arxiv.org listing is
+    export.arxiv.org's; that of another host (a mirror) is at its ``/api/query``."""
+    categories = listing_categories(url) or []
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    api = ARXIV_API if host == "arxiv.org" or host.endswith(".arxiv.org") else (
+        f"{parts.scheme}://{parts.netloc}/api/query")
+    search = " OR ".join(f"cat:{category}" for category in categories)
+    if len(categories) > 1:
+        search = f"({search})"
+    search += f" AND submittedDate:[{start:%Y%m%d%H%M} TO {end:%Y%m%d%H%M}]"
+    query = {"search_query": search, "sortBy": "submittedDate", "sortOrder": "descending"}
+    return f"{api}?{urlencode(query)}"
+
+
+def listing_keep(config: SourceConfig) -> Callable[[Paper], bool]:
+    """Which papers of the API a listing source takes: as its ``announce_types`` say, a paper whose
+    primary category is one of the listing's being ``new``, any other a ``cross``-list."""
+    categories = tuple(listing_categories(config.url) or ())
+    wanted = config.announce_types
+
+    def keep(paper: Paper) -> bool:
+        primary = paper.primary_category
+        if primary is None:
+            return True
+        own = any(primary == c or primary.startswith(c + ".") for c in categories)
+        return ("new" if own else "cross") in wanted
+
+    return keep
 
 
 @dataclass
@@ -140,24 +201,30 @@ def hf_day(config: SourceConfig, day: date, fetch: Fetch) -> bool:
         page += 1
 
 
-def arxiv_pages(config: SourceConfig, first: date, last: date, fetch: Fetch,
-                sleep: Callable[[float], None]) -> None:
-    """Newest first, until a page reaches back before ``first`` (or runs out)."""
+def arxiv_pages(url: str, name: str, first: date, last: date, fetch: Fetch,
+                sleep: Callable[[float], None], keep: Callable[[Paper], bool] | None = None) -> bool:
+    """The arXiv API query ``url`` newest first, until a page reaches back before ``first`` (or
+    runs out); the papers submitted from ``first`` to ``last`` that ``keep`` accepts are stored.
+    False if a page failed."""
 
     def within(paper: Paper) -> bool:
-        return paper.published is None or first <= paper.published <= last
+        dated = paper.published is None or first <= paper.published <= last
+        return dated and (keep is None or keep(paper))
 
-    for start in _progress(range(0, ARXIV_MAX_RESULTS, ARXIV_PAGE), " pages", config.name, known=False):
+    for start in _progress(range(0, ARXIV_MAX_RESULTS, ARXIV_PAGE), " pages", name, known=False):
         if start:
             sleep(ARXIV_PAUSE)
         query = {"start": str(start), "max_results": str(ARXIV_PAGE), "sortBy": "submittedDate",
                  "sortOrder": "descending"}
-        papers = fetch(with_query(config.url, query), f"results from {start}", None, within)
+        papers = fetch(with_query(url, query), f"results from {start}", None, within)
+        if papers is None:
+            return False
         if not papers:
             break
         oldest = min((p.published for p in papers if p.published), default=None)
         if len(papers) < ARXIV_PAGE or (oldest is not None and oldest < first):
             break
+    return True
 
 
 def polled_url(url: str) -> str:
@@ -187,9 +254,13 @@ def catch_up(config: SourceConfig, store: Store, fetcher: Fetcher, match: Callab
     read whole since its last good poll (at most ``catch_up`` back), as a poll running then would
     have: their new papers alert. Daily, that is yesterday's listing once, with the papers added
     after the last poll of the day; after a stop or an outage, each day missed. The days read are
-    recorded as each ends, so a failure leaves the rest to the next poll. None: nothing to read."""
-    if config.catch_up is None or history_kind(config.url) != "hf-api":
+    recorded as each ends, so a failure leaves the rest to the next poll. An arXiv listing catches
+    up from the arXiv API (``_catch_up_listing``). None: nothing to read."""
+    kind = history_kind(config.url)
+    if config.catch_up is None or kind not in ("hf-api", "arxiv-listing"):
         return None
+    if kind == "arxiv-listing":
+        return _catch_up_listing(config, store, fetcher, match, before, today, time.time())
     yesterday = today - DAY
     if before is None or before.last_success is None:  # the first poll: the source starts today
         store.record_caught_up(config.name, yesterday)
@@ -205,6 +276,35 @@ def catch_up(config: SourceConfig, store: Store, fetcher: Fetcher, match: Callab
             break
         store.record_caught_up(config.name, day)
         run.tally.days += 1
+    return run.tally
+
+
+def _catch_up_listing(config: SourceConfig, store: Store, fetcher: Fetcher,
+                      match: Callable[[Paper], list[Hit]], before: SourceState | None, today: date,
+                      now: float) -> Tally | None:
+    """After a good poll of an arXiv listing, the announcements that came and went since the last
+    good one (more than ``MISSED_AFTER`` ago), read from the arXiv API: the listing's papers
+    submitted since then (less ``LISTING_LAG``, at most ``catch_up`` back). A catch-up that fails
+    records the last day known whole (``caught_up``), and the next poll starts again from there."""
+    if before is None or before.last_success is None:  # the first poll: the source starts now
+        return None
+    since = before.last_success
+    if before.caught_up is not None:
+        since = min(since, datetime.combine(before.caught_up + DAY, datetime.min.time(), UTC).timestamp())
+    if now - since <= MISSED_AFTER:
+        return None
+    window = config.catch_up or 0.0
+    start = datetime.fromtimestamp(max(since - LISTING_LAG.total_seconds(), now - window), UTC)
+    end = datetime.fromtimestamp(now, UTC)
+    run = Run(config, fetcher, store, match, alert=True, today=today, sleep=fetcher.sleep)
+    done = arxiv_pages(listing_query(config.url, start, end), config.name, start.date(), end.date(),
+                       run.fetch, fetcher.sleep, keep=listing_keep(config))
+    missed_from = datetime.fromtimestamp(since, UTC).date()
+    run.tally.days = (end.date() - missed_from).days
+    if not done:
+        store.record_caught_up(config.name, missed_from - DAY)
+    elif before.caught_up is not None:
+        store.record_caught_up(config.name, None)
     return run.tally
 
 

@@ -64,6 +64,9 @@ class Paper(BaseModel):
     # How an arXiv RSS listing announces the paper (new, cross, replace, replace-cross), for the
     # source's ``announce_types``; not part of the JSON, not stored.
     announce: str | None = Field(default=None, exclude=True)
+    # The arXiv API's primary category (cs.CL), which tells a listing's own papers from cross-lists
+    # when a catch-up reads the API for a listing; not part of the JSON, not stored.
+    primary_category: str | None = Field(default=None, exclude=True)
 
     @classmethod
     def build(
@@ -78,6 +81,7 @@ class Paper(BaseModel):
         organization: str | None = None,
         organization_id: str | None = None,
         announce: str | None = None,
+        primary_category: str | None = None,
         published: date | None = None,
         upvotes: int | None = None,
         url: str | None = None,
@@ -96,6 +100,7 @@ class Paper(BaseModel):
             organization=collapse(organization) or None,
             organization_id=collapse(organization_id) or None,
             announce=announce,
+            primary_category=primary_category,
             published=published,
             upvotes=upvotes,
             url=url,

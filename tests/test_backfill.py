@@ -16,6 +16,7 @@ import sys
 import termios
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 
@@ -163,8 +164,10 @@ def test_sources_without_a_past_are_skipped_and_an_unknown_source_is_one_line(tm
     assert history_kind("https://huggingface.co/api/daily_papers") == "hf-api"
     assert history_kind("http://export.arxiv.org/api/query?search_query=cat:cs.CL") == "arxiv-api"
     assert history_kind("https://huggingface.co/papers") is None
-    assert history_kind("https://rss.arxiv.org/rss/cs.CL") is None
-    config = write_config(tmp_path, "https://rss.arxiv.org/rss/cs.CL")
+    assert history_kind("https://rss.arxiv.org/rss/cs.CL+cs.LG") == "arxiv-listing"
+    assert history_kind("https://rss.arxiv.org/atom/cond-mat.str-el") == "arxiv-listing"
+    assert history_kind("https://example.org/rss/feed.xml") is None
+    config = write_config(tmp_path, "https://huggingface.co/papers")
     run = cli("backfill", "--config", str(config))
     assert run.returncode == 0 and "hf-daily: skipped: only the HF Daily Papers API" in run.stdout
     wrong = cli("backfill", "--config", str(config), "--source", "nope")
@@ -203,6 +206,25 @@ def test_an_arxiv_query_is_paged_newest_first_three_seconds_apart_until_before_t
     assert all("search_query=cat%3Acs.RO" in path and "max_results=100" in path
                and "sortBy=submittedDate" in path and "sortOrder=descending" in path for path in asked)
     assert "start=0" in asked[0] and "start=100" in asked[1]
+
+
+def test_an_arxiv_listing_is_backfilled_from_the_api_by_its_categories(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.route("/api/query", Reply(arxiv_page(10000, ["2026-06-14"] * 5 + ["2026-06-12"] * 5)))
+    config = write_config(tmp_path, replay.url("/rss/cs.CL+cs.LG"))
+    assert backfill(load_settings(config), since_seconds=3 * 86_400, today=TODAY, sleep=lambda s: None) == 0
+    assert counts(tmp_path) == (10, 10, 0)  # matched, not alerted
+    (asked,) = [parse_qs(urlsplit(r.path).query) for r in replay.requests]
+    assert asked["search_query"] == [
+        "(cat:cs.CL OR cat:cs.LG) AND submittedDate:[202606120000 TO 202606142359]"]
+    assert (asked["sortBy"], asked["start"], asked["max_results"]) == (["submittedDate"], ["0"], ["100"])
+    # The recorded entry is a cs.RO paper: a cross-list of cs.CL+cs.LG, which a "new"-only source leaves.
+    (tmp_path / "new").mkdir()
+    only_new = write_config(tmp_path / "new", replay.url("/rss/cs.CL+cs.LG"))
+    only_new.write_text(only_new.read_text().replace("retries = 3", 'retries = 3\nannounce_types = ["new"]'))
+    assert backfill(load_settings(only_new), since_seconds=3 * 86_400, today=TODAY, sleep=lambda s: None) == 0
+    assert counts(tmp_path / "new")[0] == 0
 
 
 def test_a_backfill_that_lasts_shows_a_progress_bar_on_a_terminal(

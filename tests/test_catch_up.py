@@ -5,12 +5,14 @@ late papers; every day a stopped daemon or a failing source missed) are read fro
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import feedparser
 import pytest
@@ -19,10 +21,11 @@ from monitor.config import Settings, SourceConfig
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.match import compile_rules
 from monitor.pipeline import poll
+from monitor.sources import parse_page
 from monitor.store import open_store
 from monitor.store.sql import SqlStore
 from tests.daemon_support import Daemon, source, wait_for, write_config
-from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
+from tests.helpers import ARXIV_ATOM, DATA, HF_JSON, ReplayServer, Reply, free_port
 
 DAY = timedelta(days=1)
 ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)
@@ -170,3 +173,98 @@ def test_sources_without_a_past_are_not_caught_up(replay: ReplayServer, store: S
     store.record_success("hf", url, status=200, etag=None, last_modified=None, now=time.time() - 5 * 86_400)
     report = poll(SourceConfig(name="hf", url=url), store, fetcher, ALL)
     assert report.ok and report.caught_up is None and len(replay.requests) == 1
+
+
+# -- arXiv listings: what a day down missed, read from the arXiv API by category -------------------
+
+LISTING = (DATA / "arxiv_rss_cs_sample.xml").read_bytes()  # 2 new or cross, 1 replacement
+
+
+def api_page(day: date) -> Reply:
+    """The recorded arXiv API answer (5 papers; primary categories cs.RO, cs.AI, cs.LG, cs.CV,
+    cs.DC), submitted on ``day``."""
+    dated = f"<published>{day.isoformat()}".encode()
+    body = re.sub(rb"<published>\d{4}-\d\d-\d\d", dated, ARXIV_ATOM.read_bytes())
+    return Reply(body, headers={"Content-Type": "application/atom+xml"})
+
+
+def api_queries(replay: ReplayServer) -> list[dict[str, str]]:
+    return [dict(parse_qsl(urlsplit(seen.path).query)) for seen in replay.requests
+            if seen.path.startswith("/api/query")]
+
+
+def arxiv(replay: ReplayServer, **fields: object) -> SourceConfig:
+    return SourceConfig(name="arxiv", url=replay.url("/rss/cs.LG"), **fields)  # type: ignore[arg-type]
+
+
+def down_for(store: SqlStore, config: SourceConfig, hours: float) -> None:
+    store.record_success(config.name, config.url, status=200, etag=None, last_modified=None,
+                         now=time.time() - hours * 3600)
+
+
+def test_an_arxiv_listing_down_for_days_reads_what_it_missed_from_the_api(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    today = datetime.now(UTC).date()
+    replay.route("/rss/cs.LG", Reply(LISTING))
+    replay.route("/api/query", api_page(today - DAY))
+    config = arxiv(replay)
+    first = poll(config, store, fetcher, ALL)
+    assert first.ok and first.caught_up is None and api_queries(replay) == []  # a new source starts now
+
+    down_for(store, config, hours=3 * 24)
+    report = poll(config, store, fetcher, ALL)
+    assert report.ok and report.caught_up is not None, report.line()
+    assert (report.caught_up.days, report.caught_up.requests, report.caught_up.new) == (3, 1, 5)
+    assert "; caught up on 3 past days: 1 requests, 5 papers, 5 new, 5 matched" in report.line()
+    (query,) = api_queries(replay)
+    # The listing's category, from before the last good poll (less the lag of a weekend and a day,
+    # within the 7 days of catch_up) to now; newest first, 100 at a time.
+    start = (today - 7 * DAY).strftime("%Y%m%d")
+    assert re.fullmatch(rf"cat:cs\.LG AND submittedDate:\[{start}\d{{4}} TO {today:%Y%m%d}\d{{4}}\]",
+                        query["search_query"]), query
+    assert (query["sortBy"], query["sortOrder"], query["start"], query["max_results"]) == (
+        "submittedDate", "descending", "0", "100")
+    assert {p.key for p in report.new_papers} == {p.key for p in parse_page(ARXIV_ATOM.read_bytes())}
+    assert poll(config, store, fetcher, ALL).caught_up is None  # read once
+    assert len(api_queries(replay)) == 1
+
+
+def test_a_listing_takes_from_the_api_the_announce_types_it_takes_from_the_listing(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    today = datetime.now(UTC).date()
+    replay.route("/rss/cs.LG", Reply(LISTING))
+    replay.route("/api/query", api_page(today - DAY))
+    config = arxiv(replay, announce_types=["new"])  # cs.LG's own papers, no cross-lists
+    down_for(store, config, hours=30)
+    report = poll(config, store, fetcher, ALL)
+    assert report.caught_up is not None and report.caught_up.new == 1
+    assert [p.primary_category for p in report.new_papers if p.primary_category] == ["cs.LG"]
+
+
+def test_a_short_gap_a_failed_catch_up_and_off(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    today = datetime.now(UTC).date()
+    replay.route("/rss/cs.LG", Reply(LISTING))
+    replay.route("/api/query", Reply(b"busy", status=503))
+    config = arxiv(replay)
+    down_for(store, config, hours=18)  # no announcement can have come and gone unseen
+    assert poll(config, store, fetcher, ALL).caught_up is None and api_queries(replay) == []
+
+    down_for(store, config, hours=50)
+    failed = poll(config, store, fetcher, ALL)
+    assert failed.ok and failed.caught_up is not None and "then failed: " in failed.line()
+    state = store.get_source_state("arxiv")
+    missed_from = datetime.fromtimestamp(time.time() - 50 * 3600, UTC).date()
+    assert state is not None and state.caught_up == missed_from - DAY  # what the next poll starts from
+
+    replay.route("/api/query", api_page(today))
+    again = poll(config, store, fetcher, ALL)  # its own last good poll was just now: the record says
+    assert again.caught_up is not None and again.caught_up.new == 5 and not again.caught_up.failures
+    state = store.get_source_state("arxiv")
+    assert state is not None and state.caught_up is None
+
+    down_for(store, config, hours=72)
+    assert poll(arxiv(replay, catch_up="off"), store, fetcher, ALL).caught_up is None

@@ -72,6 +72,7 @@ def parse_atom(data: bytes, today: date) -> list[Paper]:
                 abstract=_ANNOUNCE.sub("", summary, count=1) if summary else None,
                 authors=authors,
                 announce=announce.strip().lower() if announce else None,
+                primary_category=_primary_category(entry),
                 published=_iso_day(_child_text(entry, f"{ATOM}published")),
                 url=ABS_URL + arxiv_id if arxiv_id else _alternate(entry),
             )
@@ -125,6 +126,12 @@ def _abstract(description: str | None) -> str | None:
         return None
     text = _TAG.sub(" ", description)
     return _ANNOUNCE.sub("", text, count=1) or None
+
+
+def _primary_category(entry: ET.Element) -> str | None:
+    found = entry.find(f"{ARXIV}primary_category")
+    term = found.get("term") if found is not None else None
+    return term.strip() if term and term.strip() else None
 
 
 def _announce_type(description: str | None) -> str | None:

@@ -89,8 +89,9 @@ class Store(Protocol):
         """The state of every source polled so far, by name. Raises ``StoreError``."""
         ...
 
-    def record_caught_up(self, name: str, day: date) -> None:
-        """Remember that the listings up to ``day`` were read whole. Raises ``StoreError``."""
+    def record_caught_up(self, name: str, day: date | None) -> None:
+        """Remember that the listings up to ``day`` were read whole (None: nothing is left to read,
+        for an arXiv listing). Raises ``StoreError``."""
         ...
 
     def record_success(

@@ -45,9 +45,10 @@ class SourceStates(Transactions):
             "consecutive_failures": sources.c.consecutive_failures + 1,
         })
 
-    def record_caught_up(self, name: str, day: date) -> None:
+    def record_caught_up(self, name: str, day: date | None) -> None:
         with self._write(f"recording the catch-up of source {name}") as conn:
-            conn.execute(sources.update().where(sources.c.name == name).values(caught_up=day.isoformat()))
+            conn.execute(sources.update().where(sources.c.name == name)
+                         .values(caught_up=day.isoformat() if day is not None else None))
 
     def _record(self, name: str, url: str, values: dict[str, Any]) -> SourceState:
         with self._write(f"recording the state of source {name}") as conn:
