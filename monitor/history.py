@@ -284,8 +284,9 @@ def _catch_up_listing(config: SourceConfig, store: Store, fetcher: Fetcher,
                       now: float) -> Tally | None:
     """After a good poll of an arXiv listing, the announcements that came and went since the last
     good one (more than ``MISSED_AFTER`` ago), read from the arXiv API: the listing's papers
-    submitted since then (less ``LISTING_LAG``, at most ``catch_up`` back). A catch-up that fails
-    records the last day known whole (``caught_up``), and the next poll starts again from there."""
+    submitted since then (less ``LISTING_LAG``, at most ``catch_up`` back). Until it has read them
+    all, the last day known whole is recorded (``caught_up``): a catch-up that fails, or that a stop
+    cuts short, starts again from there at the next poll."""
     if before is None or before.last_success is None:  # the first poll: the source starts now
         return None
     since = before.last_success
@@ -296,14 +297,13 @@ def _catch_up_listing(config: SourceConfig, store: Store, fetcher: Fetcher,
     window = config.catch_up or 0.0
     start = datetime.fromtimestamp(max(since - LISTING_LAG.total_seconds(), now - window), UTC)
     end = datetime.fromtimestamp(now, UTC)
-    run = Run(config, fetcher, store, match, alert=True, today=today, sleep=fetcher.sleep)
-    done = arxiv_pages(listing_query(config.url, start, end), config.name, start.date(), end.date(),
-                       run.fetch, fetcher.sleep, keep=listing_keep(config))
     missed_from = datetime.fromtimestamp(since, UTC).date()
-    run.tally.days = (end.date() - missed_from).days
-    if not done:
+    if before.caught_up != missed_from - DAY:  # kept if this fails, or the daemon stops meanwhile
         store.record_caught_up(config.name, missed_from - DAY)
-    elif before.caught_up is not None:
+    run = Run(config, fetcher, store, match, alert=True, today=today, sleep=fetcher.sleep)
+    run.tally.days = (end.date() - missed_from).days
+    if arxiv_pages(listing_query(config.url, start, end), config.name, start.date(), end.date(),
+                   run.fetch, fetcher.sleep, keep=listing_keep(config)):
         store.record_caught_up(config.name, None)
     return run.tally
 

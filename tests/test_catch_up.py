@@ -18,6 +18,7 @@ import feedparser
 import pytest
 
 from monitor.config import Settings, SourceConfig
+from monitor.errors import FetchError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.match import compile_rules
 from monitor.pipeline import poll
@@ -26,6 +27,7 @@ from monitor.store import open_store
 from monitor.store.sql import SqlStore
 from tests.daemon_support import Daemon, source, wait_for, write_config
 from tests.helpers import ARXIV_ATOM, DATA, HF_JSON, ReplayServer, Reply, free_port
+from tests.test_backfill import arxiv_page
 
 DAY = timedelta(days=1)
 ALL = compile_rules(Settings.model_validate({"rules": [{"name": "all"}]}).rules)
@@ -268,3 +270,32 @@ def test_a_short_gap_a_failed_catch_up_and_off(
 
     down_for(store, config, hours=72)
     assert poll(arxiv(replay, catch_up="off"), store, fetcher, ALL).caught_up is None
+
+
+def test_a_listings_catch_up_cut_short_by_a_stop_starts_again_at_the_next_poll(
+    replay: ReplayServer, store: SqlStore
+) -> None:
+    today = datetime.now(UTC).date()
+    replay.route("/rss/cs.LG", Reply(LISTING))
+    pages = (Reply(arxiv_page(30000, [today.isoformat()] * 100)),  # full: a second page is asked for
+             Reply(arxiv_page(40000, [today.isoformat()] * 3)))
+    replay.route("/api/query", *pages)
+    config = arxiv(replay)
+    down_for(store, config, hours=30)
+
+    def stopping(seconds: float) -> None:
+        raise FetchError("stopped while waiting to retry")
+
+    with Fetcher(policy=FAST, sleep=stopping) as stopped:
+        cut = poll(config, store, stopped, ALL)  # the daemon stops during the pause between pages
+    assert not cut.ok and len(api_queries(replay)) == 1
+    state = store.get_source_state("arxiv")
+    assert state is not None and state.caught_up is not None  # the next poll knows where to start
+
+    replay.route("/api/query", *pages)
+    with Fetcher(policy=FAST, sleep=lambda seconds: None) as fetcher:
+        again = poll(config, store, fetcher, ALL)
+    assert again.caught_up is not None and again.caught_up.requests == 2, again.line()
+    assert store.count_papers() == 2 + 100 + 3
+    state = store.get_source_state("arxiv")
+    assert state is not None and state.caught_up is None
