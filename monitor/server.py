@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from urllib.parse import parse_qs, unquote, urlsplit
+from html import escape
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from monitor.config import RssConfig
 
@@ -126,7 +127,38 @@ class App:
         if path == "/metrics":
             data, content_type = self.metrics()
             return Response(200, data, ((b"Content-Type", content_type.encode()),))
+        if path == "/":
+            return Response(200, self._index(), ((b"Content-Type", b"text/html; charset=utf-8"),
+                                                 (b"Cache-Control", b"no-store")))
         return _not_found()
+
+    def _index(self) -> bytes:
+        """A page of the public feeds (each channel's, then its rules'), with the links feed readers
+        discover them by; private feeds (``token``) are only counted."""
+        channels = self.channels()
+        links: list[str] = []
+        items: list[str] = []
+        for name, cfg in channels.items():
+            if cfg.token:
+                continue
+            base = f"/feeds/{quote(name, safe='')}"
+            feeds = [(name, "")] + [(f"{name}: {rule}", f"?rule={quote(rule, safe='')}")
+                                    for rule in sorted(self.feed_rules(name))]
+            parts = []
+            for title, query in feeds:
+                rss, atom = escape(f"{base}.xml{query}"), escape(f"{base}.atom{query}")
+                links.append(f'<link rel="alternate" type="application/rss+xml" title="{escape(title)}" '
+                             f'href="{rss}">')
+                parts.append(f'{escape(title)}: <a href="{rss}">RSS</a> · <a href="{atom}">Atom</a>')
+            items.append("<li>" + "<br>\n".join(parts) + "</li>")
+        private = sum(1 for cfg in channels.values() if cfg.token)
+        note = f"<p>{private} private feed{'s' if private != 1 else ''} not listed.</p>" if private else ""
+        body = "\n".join(items) or "<li>no public feeds (add a channel of type rss)</li>"
+        page = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>paper-monitor</title>\n'
+                + "\n".join(links) + "\n</head><body>\n<h1>paper-monitor</h1>\n<h2>Feeds</h2>\n<ul>\n"
+                + body + f"\n</ul>\n{note}\n"
+                '<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>\n</body></html>\n')
+        return page.encode()
 
     def _feed(self, rest: str, query: Mapping[str, list[str]], headers: Mapping[bytes, bytes]) -> Response:
         token, _, filename = rest.rpartition("/")

@@ -194,6 +194,8 @@ def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own(
             assert sorted(e.title for e in hot.entries) == HOT
             assert len(feedparser.parse(daemon.get(f"/feeds/feed.{kind}?rule=all").content).entries) == 30
         assert daemon.get("/feeds/feed.xml?rule=nosuch").status_code == 404
+        front = daemon.get("/").text  # where a person or a feed reader finds them
+        assert all(f'href="/feeds/feed.xml{q}"' in front for q in ("", "?rule=all", "?rule=hot"))
     finally:
         code, _ = daemon.stop()
     assert code == 0, daemon.log_text()[-3000:]

@@ -9,6 +9,7 @@ from email.utils import formatdate
 import feedparser
 import httpx
 import pytest
+from selectolax.lexbor import LexborHTMLParser
 
 from monitor.config import RssConfig
 from monitor.metrics import CONTENT_TYPE, Metrics
@@ -20,7 +21,8 @@ class Feeds:
 
     def __init__(self) -> None:
         self.items: dict[str, list[str]] = {"public": ["First paper"], "private": ["Secret paper"],
-                                            "public hot": ["Hot paper"], "private mine": ["My secret"]}
+                                            "public hot": ["Hot paper"], "public cold": [],
+                                            "private mine": ["My secret"]}
         self.renders = 0
 
     def render(self, cfg: RssConfig, kind: str, rule: str | None) -> bytes:
@@ -192,6 +194,31 @@ def test_a_rules_feed_is_rendered_again_after_its_channel_changed(srv: Running) 
     assert [e.title for e in feedparser.parse(changed.content).entries] == ["Hot paper", "Hotter paper"]
     assert srv.client.get("/feeds/public.xml?rule=hot").content == changed.content
     assert srv.feeds.renders == renders + 2 + 1  # the channel's two feeds, then the rule's once
+
+
+def test_the_front_page_lists_the_public_feeds_for_people_and_feed_readers(srv: Running) -> None:
+    page = srv.client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    tree = LexborHTMLParser(page.text)
+    found = [(n.attributes["title"], n.attributes["href"]) for n in tree.css('link[rel="alternate"]')]
+    assert found == [("public", "/feeds/public.xml"), ("public: cold", "/feeds/public.xml?rule=cold"),
+                     ("public: hot", "/feeds/public.xml?rule=hot")]
+    hrefs = [str(a.attributes["href"]) for a in tree.css("a")]
+    assert "/feeds/public.atom?rule=hot" in hrefs and "/healthz" in hrefs
+    for href in hrefs:
+        assert srv.client.get(href).status_code == 200, href
+    assert "1 private feed not listed." in page.text
+    assert "private" not in " ".join(hrefs) and "s3cret" not in page.text and "mine" not in page.text
+
+
+def test_names_on_the_front_page_are_escaped() -> None:
+    odd = RssConfig(name='a<b>&"c', type="rss")
+    app = App(FeedCache(Feeds().render), lambda: {odd.name: odd}, lambda: (True, {}), lambda: (True, {}),
+              lambda: (b"", "text/plain"), lambda channel: ["<i>x</i>"])
+    body = app.handle("GET", "/", {}).body.decode()
+    assert "<b>" not in body and "<i>" not in body
+    assert "a&lt;b&gt;&amp;&quot;c: &lt;i&gt;x&lt;/i&gt;" in body
+    assert 'href="/feeds/a%3Cb%3E%26%22c.xml?rule=%3Ci%3Ex%3C%2Fi%3E"' in body
 
 
 def test_healthz_and_metrics(srv: Running) -> None:
