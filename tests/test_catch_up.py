@@ -195,6 +195,12 @@ def api_queries(replay: ReplayServer) -> list[dict[str, str]]:
             if seen.path.startswith("/api/query")]
 
 
+def serve(replay: ReplayServer, *api: Reply) -> None:
+    """The cs.LG listing, and these answers of the arXiv API in turn."""
+    replay.route("/rss/cs.LG", Reply(LISTING))
+    replay.route("/api/query", *api)
+
+
 def arxiv(replay: ReplayServer, **fields: object) -> SourceConfig:
     return SourceConfig(name="arxiv", url=replay.url("/rss/cs.LG"), **fields)  # type: ignore[arg-type]
 
@@ -208,8 +214,7 @@ def test_an_arxiv_listing_down_for_days_reads_what_it_missed_from_the_api(
     replay: ReplayServer, store: SqlStore, fetcher: Fetcher
 ) -> None:
     today = datetime.now(UTC).date()
-    replay.route("/rss/cs.LG", Reply(LISTING))
-    replay.route("/api/query", api_page(today - DAY))
+    serve(replay, api_page(today - DAY))
     config = arxiv(replay)
     first = poll(config, store, fetcher, ALL)
     assert first.ok and first.caught_up is None and api_queries(replay) == []  # a new source starts now
@@ -236,8 +241,7 @@ def test_a_listing_takes_from_the_api_the_announce_types_it_takes_from_the_listi
     replay: ReplayServer, store: SqlStore, fetcher: Fetcher
 ) -> None:
     today = datetime.now(UTC).date()
-    replay.route("/rss/cs.LG", Reply(LISTING))
-    replay.route("/api/query", api_page(today - DAY))
+    serve(replay, api_page(today - DAY))
     config = arxiv(replay, announce_types=["new"])  # cs.LG's own papers, no cross-lists
     down_for(store, config, hours=30)
     report = poll(config, store, fetcher, ALL)
@@ -249,8 +253,7 @@ def test_a_short_gap_a_failed_catch_up_and_off(
     replay: ReplayServer, store: SqlStore, fetcher: Fetcher
 ) -> None:
     today = datetime.now(UTC).date()
-    replay.route("/rss/cs.LG", Reply(LISTING))
-    replay.route("/api/query", Reply(b"busy", status=503))
+    serve(replay, Reply(b"busy", status=503))
     config = arxiv(replay)
     down_for(store, config, hours=18)  # no announcement can have come and gone unseen
     assert poll(config, store, fetcher, ALL).caught_up is None and api_queries(replay) == []
@@ -276,10 +279,9 @@ def test_a_listings_catch_up_cut_short_by_a_stop_starts_again_at_the_next_poll(
     replay: ReplayServer, store: SqlStore
 ) -> None:
     today = datetime.now(UTC).date()
-    replay.route("/rss/cs.LG", Reply(LISTING))
     pages = (Reply(arxiv_page(30000, [today.isoformat()] * 100)),  # full: a second page is asked for
              Reply(arxiv_page(40000, [today.isoformat()] * 3)))
-    replay.route("/api/query", *pages)
+    serve(replay, *pages)
     config = arxiv(replay)
     down_for(store, config, hours=30)
 
