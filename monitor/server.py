@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -59,37 +60,49 @@ class CachedFeed:
 
 class FeedCache:
     """Rendered feeds by (channel, kind, rule). ``refresh`` re-renders a channel's own feeds (unchanged
-    bytes keep their validators) and forgets its per-rule ones, rendered again when next asked for."""
+    bytes keep their validators) and forgets its per-rule ones, rendered again when next asked for.
+    Of the per-rule feeds, the ``rule_feeds`` last asked for are kept: a config of 100,000 rules
+    has as many feeds, which a crawler could otherwise make the daemon hold all at once."""
 
-    def __init__(self, render: Renderer) -> None:
+    def __init__(self, render: Renderer, rule_feeds: int = 256) -> None:
         self._render = render
         self._lock = threading.Lock()
         self._feeds: dict[tuple[str, str, str | None], CachedFeed] = {}
+        self._rule_feeds = rule_feeds
+        self._by_rule: OrderedDict[tuple[str, str, str | None], CachedFeed] = OrderedDict()
 
     def get(self, cfg: RssConfig, kind: str, rule: str | None = None) -> CachedFeed:
-        cached = self._feeds.get((cfg.name, kind, rule))
+        key = (cfg.name, kind, rule)
+        with self._lock:
+            cached = self._feeds.get(key) if rule is None else self._by_rule.get(key)
+            if cached is not None and rule is not None:
+                self._by_rule.move_to_end(key)
         return cached if cached is not None else self._store(cfg, kind, rule)
 
     def refresh(self, cfg: RssConfig) -> None:
         for kind in _TYPES:
             self._store(cfg, kind, None)
         with self._lock:
-            self._feeds = {k: v for k, v in self._feeds.items() if k[0] != cfg.name or k[2] is None}
+            for key in [k for k in self._by_rule if k[0] == cfg.name]:
+                del self._by_rule[key]
 
     def forget_others(self, names: set[str]) -> None:
         with self._lock:
             self._feeds = {k: v for k, v in self._feeds.items() if k[0] in names}
+            self._by_rule = OrderedDict((k, v) for k, v in self._by_rule.items() if k[0] in names)
 
     def _store(self, cfg: RssConfig, kind: str, rule: str | None) -> CachedFeed:
         body = self._render(cfg, kind, rule)
         etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
         key = (cfg.name, kind, rule)
         with self._lock:
-            old = self._feeds.get(key)
+            table = self._feeds if rule is None else self._by_rule
+            old = table.get(key)
             if old is not None and old.etag == etag:
                 return old
-            feed = CachedFeed(body, gzip.compress(body, 6, mtime=0), etag, time.time())
-            self._feeds[key] = feed
+            feed = table[key] = CachedFeed(body, gzip.compress(body, 6, mtime=0), etag, time.time())
+            if len(self._by_rule) > self._rule_feeds:
+                self._by_rule.popitem(last=False)
             return feed
 
 

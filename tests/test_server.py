@@ -196,6 +196,21 @@ def test_a_rules_feed_is_rendered_again_after_its_channel_changed(srv: Running) 
     assert srv.feeds.renders == renders + 2 + 1  # the channel's two feeds, then the rule's once
 
 
+def test_only_the_per_rule_feeds_last_asked_for_are_kept() -> None:
+    asked: list[str | None] = []
+
+    def render(cfg: RssConfig, kind: str, rule: str | None) -> bytes:
+        asked.append(rule)
+        return f"{cfg.name} {kind} {rule}".encode()
+
+    cache = FeedCache(render, rule_feeds=2)
+    public = CHANNELS["public"]
+    for rule in ("a", "b", "a", "c", "a", "b", None, None):
+        assert cache.get(public, "rss", rule).body == f"public rss {rule}".encode()
+    # a, b rendered; a kept (asked for again); c pushes b out; a kept; b rendered again; the channel once
+    assert asked == ["a", "b", "c", "b", None]
+
+
 def test_the_front_page_lists_the_public_feeds_for_people_and_feed_readers(srv: Running) -> None:
     page = srv.client.get("/")
     assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
