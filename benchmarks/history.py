@@ -99,6 +99,17 @@ def old_feed_rows(store: SqlStore) -> object:
             " ORDER BY d.created_at DESC, d.id DESC LIMIT 100").all()
 
 
+def old_rule_feed_rows(store: SqlStore, rule: str) -> object:
+    """A rule's feed as the store read it before ix_deliveries_rule: the channel's sent rows, all."""
+    with store.engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT d.id, d.rule, m.reasons, d.created_at, p.key, p.title"
+            " FROM deliveries d INDEXED BY ix_deliveries_state"
+            " JOIN matches m ON d.match_id = m.id JOIN papers p ON d.paper_id = p.id"
+            " WHERE d.channel = 'feed' AND d.state = 'sent' AND d.rule = ?"
+            " ORDER BY d.created_at DESC, d.id DESC LIMIT 100", (rule,)).all()
+
+
 def old_delivery_counts(store: SqlStore, since: float) -> object:
     with store.engine.connect() as conn:
         return (conn.exec_driver_sql(BY_STATE).all(),
@@ -178,6 +189,8 @@ def main() -> int:
                  lambda: old_feed_versions(store), 30),
                 ("a feed's newest 100 items", lambda: store.feed_rows("feed", 100),
                  lambda: old_feed_rows(store), 0),
+                ("a rule's feed (?rule=), 100 items", lambda: store.feed_rows("feed", 100, rule="rule-7"),
+                 lambda: old_rule_feed_rows(store, "rule-7"), 0),
                 ("status: per channel counts", lambda: store.delivery_counts(midnight, list(CHANNELS)),
                  lambda: old_delivery_counts(store, midnight), 0),
             ]

@@ -68,6 +68,27 @@ def _scans(store: SqlStore, statements: list[tuple[str, Any]]) -> list[str]:
     return found
 
 
+def test_a_rules_feed_reads_that_rules_rows_alone(store: SqlStore) -> None:
+    record(store, "often", [paper(f"Often {i}") for i in range(6)], ["feed"], at=time.time() - 100)
+    record(store, "rare", [paper("Rare")], ["feed"], at=time.time() - 200)
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", keep)
+    try:
+        assert store.feed_rows("feed", 100, rule="rare") == []  # nothing sent yet
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", keep)
+    with store.engine.connect() as conn:
+        plans = [row[3] for statement, parameters in statements if statement.lstrip().startswith("SELECT")
+                 for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                 if "deliveries" in row[3]]
+    wanted = "ix_deliveries_rule (channel=? AND rule=? AND state=?)"
+    assert plans and all(wanted in plan for plan in plans), plans
+
+
 def test_the_checker_sees_a_query_that_reads_the_whole_history(store: SqlStore) -> None:
     # The shape of what the gauges asked before: counted every delivery ever made.
     assert _scans(store, [("SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state", ())])
@@ -91,7 +112,7 @@ def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlSto
         assert _full_scans(store, work) == [], what
 
 
-def test_a_version_1_database_gains_the_index_and_the_catch_up_column_and_keeps_its_data(
+def test_a_version_1_database_gains_the_indexes_and_the_catch_up_column_and_keeps_its_data(
     store_url: str,
 ) -> None:
     first = open_store(store_url)
@@ -100,15 +121,16 @@ def test_a_version_1_database_gains_the_index_and_the_catch_up_column_and_keeps_
         first.record_success("hf", "http://hf/api/daily_papers", status=200, etag=None, last_modified=None)
         with first.engine.begin() as conn:
             conn.exec_driver_sql("DROP INDEX ix_deliveries_state")
+            conn.exec_driver_sql("DROP INDEX ix_deliveries_rule")
             conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN caught_up")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 3
+        assert upgraded.schema_version() == SCHEMA_VERSION == 4
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
-        assert "ix_deliveries_state" in indexes
+        assert {"ix_deliveries_state", "ix_deliveries_rule"} <= indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
         state = upgraded.get_source_state("hf")
         assert state is not None and state.last_status == 200 and state.caught_up is None

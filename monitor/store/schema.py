@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -80,6 +80,10 @@ sa.Index("ix_deliveries_sent", deliveries.c.channel, deliveries.c.sent_at)
 # reading the sent ones, which only grow; and a channel's newest sent rows (its feed) come in order.
 ix_deliveries_state = sa.Index("ix_deliveries_state", deliveries.c.state, deliveries.c.channel,
                                deliveries.c.created_at, deliveries.c.id)
+# A rule's own feed (``/feeds/<channel>.xml?rule=``): its newest sent rows, without reading the
+# channel's others (200,000 of them took 0.2 s a request).
+ix_deliveries_rule = sa.Index("ix_deliveries_rule", deliveries.c.channel, deliveries.c.rule,
+                              deliveries.c.state, deliveries.c.created_at, deliveries.c.id)
 
 # Per-source polling state: conditional GET validators and health.
 sources = sa.Table(

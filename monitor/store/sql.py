@@ -28,6 +28,7 @@ from monitor.store.lookup import PaperLookup
 from monitor.store.schema import (
     SCHEMA_VERSION,
     deliveries,
+    ix_deliveries_rule,
     ix_deliveries_state,
     matches,
     meta,
@@ -54,10 +55,14 @@ def _v3_sources_caught_up(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE sources ADD COLUMN caught_up TEXT")
 
 
+def _v4_deliveries_by_rule(conn: Connection) -> None:
+    ix_deliveries_rule.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up,
+    _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
