@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from html import escape
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+from xml.sax.saxutils import quoteattr
 
 from monitor.config import RssConfig
 
@@ -143,7 +144,21 @@ class App:
         if path == "/":
             return Response(200, self._index(), ((b"Content-Type", b"text/html; charset=utf-8"),
                                                  (b"Cache-Control", b"no-store")))
+        if path == "/feeds.opml":
+            return Response(200, self._opml(headers), ((b"Content-Type", b"text/x-opml; charset=utf-8"),
+                                                       (b"Cache-Control", b"no-store")))
         return _not_found()
+
+    def _public_feeds(self) -> list[list[tuple[str, str, str]]]:
+        """Per public channel, its feeds as (title, path, query): the path takes ``.xml`` or
+        ``.atom``; the channel's first, then each rule's."""
+        found = []
+        for name, cfg in self.channels().items():
+            if not cfg.token:
+                path = f"/feeds/{quote(name, safe='')}"
+                found.append([(name, path, "")] + [(f"{name}: {rule}", path, f"?rule={quote(rule, safe='')}")
+                                                   for rule in sorted(self.feed_rules(name))])
+        return found
 
     def _index(self) -> bytes:
         """A page of the public feeds (each channel's, then its rules'), with the links feed readers
@@ -151,19 +166,16 @@ class App:
         channels = self.channels()
         links: list[str] = []
         items: list[str] = []
-        for name, cfg in channels.items():
-            if cfg.token:
-                continue
-            base = f"/feeds/{quote(name, safe='')}"
-            feeds = [(name, "")] + [(f"{name}: {rule}", f"?rule={quote(rule, safe='')}")
-                                    for rule in sorted(self.feed_rules(name))]
+        for feeds in self._public_feeds():
             parts = []
-            for title, query in feeds:
-                rss, atom = escape(f"{base}.xml{query}"), escape(f"{base}.atom{query}")
+            for title, path, query in feeds:
+                rss, atom = escape(f"{path}.xml{query}"), escape(f"{path}.atom{query}")
                 links.append(f'<link rel="alternate" type="application/rss+xml" title="{escape(title)}" '
                              f'href="{rss}">')
                 parts.append(f'{escape(title)}: <a href="{rss}">RSS</a> · <a href="{atom}">Atom</a>')
             items.append("<li>" + "<br>\n".join(parts) + "</li>")
+        if items:
+            items.append('<li>all of them for a feed reader to import: <a href="/feeds.opml">OPML</a></li>')
         private = sum(1 for cfg in channels.values() if cfg.token)
         note = f"<p>{private} private feed{'s' if private != 1 else ''} not listed.</p>" if private else ""
         body = "\n".join(items) or "<li>no public feeds (add a channel of type rss)</li>"
@@ -172,6 +184,22 @@ class App:
                 + body + f"\n</ul>\n{note}\n"
                 '<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>\n</body></html>\n')
         return page.encode()
+
+    def _opml(self, headers: Mapping[bytes, bytes]) -> bytes:
+        """The public feeds (RSS) as an OPML subscription list, with absolute URLs on the host (and
+        scheme, behind a proxy that says it) the request came by."""
+        host = headers.get(b"host", b"127.0.0.1").decode("latin-1")
+        scheme = headers.get(b"x-forwarded-proto", b"http").decode("latin-1").split(",")[0].strip()
+        root = f"{'https' if scheme == 'https' else 'http'}://{host}"
+        outlines = []
+        for feeds in self._public_feeds():
+            for title, path, query in feeds:
+                url = f"{root}{path}.xml{query}"
+                outlines.append(f'<outline type="rss" text={quoteattr(title)} title={quoteattr(title)} '
+                                f"xmlUrl={quoteattr(url)}/>")
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<opml version="2.0">\n'
+                "<head><title>paper-monitor feeds</title></head>\n<body>\n"
+                + "".join(f"{line}\n" for line in outlines) + "</body>\n</opml>\n").encode()
 
     def _feed(self, rest: str, query: Mapping[str, list[str]], headers: Mapping[bytes, bytes]) -> Response:
         token, _, filename = rest.rpartition("/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from email.utils import formatdate
 
@@ -226,6 +227,26 @@ def test_the_front_page_lists_the_public_feeds_for_people_and_feed_readers(srv: 
     assert "private" not in " ".join(hrefs) and "s3cret" not in page.text and "mine" not in page.text
 
 
+def test_an_opml_list_subscribes_a_feed_reader_to_every_public_feed(srv: Running) -> None:
+    reply = srv.client.get("/feeds.opml")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "text/x-opml; charset=utf-8"
+    outlines = ET.fromstring(reply.content).findall("./body/outline")
+    base = srv.base
+    assert [(o.get("text"), o.get("type"), o.get("xmlUrl")) for o in outlines] == [
+        ("public", "rss", f"{base}/feeds/public.xml"),
+        ("public: cold", "rss", f"{base}/feeds/public.xml?rule=cold"),
+        ("public: hot", "rss", f"{base}/feeds/public.xml?rule=hot"),
+    ]
+    for outline in outlines:
+        assert httpx.get(str(outline.get("xmlUrl")), timeout=5).status_code == 200
+    assert b"private" not in reply.content and b"s3cret" not in reply.content
+    proxied = srv.client.get("/feeds.opml", headers={"Host": "papers.example.org",
+                                                      "X-Forwarded-Proto": "https"})
+    urls = [o.get("xmlUrl") for o in ET.fromstring(proxied.content).findall("./body/outline")]
+    assert urls[0] == "https://papers.example.org/feeds/public.xml"
+    assert 'href="/feeds.opml"' in srv.client.get("/").text
+
+
 def test_names_on_the_front_page_are_escaped() -> None:
     odd = RssConfig(name='a<b>&"c', type="rss")
     app = App(FeedCache(Feeds().render), lambda: {odd.name: odd}, lambda: (True, {}), lambda: (True, {}),
@@ -234,6 +255,9 @@ def test_names_on_the_front_page_are_escaped() -> None:
     assert "<b>" not in body and "<i>" not in body
     assert "a&lt;b&gt;&amp;&quot;c: &lt;i&gt;x&lt;/i&gt;" in body
     assert 'href="/feeds/a%3Cb%3E%26%22c.xml?rule=%3Ci%3Ex%3C%2Fi%3E"' in body
+    opml = app.handle("GET", "/feeds.opml", {b"host": b"h"}).body
+    titles = [o.get("text") for o in ET.fromstring(opml).findall("./body/outline")]
+    assert titles == ['a<b>&"c', 'a<b>&"c: <i>x</i>']  # escaped in the XML, read back as written
 
 
 def test_healthz_and_metrics(srv: Running) -> None:
