@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -281,6 +282,15 @@ class Settings(_Model):
     def active_rules(self) -> list[RuleConfig]:
         """The rules that are on: those polls match papers against."""
         return [rule for rule in self.rules if rule.enabled]
+
+    @cached_property
+    def rules_by_channel(self) -> dict[str, frozenset[str]]:
+        """Per channel, the rules that notify it, on or off (each is a feed of an rss channel)."""
+        found: dict[str, set[str]] = {}
+        for rule in self.rules:
+            for channel in rule.notify:
+                found.setdefault(channel, set()).add(rule.name)
+        return {channel: frozenset(names) for channel, names in found.items()}
 
     def channel(self, name: str) -> ChannelConfig:
         """The channel called ``name``; ``KeyError`` if there is none."""

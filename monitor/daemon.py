@@ -312,10 +312,10 @@ class Daemon:
         with self._lock:
             return {c.name: c for c in self.settings.channels if isinstance(c, RssConfig)}
 
-    def _feed_rules(self, channel: str) -> set[str]:
+    def _feed_rules(self, channel: str) -> frozenset[str]:
         """The rules that notify ``channel``, on or off (a rule switched off keeps its feed)."""
         with self._lock:
-            return {rule.name for rule in self.settings.rules if channel in rule.notify}
+            return self.settings.rules_by_channel.get(channel, frozenset())
 
     def _render(self, cfg: RssConfig, kind: str, rule: str | None) -> bytes:
         return render_feed(self.store, cfg, cast(FeedKind, kind), rule=rule)

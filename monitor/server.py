@@ -28,6 +28,9 @@ from monitor.config import RssConfig
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024
+# The rules' feeds the front page and the OPML list name, per channel (100,000 rules would make
+# pages of megabytes that no one reads).
+LISTED_RULES = 500
 IDLE_TIMEOUT = 30.0
 _KINDS = {".xml": "rss", ".atom": "atom"}
 _TYPES = {"rss": b"application/rss+xml; charset=utf-8", "atom": b"application/atom+xml; charset=utf-8"}
@@ -149,16 +152,20 @@ class App:
                                                        (b"Cache-Control", b"no-store")))
         return _not_found()
 
-    def _public_feeds(self) -> list[list[tuple[str, str, str]]]:
+    def _public_feeds(self) -> tuple[list[list[tuple[str, str, str]]], int]:
         """Per public channel, its feeds as (title, path, query): the path takes ``.xml`` or
-        ``.atom``; the channel's first, then each rule's."""
+        ``.atom``; the channel's first, then each rule's, the first ``LISTED_RULES`` by name. And
+        how many rules' feeds that leaves out."""
         found = []
+        left_out = 0
         for name, cfg in self.channels().items():
             if not cfg.token:
                 path = f"/feeds/{quote(name, safe='')}"
+                rules = sorted(self.feed_rules(name))
+                left_out += max(0, len(rules) - LISTED_RULES)
                 found.append([(name, path, "")] + [(f"{name}: {rule}", path, f"?rule={quote(rule, safe='')}")
-                                                   for rule in sorted(self.feed_rules(name))])
-        return found
+                                                   for rule in rules[:LISTED_RULES]])
+        return found, left_out
 
     def _index(self) -> bytes:
         """A page of the public feeds (each channel's, then its rules'), with the links feed readers
@@ -166,7 +173,8 @@ class App:
         channels = self.channels()
         links: list[str] = []
         items: list[str] = []
-        for feeds in self._public_feeds():
+        listed, left_out = self._public_feeds()
+        for feeds in listed:
             parts = []
             for title, path, query in feeds:
                 rss, atom = escape(f"{path}.xml{query}"), escape(f"{path}.atom{query}")
@@ -174,6 +182,9 @@ class App:
                              f'href="{rss}">')
                 parts.append(f'{escape(title)}: <a href="{rss}">RSS</a> · <a href="{atom}">Atom</a>')
             items.append("<li>" + "<br>\n".join(parts) + "</li>")
+        if left_out:
+            items.append(f"<li>and {left_out} more rules' feeds, not listed: "
+                         "<code>/feeds/&lt;channel&gt;.xml?rule=&lt;rule&gt;</code></li>")
         if items:
             items.append('<li>all of them for a feed reader to import: <a href="/feeds.opml">OPML</a></li>')
         private = sum(1 for cfg in channels.values() if cfg.token)
@@ -192,7 +203,7 @@ class App:
         scheme = headers.get(b"x-forwarded-proto", b"http").decode("latin-1").split(",")[0].strip()
         root = f"{'https' if scheme == 'https' else 'http'}://{host}"
         outlines = []
-        for feeds in self._public_feeds():
+        for feeds in self._public_feeds()[0]:
             for title, path, query in feeds:
                 url = f"{root}{path}.xml{query}"
                 outlines.append(f'<outline type="rss" text={quoteattr(title)} title={quoteattr(title)} '

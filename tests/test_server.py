@@ -247,6 +247,18 @@ def test_an_opml_list_subscribes_a_feed_reader_to_every_public_feed(srv: Running
     assert 'href="/feeds.opml"' in srv.client.get("/").text
 
 
+def test_the_front_page_names_at_most_500_rules_feeds_a_channel() -> None:
+    many = [f"rule-{i:05d}" for i in range(100_000)]
+    public = CHANNELS["public"]
+    app = App(FeedCache(Feeds().render), lambda: {"public": public}, lambda: (True, {}), lambda: (True, {}),
+              lambda: (b"", "text/plain"), lambda channel: many)
+    page = app.handle("GET", "/", {}).body.decode()
+    assert "rule=rule-00499" in page and "rule=rule-00500" not in page
+    assert "and 99500 more rules' feeds, not listed" in page and len(page) < 200_000
+    opml = ET.fromstring(app.handle("GET", "/feeds.opml", {b"host": b"h"}).body)
+    assert len(opml.findall("./body/outline")) == 1 + 500
+
+
 def test_names_on_the_front_page_are_escaped() -> None:
     odd = RssConfig(name='a<b>&"c', type="rss")
     app = App(FeedCache(Feeds().render), lambda: {odd.name: odd}, lambda: (True, {}), lambda: (True, {}),
