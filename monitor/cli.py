@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -174,7 +175,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  rules ({len(settings.rules)}):")
     for rule in settings.rules:
         off = "" if rule.enabled else "  (off)"
-        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}{off}")
+        written = f"  [{rule.file}]" if rule.file else ""
+        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}{off}{written}")
+    if settings.monitor.rule_files:
+        files = Counter(rule.file for rule in settings.rules if rule.file)
+        listed = ", ".join(f"{name} ({count})" for name, count in files.items()) or "none found"
+        print(f"  rule files: {listed}")
     return 0
 
 

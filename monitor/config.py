@@ -7,6 +7,7 @@ one ``"<where>: <what>"`` line each (``rules[2].notify: unknown channel "tem"``)
 from __future__ import annotations
 
 import base64
+import glob
 import os
 import re
 import tomllib
@@ -21,6 +22,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -29,6 +31,7 @@ from pydantic import (
 from monitor.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
+_RULE_AT = re.compile(r"^rules\[(\d+)\]")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -73,6 +76,9 @@ class MonitorSection(_Model):
     # Sent deliveries older than this are deleted (each feed keeps its newest items; the matches
     # stay, so nothing is alerted again); "forever" keeps them all.
     keep_sent: Annotated[float | None, Field(gt=0), BeforeValidator(_forever_or_duration)] = 365 * 86400.0
+    # More [[rules]], from these files (glob patterns, relative to the config file's directory):
+    # one file a person or a team, say; the daemon reloads when one changes, comes or goes.
+    rule_files: list[str] = Field(default_factory=list)
 
 
 class ServerSection(_Model):
@@ -249,6 +255,18 @@ class RuleConfig(_Model):
     # A rule that is off is checked like any other but matches nothing in polls: a draft, tried
     # with `backtest --rule NAME` or `match --rule NAME` before it is switched on.
     enabled: bool = True
+    # Where the rule is written, for problems found when it is compiled: "rules.d/a.toml: rules[0]"
+    # for a rule of a rule file; None for the config's own (``rules[N]``).
+    _where: str | None = PrivateAttr(default=None)
+
+    def location(self, number: int) -> str:
+        """Where the rule is written, ``number`` being its place in the config's list of rules."""
+        return self._where or f"rules[{number}]"
+
+    @property
+    def file(self) -> str | None:
+        """The rule file the rule is written in; None for the config's own rules."""
+        return self._where.rpartition(": rules[")[0] if self._where else None
 
     @field_validator("query")
     @classmethod
@@ -312,26 +330,91 @@ def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Set
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return parse_settings(text, env=os.environ if env is None else env)
+    return parse_settings(text, env=os.environ if env is None else env, base=path.parent)
 
 
-def parse_settings(text: str, env: Mapping[str, str]) -> Settings:
-    """Validate the text of a config file; ``ConfigError`` lists every problem."""
+def parse_settings(text: str, env: Mapping[str, str], base: Path | None = None) -> Settings:
+    """Validate the text of a config file (and of its ``rule_files``, relative to ``base``, the
+    file's directory); ``ConfigError`` lists every problem, each saying where it is."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"TOML syntax: {exc}") from exc
     problems: list[str] = []
     data = _interpolate(raw, env, (), problems)
-    problems.extend(_cross_check(data))
+    own = data.get("rules") if isinstance(data.get("rules"), list) else []
+    where = [f"rules[{i}]" for i in range(len(own))]
+    more = _rule_files(data, base or Path.cwd(), env, problems)
+    if more:
+        data["rules"] = [*own, *(rule for _, rule in more)]
+        where += [place for place, _ in more]
+    problems += [_relocate(problem, where) for problem in _cross_check(data)]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems[:0] = [_describe(error) for error in exc.errors()]
-        raise ConfigError(problems) from None
+        schema = [_relocate(_describe(error), where) for error in exc.errors()]
+        raise ConfigError(schema + problems) from None
     if problems:
         raise ConfigError(problems)
+    for rule, place in zip(settings.rules, where, strict=True):
+        if not place.startswith("rules["):
+            rule._where = place
     return settings
+
+
+def rule_file_paths(patterns: list[str], base: Path) -> list[Path]:
+    """The files ``rule_files`` names, pattern by pattern, each pattern's in name order."""
+    found: list[Path] = []
+    for pattern in patterns:
+        full = Path(pattern).expanduser()
+        full = full if full.is_absolute() else base / full
+        for name in sorted(glob.glob(str(full))):
+            if Path(name) not in found and Path(name).is_file():
+                found.append(Path(name))
+    return found
+
+
+def _rule_files(data: dict[str, Any], base: Path, env: Mapping[str, str],
+                problems: list[str]) -> list[tuple[str, Any]]:
+    """The [[rules]] of the config's ``rule_files``, each with where it is written."""
+    monitor = data.get("monitor")
+    patterns = monitor.get("rule_files") if isinstance(monitor, dict) else None
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        return []  # the schema says what is wrong with it
+    for i, pattern in enumerate(patterns):
+        if not glob.has_magic(pattern) and not rule_file_paths([pattern], base):
+            problems.append(f"monitor.rule_files[{i}]: no such file: {pattern}")
+    rules: list[tuple[str, Any]] = []
+    for path in rule_file_paths(patterns, base):
+        label = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems.append(f"{label}: cannot read: {exc.strerror or exc}")
+            continue
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            problems.append(f"{label}: TOML syntax: {exc}")
+            continue
+        for key in raw.keys() - {"rules"}:
+            problems.append(f"{label}: {key}: a rule file holds [[rules]] tables only")
+        tables = raw.get("rules", [])
+        if not isinstance(tables, list):
+            problems.append(f"{label}: rules: expected [[rules]] tables")
+            continue
+        found: list[str] = []
+        tables = _interpolate(tables, env, ("rules",), found)
+        problems += [f"{label}: {problem}" for problem in found]
+        rules += [(f"{label}: rules[{k}]", table) for k, table in enumerate(tables)]
+    return rules
+
+
+def _relocate(problem: str, where: list[str]) -> str:
+    """A problem of ``rules[N]`` (N counting the rules of the rule files after the config's own)
+    as where that rule is written."""
+    found = _RULE_AT.match(problem)
+    if found is None or int(found.group(1)) >= len(where):
+        return problem
+    return where[int(found.group(1))] + problem[found.end():]
 
 
 def _interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], problems: list[str]) -> Any:

@@ -1,8 +1,9 @@
 """``paper-monitor run``: the scheduler around the pipeline, the HTTP server, signals and reloads.
 
 One interval job per source and one dispatcher job (which also sends the digests) on APScheduler;
-SIGTERM/SIGINT stop it within 10 s, SIGHUP or an edited config file reload it. A daemon whose lock
-on the store another process has taken (``SqlStore.confirm_hold``) stops with exit 1.
+SIGTERM/SIGINT stop it within 10 s, SIGHUP or an edited config file (or rule file) reload it. A
+daemon whose lock on the store another process has taken (``SqlStore.confirm_hold``) stops with
+exit 1.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.channels.rss import FeedKind, render_feed
-from monitor.config import RssConfig, Settings, SourceConfig, load_settings
+from monitor.config import RssConfig, Settings, SourceConfig, load_settings, rule_file_paths
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.fetch import Fetcher
 from monitor.health import Heartbeat, SourceHealth, StoreHealth
@@ -379,7 +380,7 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
         log.error("cannot start: %s", exc)
         daemon.stop()
         return 1
-    mtime = _mtime(path)
+    seen = _fingerprint(path, daemon.settings)
     while True:
         wake.wait(1.0)
         wake.clear()
@@ -392,10 +393,12 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
         if daemon.lost is not None:
             log.error("stopping: this daemon lost the store's lock: %s", daemon.lost)
             break
-        current = _mtime(path)
-        if hup or current != mtime:
-            mtime = current
+        current = _fingerprint(path, daemon.settings)
+        if hup or current != seen:
+            seen, patterns = current, daemon.settings.monitor.rule_files
             daemon.reload()
+            if daemon.settings.monitor.rule_files != patterns:  # other rule files to watch
+                seen = _fingerprint(path, daemon.settings)
     if not daemon.stop():
         # Threads stuck in a send or a fetch would hold the interpreter's exit; what they were
         # doing is recovered at the next start, exactly as after a crash.
@@ -403,6 +406,12 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
         os._exit(0 if daemon.lost is None else 1)
     log.info("stopped")
     return 0 if daemon.lost is None else 1
+
+
+def _fingerprint(path: Path, settings: Settings) -> tuple[object, ...]:
+    """What changes when the config file or one of its rule files does: edited, added, removed."""
+    files = rule_file_paths(settings.monitor.rule_files, path.parent)
+    return (_mtime(path), *((file, _mtime(file)) for file in files))
 
 
 def _mtime(path: Path) -> float | None:

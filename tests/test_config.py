@@ -327,3 +327,92 @@ def test_a_bad_signing_secret_is_one_line_that_does_not_show_it(secret: str) -> 
     expected = 'channels[1].signing_secret: expected "whsec_" and then at least 24 bytes'
     assert problem.startswith(expected), problem
     assert secret not in problem
+
+
+# -- rules in files of their own (monitor.rule_files) ------------------------------------------------
+
+TEAM = """
+[monitor]
+database = "sqlite:///x.db"
+rule_files = ["rules.d/*.toml", "extra.toml"]
+
+[[channels]]
+name = "feed"
+type = "rss"
+
+[[rules]]
+name = "own"
+keywords = ["kv cache"]
+notify = ["feed"]
+"""
+
+
+def write_team(tmp_path: Path, files: dict[str, str]) -> Path:
+    (tmp_path / "rules.d").mkdir(exist_ok=True)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    config = tmp_path / "monitor.toml"
+    config.write_text(TEAM, encoding="utf-8")
+    return config
+
+
+def test_rules_come_from_the_files_rule_files_names_after_the_configs_own(tmp_path: Path) -> None:
+    config = write_team(tmp_path, {
+        "rules.d/bob.toml": '[[rules]]\nname = "bob"\nauthors = ["Tri Dao"]\nnotify = ["feed"]\n',
+        "rules.d/alice.toml": ('[[rules]]\nname = "alice-1"\nkeywords = ["${TOPIC}"]\nnotify = ["feed"]\n\n'
+                               '[[rules]]\nname = "alice-2"\nmin_upvotes = 50\n'),
+        "rules.d/notes.txt": "not a rule file",
+        "extra.toml": '[[rules]]\nname = "extra"\nquery = "agents AND upvotes:>=5"\nenabled = false\n',
+    })
+    settings = load_settings(config, env={"TOPIC": "speculative decoding"})
+    assert [(r.name, r.file) for r in settings.rules] == [
+        ("own", None), ("alice-1", "rules.d/alice.toml"), ("alice-2", "rules.d/alice.toml"),
+        ("bob", "rules.d/bob.toml"), ("extra", "extra.toml")]
+    assert settings.rules[1].keywords == ["speculative decoding"]
+    summary = _run("check-config", "--config", str(config), env={"TOPIC": "x"})
+    assert summary.returncode == 0, summary.stderr
+    assert "rule files: rules.d/alice.toml (2), rules.d/bob.toml (1), extra.toml (1)" in summary.stdout
+    assert "alice-1          -> feed  [rules.d/alice.toml]" in summary.stdout
+
+
+def test_a_problem_in_a_rule_file_names_the_file_and_the_rule(tmp_path: Path) -> None:
+    config = write_team(tmp_path, {
+        "rules.d/alice.toml": ('[[rules]]\nname = "a"\nnotify = ["feed"]\n\n'
+                               '[[rules]]\nname = "b"\nkeywords = ["--"]\nnotify = ["fed"]\n\n'
+                               '[[rules]]\nname = "c"\nmin_upvotes = -1\n'),
+        "rules.d/bob.toml": '[[rules]]\nname = "own"\nquery = "kv AND"\nkeywords = ["${NOPE}"]\n',
+        "rules.d/carol.toml": '[[rules]\nname = "x"\n',
+        "rules.d/dave.toml": '[[channels]]\nname = "mine"\ntype = "console"\n',
+        "extra.toml": "",
+    })
+    done = _run("check-config", "--config", str(config))
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if line.startswith("rules.d/carol.toml: TOML syntax: ")]
+    assert sorted(line for line in lines if "carol" not in line) == sorted([
+        "rules.d/alice.toml: rules[2].min_upvotes: Input should be greater than or equal to 0",
+        "rules.d/bob.toml: rules[0].query: column 7: expected a term",
+        "rules.d/bob.toml: rules[0].keywords[0]: environment variable NOPE is not set",
+        'rules.d/alice.toml: rules[1].notify: unknown channel "fed"',
+        'rules.d/bob.toml: rules[0].name: duplicate name "own"',
+        "rules.d/dave.toml: channels: a rule file holds [[rules]] tables only",
+    ])
+    # What only compiling the rules finds is told as where the rule is written, too.
+    fixed = (tmp_path / "rules.d/alice.toml").read_text().replace('"fed"', '"feed"').replace("-1", "1")
+    (tmp_path / "rules.d/alice.toml").write_text(fixed)
+    for name in ("bob", "carol", "dave"):
+        (tmp_path / f"rules.d/{name}.toml").unlink()
+    done = _run("check-config", "--config", str(config))
+    assert (done.returncode, done.stderr) == (
+        2, 'rules.d/alice.toml: rules[1].keywords: "--" has no letters or digits\n')
+
+
+def test_a_rule_file_that_is_not_there_is_a_config_error_a_pattern_that_finds_none_is_not(
+    tmp_path: Path,
+) -> None:
+    config = write_team(tmp_path, {})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert caught.value.problems == ["monitor.rule_files[1]: no such file: extra.toml"]
+    (tmp_path / "extra.toml").write_text("")
+    assert [r.name for r in load_settings(config).rules] == ["own"]

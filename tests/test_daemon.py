@@ -236,6 +236,40 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
     assert code == 0, daemon.log_text()[-3000:]
 
 
+def test_a_rule_file_added_edited_or_removed_reloads_the_rules(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/a", Reply(HF_JSON.read_bytes()))
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources=source("a", replay.url("/a"), every="1h"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n',
+                          rules='[[rules]]\nname = "own"\nnotify = ["feed"]\n')
+    text = config.read_text()
+    config.write_text(text.replace("[monitor]\n", '[monitor]\nrule_files = ["rules.d/*.toml"]\n', 1))
+    (tmp_path / "rules.d").mkdir()
+    daemon = Daemon(config, port)
+
+    def reloaded(count: int) -> bool:
+        return any(r["message"].startswith("reloaded ") and r["message"].endswith(f", {count} rule(s)")
+                   for r in daemon.log_records())
+
+    try:
+        daemon.wait_up()
+        team = tmp_path / "rules.d" / "team.toml"
+        team.write_text('[[rules]]\nname = "t1"\nnotify = ["feed"]\n\n[[rules]]\nname = "t2"\n')
+        wait_for(lambda: reloaded(3), 10, "the new rule file to be read")
+        team.write_text('[[rules]]\nname = "t1"\nnotify = ["nosuch"]\n')
+        wait_for(lambda: "rules.d/team.toml: rules[0].notify" in daemon.log_text(), 10, "the problem")
+        errors = [r["message"] for r in daemon.log_records() if r.get("level") == "error"]
+        assert any(m.endswith('rules.d/team.toml: rules[0].notify: unknown channel "nosuch" '
+                              "(keeping the running config)") for m in errors), errors
+        team.unlink()
+        wait_for(lambda: reloaded(1), 10, "the rule file's rules to go")
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0, daemon.log_text()[-3000:]
+
+
 class _HangingSlack(SlackStandIn):
     """Holds the first post for ``hang`` seconds (a peer that stopped answering), the rest at once."""
 

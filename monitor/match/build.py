@@ -248,7 +248,7 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     """The rule's plan, and its triggers: for a rule with a query, the atoms one of which must hold
     for the query to (None: no such set); for any other rule, its keywords, authors and
     organizations (None: it has none)."""
-    where = f"rules[{number}]"
+    where = config.location(number)
     problems: list[str] = []
     entries: list[Entry] = []
     positive_ids: set[int] = set()
@@ -311,7 +311,7 @@ def compile_all(rules: Sequence[RuleConfig], builder: Builder,
     names: set[str] = set()
     for number, config in enumerate(rules):
         if config.name in names:
-            problems.append(f'rules[{number}].name: duplicate name "{config.name}"')
+            problems.append(f'{config.location(number)}.name: duplicate name "{config.name}"')
         names.add(config.name)
         wanted = config.enabled if chosen is None else config.name in chosen
         if not wanted and chosen is not None:
