@@ -1,4 +1,5 @@
-"""The HTTP server: the RSS/Atom feeds, /healthz and /metrics, on a small asyncio HTTP/1.1 server.
+"""The HTTP server: the RSS/Atom feeds (a channel's, a rule's), the pages that list them
+(``monitor.feed_pages``), /healthz and /metrics, on a small asyncio HTTP/1.1 server.
 
 Feeds are rendered once and served from memory (with gzip, ETag, Last-Modified and 304s) until
 the daemon says a feed changed. The server runs its event loop on a thread of its own; a
@@ -19,18 +20,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from html import escape
-from urllib.parse import parse_qs, quote, unquote, urlsplit
-from xml.sax.saxutils import quoteattr
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from monitor.config import RssConfig
+from monitor.feed_pages import index_page, opml, public_feeds
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024
-# The rules' feeds the front page and the OPML list name, per channel (100,000 rules would make
-# pages of megabytes that no one reads).
-LISTED_RULES = 500
 IDLE_TIMEOUT = 30.0
 _KINDS = {".xml": "rss", ".atom": "atom"}
 _TYPES = {"rss": b"application/rss+xml; charset=utf-8", "atom": b"application/atom+xml; charset=utf-8"}
@@ -144,73 +141,16 @@ class App:
         if path == "/metrics":
             data, content_type = self.metrics()
             return Response(200, data, ((b"Content-Type", content_type.encode()),))
-        if path == "/":
-            return Response(200, self._index(), ((b"Content-Type", b"text/html; charset=utf-8"),
-                                                 (b"Cache-Control", b"no-store")))
-        if path == "/feeds.opml":
-            return Response(200, self._opml(headers), ((b"Content-Type", b"text/x-opml; charset=utf-8"),
-                                                       (b"Cache-Control", b"no-store")))
+        if path in ("/", "/feeds.opml"):
+            channels = self.channels()
+            listed = public_feeds(channels, self.feed_rules)
+            if path == "/":
+                private = sum(1 for cfg in channels.values() if cfg.token)
+                page, kind = index_page(listed, private), b"text/html; charset=utf-8"
+            else:
+                page, kind = opml(listed, headers), b"text/x-opml; charset=utf-8"
+            return Response(200, page, ((b"Content-Type", kind), (b"Cache-Control", b"no-store")))
         return _not_found()
-
-    def _public_feeds(self) -> tuple[list[list[tuple[str, str, str]]], int]:
-        """Per public channel, its feeds as (title, path, query): the path takes ``.xml`` or
-        ``.atom``; the channel's first, then each rule's, the first ``LISTED_RULES`` by name. And
-        how many rules' feeds that leaves out."""
-        found = []
-        left_out = 0
-        for name, cfg in self.channels().items():
-            if not cfg.token:
-                path = f"/feeds/{quote(name, safe='')}"
-                rules = sorted(self.feed_rules(name))
-                left_out += max(0, len(rules) - LISTED_RULES)
-                found.append([(name, path, "")] + [(f"{name}: {rule}", path, f"?rule={quote(rule, safe='')}")
-                                                   for rule in rules[:LISTED_RULES]])
-        return found, left_out
-
-    def _index(self) -> bytes:
-        """A page of the public feeds (each channel's, then its rules'), with the links feed readers
-        discover them by; private feeds (``token``) are only counted."""
-        channels = self.channels()
-        links: list[str] = []
-        items: list[str] = []
-        listed, left_out = self._public_feeds()
-        for feeds in listed:
-            parts = []
-            for title, path, query in feeds:
-                rss, atom = escape(f"{path}.xml{query}"), escape(f"{path}.atom{query}")
-                links.append(f'<link rel="alternate" type="application/rss+xml" title="{escape(title)}" '
-                             f'href="{rss}">')
-                parts.append(f'{escape(title)}: <a href="{rss}">RSS</a> · <a href="{atom}">Atom</a>')
-            items.append("<li>" + "<br>\n".join(parts) + "</li>")
-        if left_out:
-            items.append(f"<li>and {left_out} more rules' feeds, not listed: "
-                         "<code>/feeds/&lt;channel&gt;.xml?rule=&lt;rule&gt;</code></li>")
-        if items:
-            items.append('<li>all of them for a feed reader to import: <a href="/feeds.opml">OPML</a></li>')
-        private = sum(1 for cfg in channels.values() if cfg.token)
-        note = f"<p>{private} private feed{'s' if private != 1 else ''} not listed.</p>" if private else ""
-        body = "\n".join(items) or "<li>no public feeds (add a channel of type rss)</li>"
-        page = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>paper-monitor</title>\n'
-                + "\n".join(links) + "\n</head><body>\n<h1>paper-monitor</h1>\n<h2>Feeds</h2>\n<ul>\n"
-                + body + f"\n</ul>\n{note}\n"
-                '<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>\n</body></html>\n')
-        return page.encode()
-
-    def _opml(self, headers: Mapping[bytes, bytes]) -> bytes:
-        """The public feeds (RSS) as an OPML subscription list, with absolute URLs on the host (and
-        scheme, behind a proxy that says it) the request came by."""
-        host = headers.get(b"host", b"127.0.0.1").decode("latin-1")
-        scheme = headers.get(b"x-forwarded-proto", b"http").decode("latin-1").split(",")[0].strip()
-        root = f"{'https' if scheme == 'https' else 'http'}://{host}"
-        outlines = []
-        for feeds in self._public_feeds()[0]:
-            for title, path, query in feeds:
-                url = f"{root}{path}.xml{query}"
-                outlines.append(f'<outline type="rss" text={quoteattr(title)} title={quoteattr(title)} '
-                                f"xmlUrl={quoteattr(url)}/>")
-        return ('<?xml version="1.0" encoding="UTF-8"?>\n<opml version="2.0">\n'
-                "<head><title>paper-monitor feeds</title></head>\n<body>\n"
-                + "".join(f"{line}\n" for line in outlines) + "</body>\n</opml>\n").encode()
 
     def _feed(self, rest: str, query: Mapping[str, list[str]], headers: Mapping[bytes, bytes]) -> Response:
         token, _, filename = rest.rpartition("/")
