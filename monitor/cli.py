@@ -19,6 +19,7 @@ from monitor.config import Settings, default_config_path, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError, ParseError
 
 FORMATS = ("auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom")
+_LISTED_RULES = 20  # check-config's summary stays one screen, whatever the number of rules
 
 
 class _Usage(Exception):
@@ -172,11 +173,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  channels ({len(settings.channels)}):")
     for channel in settings.channels:
         print(f"    {channel.name:<16} {channel.type}")
-    print(f"  rules ({len(settings.rules)}):")
-    for rule in settings.rules:
-        off = "" if rule.enabled else "  (off)"
+    off = len(settings.rules) - len(settings.active_rules)
+    print(f"  rules ({len(settings.rules)}{f', {off} off' if off else ''}):")
+    for rule in settings.rules[:_LISTED_RULES]:
+        state = "" if rule.enabled else "  (off)"
         written = f"  [{rule.file}]" if rule.file else ""
-        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}{off}{written}")
+        print(f"    {rule.name:<16} -> {', '.join(rule.notify) or '(no channel)'}{state}{written}")
+    if len(settings.rules) > _LISTED_RULES:
+        print(f"    ... and {len(settings.rules) - _LISTED_RULES} more")
     if settings.monitor.rule_files:
         files = Counter(rule.file for rule in settings.rules if rule.file)
         listed = ", ".join(f"{name} ({count})" for name, count in files.items()) or "none found"

@@ -202,6 +202,17 @@ def test_check_config_cli_summarizes_a_good_file() -> None:
     assert len(result.stdout.splitlines()) < 40
 
 
+def test_check_config_summary_stays_one_screen_with_many_rules(tmp_path: Path) -> None:
+    rules = "".join(f'[[rules]]\nname = "r{i}"\nkeywords = ["w{i}"]\nenabled = {str(i % 2 == 0).lower()}\n\n'
+                    for i in range(5_000))
+    config = tmp_path / "many.toml"
+    config.write_text(f'[monitor]\ndatabase = "sqlite:///{tmp_path}/x.db"\n\n{rules}')
+    done = _run("check-config", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) < 40 and "  rules (5000, 2500 off):" in lines and lines[-1] == "    ... and 4980 more"
+
+
 def test_check_config_cli_one_line_per_problem_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     text = MINIMAL.replace('notify = ["team"]', 'notify = ["tem"]').replace("[[sources]]", "[[source]]")
