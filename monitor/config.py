@@ -7,12 +7,11 @@ one ``"<where>: <what>"`` line each (``rules[2].notify: unknown channel "tem"``)
 from __future__ import annotations
 
 import base64
-import glob
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -29,9 +28,9 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError
+from monitor.rule_files import read_rule_files, relocate
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
-_RULE_AT = re.compile(r"^rules\[(\d+)\]")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -344,15 +343,15 @@ def parse_settings(text: str, env: Mapping[str, str], base: Path | None = None) 
     data = _interpolate(raw, env, (), problems)
     own = data.get("rules") if isinstance(data.get("rules"), list) else []
     where = [f"rules[{i}]" for i in range(len(own))]
-    more = _rule_files(data, base or Path.cwd(), env, problems)
+    more = read_rule_files(data, base or Path.cwd(), partial(_interpolate, env=env), problems)
     if more:
         data["rules"] = [*own, *(rule for _, rule in more)]
         where += [place for place, _ in more]
-    problems += [_relocate(problem, where) for problem in _cross_check(data)]
+    problems += [relocate(problem, where) for problem in _cross_check(data)]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        schema = [_relocate(_describe(error), where) for error in exc.errors()]
+        schema = [relocate(_describe(error), where) for error in exc.errors()]
         raise ConfigError(schema + problems) from None
     if problems:
         raise ConfigError(problems)
@@ -360,61 +359,6 @@ def parse_settings(text: str, env: Mapping[str, str], base: Path | None = None) 
         if not place.startswith("rules["):
             rule._where = place
     return settings
-
-
-def rule_file_paths(patterns: list[str], base: Path) -> list[Path]:
-    """The files ``rule_files`` names, pattern by pattern, each pattern's in name order."""
-    found: list[Path] = []
-    for pattern in patterns:
-        full = Path(pattern).expanduser()
-        full = full if full.is_absolute() else base / full
-        for name in sorted(glob.glob(str(full))):
-            if Path(name) not in found and Path(name).is_file():
-                found.append(Path(name))
-    return found
-
-
-def _rule_files(data: dict[str, Any], base: Path, env: Mapping[str, str],
-                problems: list[str]) -> list[tuple[str, Any]]:
-    """The [[rules]] of the config's ``rule_files``, each with where it is written."""
-    monitor = data.get("monitor")
-    patterns = monitor.get("rule_files") if isinstance(monitor, dict) else None
-    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-        return []  # the schema says what is wrong with it
-    for i, pattern in enumerate(patterns):
-        if not glob.has_magic(pattern) and not rule_file_paths([pattern], base):
-            problems.append(f"monitor.rule_files[{i}]: no such file: {pattern}")
-    rules: list[tuple[str, Any]] = []
-    for path in rule_file_paths(patterns, base):
-        label = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            problems.append(f"{label}: cannot read: {exc.strerror or exc}")
-            continue
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            problems.append(f"{label}: TOML syntax: {exc}")
-            continue
-        for key in raw.keys() - {"rules"}:
-            problems.append(f"{label}: {key}: a rule file holds [[rules]] tables only")
-        tables = raw.get("rules", [])
-        if not isinstance(tables, list):
-            problems.append(f"{label}: rules: expected [[rules]] tables")
-            continue
-        found: list[str] = []
-        tables = _interpolate(tables, env, ("rules",), found)
-        problems += [f"{label}: {problem}" for problem in found]
-        rules += [(f"{label}: rules[{k}]", table) for k, table in enumerate(tables)]
-    return rules
-
-
-def _relocate(problem: str, where: list[str]) -> str:
-    """A problem of ``rules[N]`` (N counting the rules of the rule files after the config's own)
-    as where that rule is written."""
-    found = _RULE_AT.match(problem)
-    if found is None or int(found.group(1)) >= len(where):
-        return problem
-    return where[int(found.group(1))] + problem[found.end():]
 
 
 def _interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], problems: list[str]) -> Any:

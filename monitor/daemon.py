@@ -24,7 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.channels.rss import FeedKind, render_feed
-from monitor.config import RssConfig, Settings, SourceConfig, load_settings, rule_file_paths
+from monitor.config import RssConfig, Settings, SourceConfig, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.fetch import Fetcher
 from monitor.health import Heartbeat, SourceHealth, StoreHealth
@@ -32,6 +32,7 @@ from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
 from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
+from monitor.rule_files import rule_file_paths
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
 from monitor.store.lock import StoreBusy
