@@ -22,6 +22,7 @@ from monitor.match.query import parse_query
 from monitor.store import open_store
 
 _EXAMPLES = 3
+_LISTED = 10  # rule names an error lists
 _TITLE_WIDTH = 80
 # The name the --query rule goes by in what is printed.
 QUERY_RULE = "--query"
@@ -30,10 +31,12 @@ QUERY_RULE = "--query"
 def tried_rules(rules: list[RuleConfig], names: Sequence[str] = (), query: str | None = None) -> RuleIndex:
     """The index of the rules to try: those ``names`` (on or off) and ``query`` as a rule of its own;
     neither given, the rules that are on. ``ConfigError`` for an unknown name or a bad query."""
-    known = [rule.name for rule in rules]
+    known = {rule.name: None for rule in rules}
     for name in names:
         if name not in known:
-            raise ConfigError(f'--rule: no rule named "{name}" (rules: {", ".join(known) or "none"})')
+            listed = ", ".join(list(known)[:_LISTED]) or "none"
+            more = f" and {len(known) - _LISTED} more" if len(known) > _LISTED else ""
+            raise ConfigError(f'--rule: no rule named "{name}" (rules: {listed}{more})')
     if query is not None:
         rules = [*rules, _query_rule(query)]
     if not names and query is None:

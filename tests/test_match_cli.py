@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from monitor.config import load_settings
+from monitor.backtest import tried_rules
+from monitor.config import RuleConfig, load_settings
+from monitor.errors import ConfigError
 from monitor.match import compile_rules
 from monitor.models import Paper
 from monitor.sources import parse_page
@@ -194,6 +196,14 @@ def test_a_bad_query_or_rule_name_is_one_line(tmp_path: Path, args: list[str], m
                     ["backtest", "--config", config, *args]):
         done = paper_monitor(*command)
         assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n"), command
+
+
+def test_an_unknown_rule_name_lists_ten_rules_of_a_long_config() -> None:
+    rules = [RuleConfig(name=f"r{i}") for i in range(100_000)]
+    with pytest.raises(ConfigError) as caught:
+        tried_rules(rules, ["nope"])
+    assert caught.value.problems == [
+        '--rule: no rule named "nope" (rules: r0, r1, r2, r3, r4, r5, r6, r7, r8, r9 and 99990 more)']
 
 
 def test_a_problem_in_a_rule_that_is_off_is_still_a_config_error(tmp_path: Path) -> None:
