@@ -344,7 +344,7 @@ def parse_settings(text: str, env: Mapping[str, str], base: Path | None = None) 
     own = data.get("rules") if isinstance(data.get("rules"), list) else []
     where = [f"rules[{i}]" for i in range(len(own))]
     more = read_rule_files(data, base or Path.cwd(), partial(_interpolate, env=env), problems)
-    if more:
+    if more and isinstance(data.get("rules", []), list):  # else the schema says what is wrong
         data["rules"] = [*own, *(rule for _, rule in more)]
         where += [place for place, _ in more]
     problems += [relocate(problem, where) for problem in _cross_check(data)]
