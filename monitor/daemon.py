@@ -363,6 +363,7 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
     """Run until SIGTERM or SIGINT; 0 on a clean stop. ``ConfigError`` reaches the CLI (exit 2)."""
     path = Path(config_path)
     settings = load_settings(path)
+    seen = _fingerprint(path, settings)  # the files as read: a change from now on reloads them
     wake = threading.Event()
     signals: list[int] = []
 
@@ -381,7 +382,6 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
         log.error("cannot start: %s", exc)
         daemon.stop()
         return 1
-    seen = _fingerprint(path, daemon.settings)
     while True:
         wake.wait(1.0)
         wake.clear()
@@ -412,14 +412,16 @@ def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
 def _fingerprint(path: Path, settings: Settings) -> tuple[object, ...]:
     """What changes when the config file or one of its rule files does: edited, added, removed."""
     files = rule_file_paths(settings.monitor.rule_files, path.parent)
-    return (_mtime(path), *((file, _mtime(file)) for file in files))
+    return (_stamp(path), *((file, _stamp(file)) for file in files))
 
 
-def _mtime(path: Path) -> float | None:
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's modification time (ns) and size; None if it is not there."""
     try:
-        return path.stat().st_mtime
+        found = path.stat()
     except OSError:
         return None
+    return found.st_mtime_ns, found.st_size
 
 
 __all__ = ["Daemon", "run_daemon"]
