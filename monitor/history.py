@@ -249,7 +249,7 @@ def polled_url(url: str) -> str:
 
 
 def catch_up(config: SourceConfig, store: Store, fetcher: Fetcher, match: Callable[[Paper], list[Hit]],
-             *, before: SourceState | None, today: date) -> Tally | None:
+             *, before: SourceState | None, today: date, polled: tuple[int, int] = (0, 0)) -> Tally | None:
     """After a good poll of an HF API source, read whole the listings of the past days it has not
     read whole since its last good poll (at most ``catch_up`` back), as a poll running then would
     have: their new papers alert. Daily, that is yesterday's listing once, with the papers added
@@ -257,10 +257,12 @@ def catch_up(config: SourceConfig, store: Store, fetcher: Fetcher, match: Callab
     recorded as each ends, so a failure leaves the rest to the next poll. An arXiv listing catches
     up from the arXiv API (``_catch_up_listing``). None: nothing to read."""
     kind = history_kind(config.url)
-    if config.catch_up is None or kind not in ("hf-api", "arxiv-listing"):
+    if config.catch_up is None or kind is None:
         return None
     if kind == "arxiv-listing":
         return _catch_up_listing(config, store, fetcher, match, before, today, time.time())
+    if kind == "arxiv-api":
+        return _catch_up_query(config, store, fetcher, match, before, today, polled)
     yesterday = today - DAY
     if before is None or before.last_success is None:  # the first poll: the source starts today
         store.record_caught_up(config.name, yesterday)
@@ -305,6 +307,49 @@ def _catch_up_listing(config: SourceConfig, store: Store, fetcher: Fetcher,
     if arxiv_pages(listing_query(config.url, start, end), config.name, start.date(), end.date(),
                    run.fetch, fetcher.sleep, keep=listing_keep(config)):
         store.record_caught_up(config.name, None)
+    return run.tally
+
+
+def _catch_up_query(config: SourceConfig, store: Store, fetcher: Fetcher,
+                    match: Callable[[Paper], list[Hit]], before: SourceState | None, today: date,
+                    polled: tuple[int, int]) -> Tally | None:
+    """After a good poll of an arXiv API query (newest first) whose page was full and all new, more
+    may have come since the last good poll than a page holds (a broad query, a long stop): the next
+    pages are read, and their new papers alert, until one holds a paper already known (at most
+    ``catch_up`` back). Until then the day of the last good poll is recorded (``caught_up``): a
+    catch-up that fails, or that a stop cuts short, pages back to it at the next poll."""
+    if before is None or before.last_success is None:
+        return None
+    url = polled_url(config.url)
+    asked = dict(parse_qsl(urlsplit(url).query))
+    if asked.get("sortBy") != "submittedDate" or asked.get("sortOrder", "descending") != "descending":
+        return None  # another order: the pages after the first are not "older"
+    size = int(asked["max_results"]) if asked.get("max_results", "").isdigit() else ARXIV_PAGE
+    read, new = polled
+    back_to = before.caught_up
+    if back_to is None:
+        if size == 0 or read < size or new < read:
+            return None  # the page reached back to what was known
+        back_to = datetime.fromtimestamp(before.last_success, UTC).date() - DAY
+        store.record_caught_up(config.name, back_to)
+    first = max(back_to, today - max(1, round((config.catch_up or 0) / 86_400)) * DAY)
+    run = Run(config, fetcher, store, match, alert=True, today=today, sleep=fetcher.sleep)
+
+    def within(paper: Paper) -> bool:
+        return paper.published is None or paper.published >= first
+
+    for start in range(size, ARXIV_MAX_RESULTS, size):
+        fetcher.sleep(ARXIV_PAUSE)
+        known_before = run.tally.new
+        papers = run.fetch(with_query(url, {"start": str(start)}), f"results from {start}", None, within)
+        if papers is None:
+            return run.tally  # the record stays: the next poll pages back again
+        kept = sum(map(within, papers))
+        oldest = min((p.published for p in papers if p.published), default=None)
+        met_known = before.caught_up is None and run.tally.new - known_before < kept
+        if len(papers) < size or met_known or (oldest is not None and oldest < first):
+            break
+    store.record_caught_up(config.name, None)
     return run.tally
 
 

@@ -70,8 +70,8 @@ class PollReport:
         if past is None:
             return ""
         failed = f", then failed: {past.failures[0]}" if past.failures else ""
-        days = f"{past.days} past day{'s' if past.days != 1 else ''}"
-        return (f"; caught up on {days}: {past.requests} requests, {past.papers} papers, {past.new} new,"
+        days = f" on {past.days} past day{'s' if past.days != 1 else ''}" if past.days else ""
+        return (f"; caught up{days}: {past.requests} requests, {past.papers} papers, {past.new} new,"
                 f" {past.matched} matched{failed}")
 
     def line(self) -> str:
@@ -148,7 +148,7 @@ def poll(
                 source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified
             )
         past = catch_up(source, store, fetcher, index.match, before=known,
-                        today=today or datetime.now(UTC).date())
+                        today=today or datetime.now(UTC).date(), polled=(papers_read, len(diff.new)))
     except FetchError as exc:
         status = exc.status
         return failed(exc, exc.retry_after)

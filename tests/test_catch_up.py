@@ -301,3 +301,74 @@ def test_a_listings_catch_up_cut_short_by_a_stop_starts_again_at_the_next_poll(
     assert store.count_papers() == 2 + 100 + 3
     state = store.get_source_state("arxiv")
     assert state is not None and state.caught_up is None
+
+
+# -- arXiv API queries: more new papers than a page between two polls ------------------------------
+
+
+def query_source(replay: ReplayServer) -> SourceConfig:
+    return SourceConfig(name="query", url=replay.url("/api/query?search_query=cat:cs.LG"))
+
+
+def starts(replay: ReplayServer) -> list[str]:
+    return [q.get("start", "0") for q in api_queries(replay)]
+
+
+def results(*runs: tuple[int, int], day: date | None = None) -> Reply:
+    """An arXiv API answer of runs of (first id, how many) papers, submitted on ``day`` (today)."""
+    dated = (day or datetime.now(UTC).date()).isoformat()
+    pages = [arxiv_page(first, [dated] * count) for first, count in runs]
+    entries = b"".join(b"<entry>" + page.split(b"<entry>", 1)[1].rsplit(b"</feed>", 1)[0] for page in pages)
+    return Reply(pages[0].split(b"<entry>", 1)[0] + entries + b"</feed>\n")
+
+
+def test_a_query_whose_page_was_all_new_reads_on_until_it_meets_a_known_paper(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    config = query_source(replay)
+    replay.route("/api/query", results((10000, 100)))
+    assert poll(config, store, fetcher, ALL).caught_up is None  # the first poll starts the source
+    # Later, 240 more: the first page (100, all new) does not reach back to what is known.
+    replay.route("/api/query", results((20000, 100)), results((20100, 100)),
+                 results((20200, 40), (10000, 60)), results((10060, 40)))
+    report = poll(config, store, fetcher, ALL)
+    assert report.caught_up is not None, report.line()
+    assert (report.new, report.caught_up.requests, report.caught_up.new) == (240, 2, 140), report.line()
+    assert "; caught up: 2 requests, 200 papers, 140 new, 140 matched" in report.line()
+    assert starts(replay) == ["0", "0", "100", "200"]  # not the fourth page: the third met known papers
+    assert store.count_papers() == 340
+
+
+def test_a_query_page_that_reached_known_papers_or_was_short_reads_no_further(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    config = query_source(replay)
+    replay.route("/api/query", results((10000, 100)))
+    poll(config, store, fetcher, ALL)
+    replay.route("/api/query", results((10050, 100)))  # 50 new, 50 known
+    assert poll(config, store, fetcher, ALL).caught_up is None
+    replay.route("/api/query", results((30000, 99)))  # all new, but not a full page
+    assert poll(config, store, fetcher, ALL).caught_up is None
+    assert starts(replay) == ["0", "0", "0"]
+
+
+def test_a_query_catch_up_that_fails_pages_back_at_the_next_poll(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    today = datetime.now(UTC).date()
+    config = query_source(replay)
+    replay.route("/api/query", results((10000, 3)))
+    poll(config, store, fetcher, ALL)
+    replay.route("/api/query", results((20000, 100)), Reply(b"busy", 503))
+    failed = poll(config, store, fetcher, ALL)
+    assert failed.ok and failed.caught_up is not None and "then failed: " in failed.line()
+    state = store.get_source_state("query")
+    assert state is not None and state.caught_up == today - DAY  # the day before the last good poll
+    # The next poll's page is known now; the record says to page back all the same.
+    replay.route("/api/query", results((20000, 100)), results((20100, 50), (30100, 50), day=today - DAY),
+                 results((30200, 40), day=today - 2 * DAY))
+    again = poll(config, store, fetcher, ALL)
+    # Back to the day before the last good poll: the second page's, then the third reaches past it.
+    assert again.caught_up is not None and (again.caught_up.requests, again.caught_up.new) == (2, 100)
+    state = store.get_source_state("query")
+    assert state is not None and state.caught_up is None
