@@ -422,7 +422,8 @@ def _cross_check(data: dict[str, Any]) -> list[str]:
             if name in seen:
                 problems.append(f'{section}[{i}].name: duplicate name "{name}"')
             seen.add(name)
-    channels = {c.get("name") for c in tables("channels") if isinstance(c, dict)}
+    names = [c.get("name") for c in tables("channels") if isinstance(c, dict)]
+    channels = {name for name in names if isinstance(name, str)}  # the schema tells of the others
     for i, rule in enumerate(tables("rules")):
         notify = rule.get("notify") if isinstance(rule, dict) else None
         for target in notify if isinstance(notify, list) else []:
