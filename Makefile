@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/monitor.toml
 
-.PHONY: run test lint demo bench soak clean
+.PHONY: run test lint demo bench soak fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(VENV)/.installed-dev
 
 soak: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/soak.py
+
+# Coverage-guided fuzzing (tests/fuzz.py): `make fuzz TARGET=config FUZZ_SECONDS=600`.
+fuzz: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	$(BIN)/python tests/fuzz.py $(or $(TARGET),parse) -max_total_time=$(or $(FUZZ_SECONDS),300)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
