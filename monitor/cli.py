@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the long-running daemon")
     _config_arg(run)
+    run.add_argument("--standby", action="store_true",
+                     help="when another daemon polls and delivers with the store, wait (serving the feeds) "
+                          "and take over when it stops, instead of exiting")
     once = sub.add_parser("once", help="poll every source once, deliver what is due, exit")
     _config_arg(once)
     check = sub.add_parser("check-config", help="validate the config and summarize it")
@@ -211,9 +214,9 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.daemon import run_daemon
+    from monitor.process import run_daemon
 
-    return run_daemon(args.config or default_config_path(), log_format=args.log_format)
+    return run_daemon(args.config or default_config_path(), standby=args.standby)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,22 +1,20 @@
-"""``paper-monitor run``: the scheduler around the pipeline, the HTTP server, signals and reloads.
+"""The daemon: the scheduler around the pipeline, and the HTTP server (``monitor.process`` runs it).
 
-One interval job per source and one dispatcher job (which also sends the digests) on APScheduler;
-SIGTERM/SIGINT stop it within 10 s, SIGHUP or an edited config file (or rule file) reload it. A
-daemon whose lock on the store another process has taken (``SqlStore.confirm_hold``) stops with
-exit 1.
+One interval job per source and one dispatcher job (which also sends the digests) on APScheduler. A
+daemon whose lock on the store another process has taken (``SqlStore.confirm_hold``) stops. A
+standby (``run --standby``) starts without the lock: it serves the feeds (read from the store) and
+its health, and tries the lock every ``STANDBY_EVERY`` seconds; once it has it, it polls and
+delivers like any daemon, beginning as one restarted after a crash does.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import cast
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -27,12 +25,11 @@ from monitor.channels.rss import FeedKind, render_feed
 from monitor.config import RssConfig, Settings, SourceConfig, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.fetch import Fetcher
-from monitor.health import Heartbeat, SourceHealth, StoreHealth
+from monitor.health import Heartbeat, SourceHealth, StoreHealth, health_report, standby_report
 from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
 from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
-from monitor.rule_files import rule_file_paths
 from monitor.server import App, FeedCache, HttpServer
 from monitor.store import open_store
 from monitor.store.lock import StoreBusy
@@ -44,13 +41,14 @@ DISPATCH_EVERY = 2.0  # seconds between outbox checks; new matches wake it at on
 DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in the background
 STATS_EVERY = 10.0
 PRUNE_EVERY = 86_400.0
+STANDBY_EVERY = 2.0  # seconds between a standby's tries of the store's lock (and feed refreshes)
 STOP_DEADLINE = 8.0  # SIGTERM to exit, leaving margin under the 10 s promise
 
 
 class Daemon:
     """The running monitor. ``start()``, then ``stop()``; ``reload()`` from the main thread."""
 
-    def __init__(self, config_path: Path, settings: Settings) -> None:
+    def __init__(self, config_path: Path, settings: Settings, *, standby: bool = False) -> None:
         self.config_path = config_path
         self.settings = settings
         self.metrics = Metrics(rules=self._rule_names)
@@ -58,13 +56,21 @@ class Daemon:
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
         self.lost: str | None = None  # why the store's lock is no longer this daemon's
+        self.active = True  # holds the store's lock: polls and delivers
+        self.waiting_for: str | None = None  # a standby: the holder's line of the active daemon
+        self._jobs = threading.Lock()  # activation and reload both add poll jobs
         self.store_health = StoreHealth()
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
         self._feed_versions: dict[str, tuple[float, int]] = {}
         self._polls_running: dict[str, float] = {}
         self.store: SqlStore = open_store(settings.monitor.database)
         try:
-            self.store.hold("run")
+            try:
+                self.store.hold("run")
+            except StoreBusy as exc:
+                if not standby:
+                    raise
+                self.active, self.waiting_for = False, exc.holder
             self.index: RuleIndex = compile_rules(settings.rules)
             self.dispatcher: Dispatcher = open_dispatcher(settings, self.store)
         except BaseException:
@@ -83,24 +89,77 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.active:
+            self._begin()
+        self.server.start()
+        now = datetime.now(UTC)
+        self.scheduler.add_job(self._stats_job, IntervalTrigger(seconds=STATS_EVERY), id="stats",
+                               next_run_time=now, misfire_grace_time=int(STATS_EVERY))
+        if self.active:
+            self._add_jobs(now)
+        else:
+            self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
+                                   next_run_time=now + timedelta(seconds=STANDBY_EVERY),
+                                   misfire_grace_time=int(STANDBY_EVERY * 5))
+        self.scheduler.start()
+        counts = (len(self.settings.sources), len(self.settings.channels), _rule_count(self.settings))
+        if self.active:
+            log.info("paper-monitor running: %d source(s), %d channel(s), %s", *counts)
+        else:
+            log.info("paper-monitor standing by: another paper-monitor (%s) polls and delivers with this "
+                     "store; this one serves the feeds and takes over when it stops (%d source(s), "
+                     "%d channel(s), %s)", self.waiting_for, *counts)
+
+    def _begin(self) -> None:
+        """Take up what an earlier holder of the store left (deliveries it was sending when it
+        died) and the counts the health and metrics start from."""
         self.dispatcher.recover()
         self.metrics.matches.seed(self.store.matches_by_rule())  # before any poll adds to them
         for state in self.store.list_source_states():
             self.health.seed(state.name, state.last_success, state.consecutive_failures)
             self.metrics.seed_last_success(state.name, state.last_success)
-        self.server.start()
-        now = datetime.now(UTC)
-        for i, source in enumerate(self.settings.sources):
-            self._add_poll_job(source, first=now.timestamp() + 0.1 * i)
-        self.scheduler.add_job(self._dispatch_job, IntervalTrigger(seconds=DISPATCH_EVERY), id="dispatch",
-                               next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
-        self.scheduler.add_job(self._stats_job, IntervalTrigger(seconds=STATS_EVERY), id="stats",
-                               next_run_time=now, misfire_grace_time=int(STATS_EVERY))
-        self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
-                               next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
-        self.scheduler.start()
-        log.info("paper-monitor running: %d source(s), %d channel(s), %s",
-                 len(self.settings.sources), len(self.settings.channels), _rule_count(self.settings))
+
+    def _add_jobs(self, now: datetime) -> None:
+        with self._jobs:
+            for i, source in enumerate(self.settings.sources):
+                self._add_poll_job(source, first=now.timestamp() + 0.1 * i)
+            self.scheduler.add_job(self._dispatch_job, IntervalTrigger(seconds=DISPATCH_EVERY), id="dispatch",
+                                   next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
+            self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
+                                   next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
+            self.active = True
+
+    def _takeover_job(self) -> None:
+        """A standby: take the store's lock if it is free, and from then on poll and deliver."""
+        if self.stopping.is_set():
+            return
+        self.heartbeat.begin()
+        try:
+            self.store.hold("run")
+        except StoreBusy as exc:
+            if exc.holder != self.waiting_for:
+                log.info("standing by: the store is now held by another paper-monitor (%s)", exc.holder)
+                self.waiting_for = exc.holder
+            self._refresh_feeds()  # the active daemon's deliveries, in the feeds this one serves
+            return
+        except MonitorError as exc:
+            log.warning("standing by: the store's lock could not be tried: %s", exc)
+            return
+        finally:
+            self.heartbeat.end()
+        log.info("taking over: the other paper-monitor (%s) has stopped; this one polls and delivers now",
+                 self.waiting_for)
+        self.scheduler.remove_job("takeover")
+        try:
+            self._begin()
+        except MonitorError as exc:  # the store went away meanwhile: begin again at the next try
+            log.warning("taking over failed: %s; trying again", exc)
+            self.store.release_hold()
+            self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
+                                   misfire_grace_time=int(STANDBY_EVERY * 5))
+            return
+        self.waiting_for = None
+        self._add_jobs(datetime.now(UTC))
 
     def stop(self) -> bool:
         """Stop taking work, let what is in flight finish; False if some of it had to be abandoned."""
@@ -143,7 +202,13 @@ class Daemon:
             self.settings, self.index, self.dispatcher = new, index, dispatcher
         old_dispatcher.close(successor=dispatcher)
         self.health.reconfigure(new.sources)
-        self._reschedule(old_settings, new)
+        with self._jobs:
+            if self.active:
+                self._reschedule(old_settings, new)
+            else:  # a standby adds the poll jobs when it takes over
+                for fetcher in self.fetchers.values():
+                    fetcher.close()
+                self.fetchers = {s.name: self._fetcher(s, new) for s in new.sources}
         self.feeds.forget_others(set())
         self._feed_versions.clear()
         log.info("reloaded %s: %d source(s), %d channel(s), %s", self.config_path,
@@ -204,10 +269,7 @@ class Daemon:
                                   retry_after=report.retry_after, now=now)
         self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
                                   error_kind=report.error_kind, now=now)
-        fields = {"source": source.name, "status": report.status, "papers": report.papers, "new": report.new,
-                  "changed": report.changed, "matched": report.matched, "duration": round(report.duration, 3),
-                  "left_out": report.left_out,
-                  "caught_up_days": report.caught_up.days if report.caught_up else 0}
+        fields = report.fields()
         if ok:
             log.info("poll %s: HTTP %s, %d papers%s, %d new, %d changed, %d matched, %.2fs%s", source.name,
                      report.status, report.papers, report.left_out_note(), report.new, report.changed,
@@ -323,28 +385,17 @@ class Daemon:
         return render_feed(self.store, cfg, cast(FeedKind, kind), rule=rule)
 
     def _healthz(self) -> tuple[bool, dict[str, object]]:
-        sources = self.health.snapshot()
-        alive = self.heartbeat.alive()
-        problems = [f"source {name}: no successful poll within 3 intervals" + (
-            f" (last error: {s['last_error']})" if s["last_error"] else "")
-            for name, s in sources.items() if not s["ok"]]
-        if not alive:
-            problems.append("dispatcher: not running")
-        store = self.store_health
-        if (problem := store.problem()) is not None:
-            problems.append(problem)
-        body: dict[str, object] = {"status": "ok" if not problems else "unhealthy", "problems": problems,
-                                   "sources": sources, "dispatcher": {"alive": alive},
-                                   "store": {"ok": store.ok, "error": store.error}}
-        return not problems, body
+        if not self.active:
+            return standby_report(self.heartbeat, self.waiting_for)
+        return health_report(self.health, self.heartbeat, self.store_health)
 
     def _livez(self) -> tuple[bool, dict[str, object]]:
         alive = self.heartbeat.alive() and self.scheduler.running
         return alive, {"status": "alive" if alive else "dead"}
 
     def _metrics(self) -> tuple[bytes, str]:
-        fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()}
-        self.metrics.set_health(fresh, self.heartbeat.alive(), store_ok=self.store_health.ok)
+        fresh = {name: bool(s["ok"]) for name, s in self.health.snapshot().items()} if self.active else {}
+        self.metrics.set_health(fresh, self.heartbeat.alive(), self.store_health.ok, active=self.active)
         return self.metrics.render(), CONTENT_TYPE
 
 
@@ -359,69 +410,4 @@ def _poll_deadline(source: SourceConfig | None) -> float:
     return min(120.0, source.every / 2) + 4 * 2 * source.timeout + 30.0
 
 
-def run_daemon(config_path: Path | str, *, log_format: str = "text") -> int:
-    """Run until SIGTERM or SIGINT; 0 on a clean stop. ``ConfigError`` reaches the CLI (exit 2)."""
-    path = Path(config_path)
-    settings = load_settings(path)
-    seen = _fingerprint(path, settings)  # the files as read: a change from now on reloads them
-    wake = threading.Event()
-    signals: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        signals.append(signum)
-        wake.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    # The pipeline's own per-poll line would double ours, which carries the fields for JSON logs.
-    logging.getLogger("monitor.pipeline").setLevel(logging.ERROR)
-    daemon = Daemon(path, settings)
-    try:
-        daemon.start()
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        daemon.stop()
-        return 1
-    while True:
-        wake.wait(1.0)
-        wake.clear()
-        stop = any(s in (signal.SIGTERM, signal.SIGINT) for s in signals)
-        hup = signal.SIGHUP in signals
-        signals.clear()
-        if stop:
-            log.info("stopping (signal)")
-            break
-        if daemon.lost is not None:
-            log.error("stopping: this daemon lost the store's lock: %s", daemon.lost)
-            break
-        current = _fingerprint(path, daemon.settings)
-        if hup or current != seen:
-            seen, patterns = current, daemon.settings.monitor.rule_files
-            daemon.reload()
-            if daemon.settings.monitor.rule_files != patterns:  # other rule files to watch
-                seen = _fingerprint(path, daemon.settings)
-    if not daemon.stop():
-        # Threads stuck in a send or a fetch would hold the interpreter's exit; what they were
-        # doing is recovered at the next start, exactly as after a crash.
-        logging.shutdown()
-        os._exit(0 if daemon.lost is None else 1)
-    log.info("stopped")
-    return 0 if daemon.lost is None else 1
-
-
-def _fingerprint(path: Path, settings: Settings) -> tuple[object, ...]:
-    """What changes when the config file or one of its rule files does: edited, added, removed."""
-    files = rule_file_paths(settings.monitor.rule_files, path.parent)
-    return (_stamp(path), *((file, _stamp(file)) for file in files))
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """A file's modification time (ns) and size; None if it is not there."""
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    return found.st_mtime_ns, found.st_size
-
-
-__all__ = ["Daemon", "run_daemon"]
+__all__ = ["Daemon"]

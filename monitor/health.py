@@ -188,3 +188,31 @@ class StoreHealth:
             return None
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
         return f"store: failing since {since} ({down[1]})"
+
+
+def health_report(
+    health: SourceHealth, heartbeat: Heartbeat, store: StoreHealth
+) -> tuple[bool, dict[str, object]]:
+    """/healthz of a daemon at work: healthy while every source is fresh, the dispatcher runs and
+    the store answers; the body names each problem."""
+    sources = health.snapshot()
+    alive = heartbeat.alive()
+    problems = [f"source {name}: no successful poll within {STALE_AFTER_INTERVALS} intervals" + (
+        f" (last error: {s['last_error']})" if s["last_error"] else "")
+        for name, s in sources.items() if not s["ok"]]
+    if not alive:
+        problems.append("dispatcher: not running")
+    if (problem := store.problem()) is not None:
+        problems.append(problem)
+    body: dict[str, object] = {"status": "ok" if not problems else "unhealthy", "problems": problems,
+                               "sources": sources, "dispatcher": {"alive": alive},
+                               "store": {"ok": store.ok, "error": store.error}}
+    return not problems, body
+
+
+def standby_report(heartbeat: Heartbeat, active: str | None) -> tuple[bool, dict[str, object]]:
+    """/healthz of a standby: healthy while it keeps trying the store's lock; ``active`` is the
+    holder's line of the daemon it waits for."""
+    alive = heartbeat.alive()
+    return alive, {"status": "standby" if alive else "unhealthy", "active": active,
+                   "problems": [] if alive else ["standby: not trying the store's lock"]}

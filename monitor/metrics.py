@@ -107,6 +107,10 @@ class Metrics:
                                ["source"], registry=r)
         self.dispatcher_up = Gauge(f"{_PREFIX}_dispatcher_alive", "1 while the dispatcher keeps running",
                                    registry=r)
+        self.active = Gauge(f"{_PREFIX}_active",
+                            "1 while this process polls and delivers for the store, 0 while it stands by",
+                            registry=r)
+        self.active.set(1)
         self.store_up = Gauge(f"{_PREFIX}_store_reachable",
                               "1 while the store answers the daemon's periodic reads (every 10 s)",
                               registry=r)
@@ -149,11 +153,16 @@ class Metrics:
             created = oldest.get(channel)
             self.outbox_age.labels(channel).set(max(0.0, now - created) if created else 0.0)
 
-    def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool, store_ok: bool = True) -> None:
+    def set_health(self, sources: Mapping[str, bool], dispatcher_alive: bool, store_ok: bool = True,
+                   active: bool = True) -> None:
+        """The health gauges; a standby (not ``active``) has no sources' and its dispatcher is its
+        tries of the store's lock."""
+        self.source_up.clear()
         for name, fresh in sources.items():
             self.source_up.labels(name).set(1 if fresh else 0)
         self.dispatcher_up.set(1 if dispatcher_alive else 0)
         self.store_up.set(1 if store_ok else 0)
+        self.active.set(1 if active else 0)
 
     def seed_last_success(self, source: str, when: float | None) -> None:
         if when is not None:

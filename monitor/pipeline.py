@@ -74,6 +74,12 @@ class PollReport:
         return (f"; caught up{days}: {past.requests} requests, {past.papers} papers, {past.new} new,"
                 f" {past.matched} matched{failed}")
 
+    def fields(self) -> dict[str, object]:
+        """The figures of the poll, for the fields of a JSON log line."""
+        return {"source": self.source, "status": self.status, "papers": self.papers, "new": self.new,
+                "changed": self.changed, "matched": self.matched, "duration": round(self.duration, 3),
+                "left_out": self.left_out, "caught_up_days": self.caught_up.days if self.caught_up else 0}
+
     def line(self) -> str:
         """One line for people: name, status, papers, new, changed, matched, duration (and error)."""
         status = str(self.status) if self.status is not None else "-"

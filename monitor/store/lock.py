@@ -37,7 +37,12 @@ CONFIRM_EVERY = 1.0  # seconds a confirmed lock is taken on trust before ``confi
 
 
 class StoreBusy(StoreError):
-    """Another process holds the store's lock."""
+    """Another process holds the store's lock; ``holder`` is its line (``run, pid 1234 on host, since
+    ...``)."""
+
+    def __init__(self, message: str, holder: str = "a process") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class Held:
@@ -86,7 +91,7 @@ def holder_line(command: str) -> str:
 
 def _busy(holder: str, database: str) -> StoreBusy:
     return StoreBusy(f"another paper-monitor ({holder}) is polling and delivering with {database}; "
-                     "stop it first (status works meanwhile)")
+                     "stop it first (status works meanwhile)", holder)
 
 
 class FileLock(Held):

@@ -173,6 +173,12 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
         return super().claim_batch(channel, now, head=head, limit=limit, created_before=created_before,
                                    key=key)
 
+    def release_hold(self) -> None:
+        """Let go of the lock ``hold`` took (``close`` does too)."""
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+
     def holder(self) -> str | None:
         """Who holds this store's lock (``run, pid 1234 on host, since ...``), or None. Looks
         without holding it (``status``)."""
@@ -182,9 +188,7 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
         return file_holder(self.engine.url)
 
     def close(self) -> None:
-        if self._held is not None:
-            self._held.release()
-            self._held = None
+        self.release_hold()
         self.engine.dispose()
 
     # -- schema ------------------------------------------------------------------------------

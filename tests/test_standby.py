@@ -1,0 +1,206 @@
+"""``run --standby``: a second daemon for the same store serves the feeds and its health while the
+first polls and delivers, and takes over when the first dies, sending what is new once and nothing
+again. Real daemon processes, the recorded HF page, the Slack stand-in, feedparser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import feedparser
+
+from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
+from tests.pg_support import PgServer
+from tests.slack_standin import SlackStandIn
+
+RULES = '[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["team", "feed"]\n'
+LATE = "2606.13289"  # 25 upvotes: on the page only after the first daemon died
+
+
+def _config(tmp: Path, replay: ReplayServer, slack: SlackStandIn) -> tuple[Path, Path]:
+    """The active daemon's config, and the standby's: the same store, another port."""
+    channels = (f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\n'
+                f'channel = "#papers"\nbase_url = "{slack.base_url}"\ntimeout = 10\n\n'
+                '[[channels]]\nname = "feed"\ntype = "rss"\n')
+    active = write_config(tmp, port=free_port(), sources=source("hf", replay.url("/papers"), every="1h"),
+                          channels=channels, rules=RULES)
+    text = active.read_text(encoding="utf-8")
+    standby = tmp / "standby.toml"
+    standby.write_text(re.sub(r'listen = "127\.0\.0\.1:\d+"', f'listen = "127.0.0.1:{free_port()}"', text),
+                       encoding="utf-8")
+    return active, standby
+
+
+def _port(config: Path) -> int:
+    return int(re.findall(r'listen = "127\.0\.0\.1:(\d+)"', config.read_text(encoding="utf-8"))[0])
+
+
+def _slack_papers(slack: SlackStandIn) -> Counter[str]:
+    """How many Slack messages each paper (by arXiv id) was in."""
+    found: Counter[str] = Counter()
+    for message in slack.messages:
+        found.update(set(re.findall(r"\d{4}\.\d{5}", json.dumps(message.payload.get("blocks")))))
+    return found
+
+
+def _feed_ids(daemon: Daemon) -> set[str]:
+    reply = daemon.get("/feeds/feed.xml")
+    assert reply.status_code == 200, reply.text
+    return {re.findall(r"\d{4}\.\d{5}", entry.link)[0] for entry in feedparser.parse(reply.content).entries}
+
+
+def _unsent(tmp: Path) -> int:
+    db = sqlite3.connect(tmp / "monitor.db", timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM deliveries WHERE state != 'sent'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _health(daemon: Daemon) -> tuple[int, dict[str, Any]]:
+    reply = daemon.get("/healthz")
+    return reply.status_code, reply.json()
+
+
+def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    items = json.loads(HF_JSON.read_bytes())
+    hot = {item["paper"]["id"] for item in items if item["paper"].get("upvotes", 0) >= 10}
+    replay.route("/papers", Reply(json.dumps([i for i in items if i["paper"]["id"] != LATE]).encode()))
+    replay.route("/more", Reply(b"[]"))
+    slack = SlackStandIn()
+    config, standby_config = _config(tmp_path, replay, slack)
+    active = Daemon(config, _port(config))
+    standby: Daemon | None = None
+    try:
+        active.wait_up()
+        wait_for(lambda: len(_slack_papers(slack)) == len(hot) - 1 and _unsent(tmp_path) == 0, 30,
+                 "the first daemon to deliver the hot papers")
+
+        standby = Daemon(standby_config, _port(standby_config), "--standby", log_name="standby.log")
+        standby.wait_up()
+        code, health = _health(standby)
+        assert code == 200 and health["status"] == "standby", health
+        assert f"run, pid {active.proc.pid} on " in health["active"]
+        assert "paper_monitor_active 0.0" in standby.get("/metrics").text
+        wait_for(lambda: _feed_ids(standby) == hot - {LATE}, 10, "the standby's feed")  # read from the store
+        assert "standing by: another paper-monitor (run, pid" in standby.log_text()
+
+        # While it stands by, an edit of its config is taken (a second source); it polls nothing.
+        text = standby_config.read_text(encoding="utf-8")
+        standby_config.write_text(text + "\n" + source("more", replay.url("/more"), every="1h"),
+                                  encoding="utf-8")
+        wait_for(lambda: "reloaded" in standby.log_text(), 10, "the standby to reload its config")
+        time.sleep(2.5)  # more than a try of the lock
+        assert replay.hits("/papers") == 1 and replay.hits("/more") == 0
+        assert "taking over" not in standby.log_text()
+
+        replay.route("/papers", Reply(HF_JSON.read_bytes()))  # the late paper turns up
+        active.kill()  # SIGKILL: the lock goes with the process
+
+        wait_for(lambda: _slack_papers(slack).get(LATE) == 1, 30, "the standby to take over and alert")
+        assert "taking over: the other paper-monitor (run, pid" in standby.log_text()
+        wait_for(lambda: replay.hits("/more") == 1, 10, "the source added while standing by to be polled")
+        wait_for(lambda: _feed_ids(standby) == hot, 10, "the late paper in the feed")
+        wait_for(lambda: _health(standby)[1]["status"] == "ok", 10, "the healthz of an active daemon")
+        assert "paper_monitor_active 1.0" in standby.get("/metrics").text
+        status = subprocess.run([sys.executable, "-m", "monitor", "status", "--config", str(standby_config)],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        last = status.stdout.splitlines()[-1]
+        assert last.startswith(f"daemon: running (run, pid {standby.proc.pid} on "), status.stdout
+        time.sleep(1)
+        papers = _slack_papers(slack)
+        assert set(papers) == hot and max(papers.values()) == 1, papers  # each once, none twice
+        assert replay.hits("/papers") == 2
+    finally:
+        if active.proc.poll() is None:
+            active.kill()
+        code = standby.stop()[0] if standby is not None else 0
+        slack.close()
+    assert code == 0
+
+
+def test_a_standby_stops_at_once_and_leaves_the_store_to_the_daemon(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    slack = SlackStandIn()
+    config, standby_config = _config(tmp_path, replay, slack)
+    active = Daemon(config, _port(config))
+    try:
+        active.wait_up()
+        standby = Daemon(standby_config, _port(standby_config), "--standby", log_name="standby.log")
+        standby.wait_up()
+        code, took = standby.stop(signal.SIGTERM)
+        assert code == 0 and took < 10
+        log = standby.log_text()
+        assert "standing by" in log and "taking over" not in log and "Traceback" not in log
+        once = subprocess.run([sys.executable, "-m", "monitor", "once", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert once.returncode == 1 and f"(run, pid {active.proc.pid} on " in once.stderr  # still held
+        assert active.proc.poll() is None
+    finally:
+        code, _ = active.stop()
+        slack.close()
+    assert code == 0
+
+
+def test_a_standby_with_no_daemon_to_wait_for_is_the_daemon(tmp_path: Path, replay: ReplayServer) -> None:
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    slack = SlackStandIn()
+    config, _ = _config(tmp_path, replay, slack)
+    daemon = Daemon(config, _port(config), "--standby")
+    try:
+        daemon.wait_up()
+        wait_for(lambda: replay.hits("/papers") == 1 and _unsent(tmp_path) == 0 and slack.messages != [], 30,
+                 "a poll and its alerts")
+        assert "paper-monitor running" in daemon.log_text() and "standing by" not in daemon.log_text()
+    finally:
+        code, _ = daemon.stop()
+        slack.close()
+    assert code == 0
+
+
+def test_a_standby_takes_over_a_postgresql_store(
+    tmp_path: Path, replay: ReplayServer, pg_server: PgServer
+) -> None:
+    """On PostgreSQL the lock is the daemon's database session: it ends with the process."""
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    slack = SlackStandIn()
+    config, standby_config = _config(tmp_path, replay, slack)
+    url = pg_server.new_database()
+    for path in (config, standby_config):
+        text = re.sub(r'database = "[^"]*"', f'database = "{url}"', path.read_text(encoding="utf-8"))
+        path.write_text(text, encoding="utf-8")
+    active = Daemon(config, _port(config))
+    standby: Daemon | None = None
+    try:
+        active.wait_up()
+        wait_for(lambda: replay.hits("/papers") == 1 and slack.messages != [], 30, "the first alerts")
+        standby = Daemon(standby_config, _port(standby_config), "--standby", log_name="standby.log")
+        standby.wait_up()
+        assert _health(standby)[1]["status"] == "standby"
+        sent = len(slack.messages)
+        active.kill()
+        wait_for(lambda: "taking over" in standby.log_text() and replay.hits("/papers") == 2, 30,
+                 "the standby to take over and poll")
+        wait_for(lambda: _health(standby)[1]["status"] == "ok", 10, "the healthz of an active daemon")
+        time.sleep(1)
+        assert len(slack.messages) == sent  # the page had nothing new: nothing is sent again
+    finally:
+        if active.proc.poll() is None:
+            active.kill()
+        code = standby.stop()[0] if standby is not None else 0
+        slack.close()
+    assert code == 0
