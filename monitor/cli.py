@@ -123,8 +123,13 @@ def _today(text: str | None) -> date:
 def cmd_parse(args: argparse.Namespace) -> int:
     today = _today(args.today)
     if args.source.startswith(("http://", "https://")):
+        from monitor.config import http_url
         from monitor.fetch import fetch_once
 
+        try:
+            http_url(args.source)
+        except ValueError as exc:  # a mistake in the command, not a failure of the site
+            raise _Usage(str(exc)) from None
         data = fetch_once(args.source)
     else:
         try:

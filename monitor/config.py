@@ -15,6 +15,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
+import httpx
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -34,6 +35,8 @@ DEFAULT_CONFIG = Path("config/monitor.toml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The longest duration taken: longer ones are typos, and past the calendar's range as dates.
+MAX_DURATION = 100 * 365 * 86400.0
 
 
 def parse_duration(text: str) -> float:
@@ -45,11 +48,36 @@ def parse_duration(text: str) -> float:
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError(f'duration must be positive: "{text}"')
+    return _not_too_long(seconds, f'"{text}"')
+
+
+def _not_too_long(seconds: float, shown: str) -> float:
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration too long: {shown} (at most 100 years)")
     return seconds
 
 
+def http_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host; ValueError saying what is wrong if not."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f'expected an http(s) URL, got "{value}"')
+    try:
+        host = httpx.URL(value).host
+    except httpx.InvalidURL as exc:
+        raise ValueError(f'not a valid URL: "{value}": {exc}') from None
+    if not host:
+        raise ValueError(f'no host in the URL "{value}"')
+    return value
+
+
 def _duration_or_number(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, bool):  # TOML's true would pass for 1 second
+        raise ValueError(f"not a duration: {str(value).lower()} (use e.g. 30s, 15m, 1h, 1d)")
+    if isinstance(value, int | float):
+        return _not_too_long(value, str(value))
+    return value
 
 
 # Seconds, written as a number or a duration string ("30s", "15m").
@@ -124,9 +152,7 @@ class SourceConfig(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f'expected an http(s) URL, got "{value}"')
-        return value
+        return http_url(value)
 
     @field_validator("announce_types")
     @classmethod

@@ -269,6 +269,30 @@ def test_timeouts_take_durations_like_intervals() -> None:
     ]
 
 
+@pytest.mark.parametrize(("written", "problem"), [
+    ('"99999999d"', 'duration too long: "99999999d" (at most 100 years)'),
+    ("1e300", "duration too long: 1e+300 (at most 100 years)"),
+    ("inf", "duration too long: inf (at most 100 years)"),
+    ("true", "not a duration: true (use e.g. 30s, 15m, 1h, 1d)"),
+])
+def test_a_duration_past_the_calendar_or_a_boolean_is_a_config_error(written: str, problem: str) -> None:
+    """Each once went through: a traceback later (a date out of range), or true taken for 1 s."""
+    for key in ("every", "timeout", "catch_up"):
+        text = MINIMAL.replace('url = "http://127.0.0.1:9/api/daily_papers"',
+                               f'url = "http://127.0.0.1:9/api/daily_papers"\n{key} = {written}')
+        assert problems_of(text) == [f"sources[0].{key}: {problem}"]
+    keep = MINIMAL.replace("[[sources]]", f"[monitor]\nkeep_sent = {written}\n\n[[sources]]")
+    assert problems_of(keep) == [f"monitor.keep_sent: {problem}"]
+
+
+def test_backfill_since_past_the_calendar_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(MINIMAL, encoding="utf-8")
+    found = _run("backfill", "--config", str(config), "--since", "99999999d")
+    assert (found.returncode, found.stderr) == (
+        2, 'paper-monitor backfill: --since: duration too long: "99999999d" (at most 100 years)\n')
+
+
 @pytest.mark.parametrize(("written", "seconds"), [
     (None, 365 * 86_400.0),  # a year, unless told
     ('"90d"', 90 * 86_400.0),

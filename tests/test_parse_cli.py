@@ -159,3 +159,13 @@ def test_parse_a_url_that_is_not_there(replay: ReplayServer) -> None:
     result = run_parse(replay.url("/missing"))
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://[::1", 'not a valid URL: "http://[::1": Invalid port: \':1\''),
+    ("http://", 'no host in the URL "http://"'),
+])
+def test_a_url_that_cannot_be_asked_is_bad_usage(url: str, problem: str) -> None:
+    """Exit 2, as for a file that cannot be read: the mistake is in the command, not at the site."""
+    result = run_parse(url)
+    assert (result.returncode, result.stderr) == (2, f"paper-monitor parse: {problem}\n")
