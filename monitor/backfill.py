@@ -17,7 +17,15 @@ from datetime import UTC, date, datetime, timedelta
 
 from monitor.config import Settings
 from monitor.errors import ConfigError
-from monitor.history import Run, arxiv_pages, hf_days, history_kind, listing_keep, listing_query
+from monitor.history import (
+    Run,
+    arxiv_pages,
+    hf_days,
+    history_kind,
+    listing_keep,
+    listing_query,
+    past_source,
+)
 from monitor.match import compile_rules
 from monitor.pipeline import open_fetcher, printable
 from monitor.store import open_store
@@ -38,11 +46,11 @@ def backfill(settings: Settings, *, since_seconds: float, source: str | None = N
     store = open_store(settings.monitor.database)
     ok = True
     try:
-        for config in chosen:
+        for config in map(past_source, chosen):
             kind = history_kind(config.url)
             if kind is None:
-                print(f"{config.name}: skipped: only the HF Daily Papers API, the arXiv API and arXiv "
-                      "listings (through the API) serve past days")
+                print(f"{config.name}: skipped: only HF Daily Papers (the API, or the page through it), "
+                      "the arXiv API and arXiv listings (through the API) serve past days")
                 continue
             with open_fetcher(config, settings.monitor.user_agent) as fetcher:
                 run = Run(config, fetcher, store, index.match, alert, today, sleep)

@@ -145,8 +145,8 @@ class SourceConfig(_Model):
     max_size: ByteSize = Field(default=ByteSize(20 * 1024 * 1024), gt=0)  # "20MiB", "500kB", or bytes
     # The arXiv listing items to take: a new version of a paper from months ago is not a new paper.
     announce_types: frozenset[AnnounceType] = frozenset({"new", "cross"})
-    # HF API sources: after a good poll, read whole the past days not read since (the rest of
-    # yesterday's listing; the days a stopped daemon missed), at most this far back; "off": never.
+    # After a good poll, read what the daemon missed (HF: the past days not read whole since, from
+    # the API; arXiv: ``monitor.history``), at most this far back; "off": never.
     catch_up: Annotated[float | None, Field(gt=0), BeforeValidator(_off_or_duration)] = 7 * 86400.0
 
     @field_validator("url")

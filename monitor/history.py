@@ -71,16 +71,30 @@ class Tally:
         return text + (f", {len(self.failures)} failed" if self.failures else "")
 
 
-def history_kind(url: str) -> str | None:
-    """``hf-api`` or ``arxiv-api`` for a source whose past days can be asked for, else None."""
+def history_kind(url: str, fmt: str = "auto") -> str | None:
+    """What a source's past days can be read from: ``hf-api``, ``hf-html`` (HF's Daily Papers
+    page, whose past is read from the API: ``past_source``), ``arxiv-api``, ``arxiv-listing``;
+    None if nothing."""
     parts = urlsplit(url)
     if parts.path.rstrip("/").endswith("/api/daily_papers"):
         return "hf-api"
+    if parts.path.rstrip("/") == "/papers" and (parts.hostname == "huggingface.co" or fmt == "hf-html"):
+        return "hf-html"
     if parts.path.rstrip("/") == "/api/query":  # export.arxiv.org, or a mirror of it
         return "arxiv-api"
     if listing_categories(url) is not None:
         return "arxiv-listing"
     return None
+
+
+def past_source(config: SourceConfig) -> SourceConfig:
+    """The source to read ``config``'s past days from: itself, but for HF's Daily Papers page, whose
+    days are read from the HF API on its host (which allows five times the requests of pages)."""
+    if history_kind(config.url, config.format) != "hf-html":
+        return config
+    parts = urlsplit(config.url)
+    api = urlunsplit((parts.scheme, parts.netloc, "/api/daily_papers", "", ""))
+    return config.model_copy(update={"url": api, "format": "hf-json"})
 
 
 def listing_categories(url: str) -> list[str] | None:
@@ -256,6 +270,7 @@ def catch_up(config: SourceConfig, store: Store, fetcher: Fetcher, match: Callab
     after the last poll of the day; after a stop or an outage, each day missed. The days read are
     recorded as each ends, so a failure leaves the rest to the next poll. An arXiv listing catches
     up from the arXiv API (``_catch_up_listing``). None: nothing to read."""
+    config = past_source(config)
     kind = history_kind(config.url)
     if config.catch_up is None or kind is None:
         return None

@@ -121,6 +121,18 @@ def test_backfill_stores_the_past_days_matched_without_alerts_and_a_poll_then_kn
     assert tried.returncode == 0 and "30 papers seen" in tried.stdout
 
 
+def test_hfs_daily_papers_page_is_backfilled_through_the_api(replay: ReplayServer, tmp_path: Path) -> None:
+    serve_three_days(replay)
+    config = write_config(tmp_path, replay.url("/papers"))
+    text = config.read_text(encoding="utf-8").replace("retries = 3", 'retries = 3\nformat = "hf-html"')
+    config.write_text(text, encoding="utf-8")
+    run = cli("backfill", "--config", str(config), "--since", "3d", "--today", TODAY.isoformat())
+    assert run.returncode == 0, run.stderr
+    assert "hf-daily: 3 requests, 30 papers, 30 new" in run.stdout
+    assert [r.path for r in replay.requests] == [day_url(day) for day in DAYS]
+    assert counts(tmp_path)[0] == 30
+
+
 def test_backfill_with_alert_queues_the_history_matches(replay: ReplayServer, tmp_path: Path) -> None:
     serve_three_days(replay)
     config = write_config(tmp_path, replay.url("/api/daily_papers"))
@@ -163,13 +175,13 @@ def test_a_full_day_is_read_page_after_page(replay: ReplayServer, tmp_path: Path
 def test_sources_without_a_past_are_skipped_and_an_unknown_source_is_one_line(tmp_path: Path) -> None:
     assert history_kind("https://huggingface.co/api/daily_papers") == "hf-api"
     assert history_kind("http://export.arxiv.org/api/query?search_query=cat:cs.CL") == "arxiv-api"
-    assert history_kind("https://huggingface.co/papers") is None
+    assert history_kind("https://huggingface.co/papers") == "hf-html"  # read through the API
     assert history_kind("https://rss.arxiv.org/rss/cs.CL+cs.LG") == "arxiv-listing"
     assert history_kind("https://rss.arxiv.org/atom/cond-mat.str-el") == "arxiv-listing"
     assert history_kind("https://example.org/rss/feed.xml") is None
-    config = write_config(tmp_path, "https://huggingface.co/papers")
+    config = write_config(tmp_path, "https://example.org/papers-rendered.txt")
     run = cli("backfill", "--config", str(config))
-    assert run.returncode == 0 and "hf-daily: skipped: only the HF Daily Papers API" in run.stdout
+    assert run.returncode == 0 and "hf-daily: skipped: only HF Daily Papers (the API, or" in run.stdout
     wrong = cli("backfill", "--config", str(config), "--source", "nope")
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == '--source: no source named "nope" (sources: hf-daily)'

@@ -20,13 +20,14 @@ import pytest
 from monitor.config import Settings, SourceConfig
 from monitor.errors import FetchError
 from monitor.fetch import Fetcher, RetryPolicy
+from monitor.history import history_kind, past_source
 from monitor.match import compile_rules
 from monitor.pipeline import poll
 from monitor.sources import parse_page
 from monitor.store import open_store
 from monitor.store.sql import SqlStore
 from tests.daemon_support import Daemon, source, wait_for, write_config
-from tests.helpers import ARXIV_ATOM, DATA, HF_JSON, ReplayServer, Reply, free_port
+from tests.helpers import ARXIV_ATOM, DATA, HF_HTML, HF_JSON, ReplayServer, Reply, free_port
 from tests.test_backfill import arxiv_page
 
 DAY = timedelta(days=1)
@@ -175,6 +176,31 @@ def test_sources_without_a_past_are_not_caught_up(replay: ReplayServer, store: S
     store.record_success("hf", url, status=200, etag=None, last_modified=None, now=time.time() - 5 * 86_400)
     report = poll(SourceConfig(name="hf", url=url), store, fetcher, ALL)
     assert report.ok and report.caught_up is None and len(replay.requests) == 1
+
+
+def test_hfs_daily_papers_page_catches_up_through_the_api(replay: ReplayServer, store: SqlStore,
+                                                         fetcher: Fetcher) -> None:
+    """The HTML page shows only the current day; the days it missed are read from the API on the
+    same host (HF allows five times the API requests of page requests)."""
+    papers = items()
+    replay.route("/papers", Reply(HF_HTML.read_bytes(), headers={"Content-Type": "text/html"}))
+    replay.route(day_path(TODAY - 2 * DAY), listing(papers[:5]))
+    replay.route(day_path(TODAY - DAY), listing(papers[5:8]))
+    page = SourceConfig(name="hf", url=replay.url("/papers"), format="hf-html")
+    last_good_poll(store, page.url, days_ago=2, caught_up=TODAY - 3 * DAY)
+
+    report = poll(page, store, fetcher, ALL, today=TODAY)
+    assert report.ok and report.papers == 13  # the page's own cards
+    assert report.caught_up is not None and report.caught_up.days == 2 and report.caught_up.new == 8
+    assert dated_requests(replay) == [day_path(TODAY - 2 * DAY), day_path(TODAY - DAY)]
+    assert store.count_papers() == 13 + 8
+    assert poll(page, store, fetcher, ALL, today=TODAY).caught_up is None  # read once
+
+    # A page of another site, read as auto, has no past to read.
+    assert history_kind(replay.url("/papers")) is None
+    assert history_kind("https://huggingface.co/papers") == "hf-html"
+    assert past_source(SourceConfig(name="x", url="https://huggingface.co/papers?q=1")).url == (
+        "https://huggingface.co/api/daily_papers")
 
 
 # -- arXiv listings: what a day down missed, read from the arXiv API by category -------------------
