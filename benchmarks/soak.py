@@ -4,7 +4,11 @@ threshold, the seed pages rotate). Then what an operator would check: every deli
 backoff's waits are let pass), no Slack message twice, the papers in Slack = the Slack deliveries, no
 traceback, a clean exit, the daemon's memory.
 
-    .venv/bin/python benchmarks/soak.py [--seconds 300]
+    .venv/bin/python benchmarks/soak.py [--seconds 300] [--failover]
+
+``--failover``: two daemons, the second ``run --standby``; every 40-70 s the one at work is killed
+(SIGKILL) and started again as the standby, so the other takes over. Only a batch in flight at a
+kill may reach Slack twice; the figures say how many did, and how long each takeover took.
 
 Needs PostgreSQL's server binaries (the tests install them: tests/pg_support.py).
 """
@@ -23,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,13 +70,19 @@ def rss_mb(pid: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--failover", action="store_true", help="kill the daemon at work now and then")
     args = parser.parse_args()
     rng = random.Random(4)
     pg = PgServer()
     pg.start()
     stop = threading.Event()
     outages: list[float] = []
+    kills: list[float] = []  # for each kill of the daemon at work, the seconds until another was at work
     hf = json.loads(HF_JSON.read_bytes())
+    daemons: list[Daemon] = []
+    restarts: list[str] = []  # why a daemon exited at start
+    exits: list[str] = []  # why a daemon at work exited (its lock taken in a database outage)
+    handled: set[int] = set()  # the daemons (by pid) whose end is accounted for
 
     def pages() -> None:
         turn = 0
@@ -95,30 +106,88 @@ def main() -> int:
             time.sleep(down)
             pg.resume()
 
+    def start(tmp: Path, *options: str) -> Daemon:
+        """A daemon, started again 5 s after it exits at start (the database is down), as systemd's
+        Restart=on-failure would."""
+        while True:
+            port = free_port()
+            config = tmp / f"monitor-{len(daemons)}.toml"
+            config.write_text(config_text(url, tmp, port, replay, slack))
+            daemon = Daemon(config, port, *options, log_name=f"daemon-{len(daemons)}.log")
+            daemons.append(daemon)
+            try:
+                daemon.wait_up()
+                return daemon
+            except AssertionError:  # it exited: "upgrading the schema: ... Connection refused"
+                handled.add(daemon.proc.pid)
+                restarts.append(daemon.log_text().strip().splitlines()[-1][:120])
+                time.sleep(5)
+
+    def failovers(tmp: Path) -> None:
+        """Kill the daemon at work every 40-70 s; start a standby for each daemon that ends (as a
+        supervisor would)."""
+        next_kill = time.monotonic() + rng.uniform(40, 70)
+        while not stop.wait(1):
+            for ended in [d for d in daemons if d.proc.poll() is not None and d.proc.pid not in handled]:
+                handled.add(ended.proc.pid)
+                lines = ended.log_text().strip().splitlines() or ["(no log)"]
+                why = next((line for line in lines if "lost the store's lock" in line), lines[-1])
+                exits.append(why[:200])
+                start(tmp, "--standby")
+            if time.monotonic() < next_kill:
+                continue
+            next_kill = time.monotonic() + rng.uniform(40, 70)
+            victim = at_work()
+            if victim is None:  # between two daemons (the database is away): try at the next turn
+                continue
+            killed = time.monotonic()
+            handled.add(victim.proc.pid)
+            victim.kill()
+            while (successor := at_work()) is None and time.monotonic() - killed < 120 and not stop.is_set():
+                time.sleep(0.2)
+            kills.append(round(time.monotonic() - killed, 1) if successor else float("nan"))
+            start(tmp, "--standby")
+
+    def at_work() -> Daemon | None:
+        """The daemon that says (in /metrics) it polls and delivers."""
+        for daemon in daemons:
+            if daemon.proc.poll() is None:
+                try:
+                    if "paper_monitor_active 1.0" in daemon.get("/metrics").text:
+                        return daemon
+                except httpx.HTTPError:
+                    continue
+        return None
+
     try:
         url = pg.new_database()
         with tempfile.TemporaryDirectory() as name, ReplayServer() as replay, SlackStandIn() as slack:
             tmp = Path(name)
             replay.route("/hf", Reply(json.dumps(hf).encode(), headers=JSON))
             replay.route("/seeds", Reply(SEED_PAGES[0].read_bytes()))
-            port = free_port()
-            config = tmp / "monitor.toml"
-            config.write_text(config_text(url, tmp, port, replay, slack))
-            daemon = Daemon(config, port)
-            daemon.wait_up()
-            trouble = [threading.Thread(target=f) for f in (pages, slack_trouble, database_outages)]
+            daemon = start(tmp)
+            config = daemon.config
+            jobs = [pages, slack_trouble, database_outages]
+            if args.failover:
+                start(tmp, "--standby")
+            trouble = [threading.Thread(target=f) for f in jobs]
+            if args.failover:
+                trouble.append(threading.Thread(target=failovers, args=(tmp,)))
             for thread in trouble:
                 thread.start()
             began, memory = time.monotonic(), []
-            while time.monotonic() - began < args.seconds and daemon.proc.poll() is None:
+            while time.monotonic() - began < args.seconds and (args.failover or daemon.proc.poll() is None):
                 time.sleep(10)
-                memory.append(rss_mb(daemon.proc.pid))
+                memory.append(rss_mb(daemon.proc.pid) if daemon.proc.poll() is None else memory[-1])
             stop.set()
             for thread in trouble:
                 thread.join()
             slack.unscript()
             time.sleep(25)  # everything healthy: let it catch up
-            code, took = daemon.stop()
+            running = [d for d in daemons if d.proc.poll() is None]
+            stops = [d.stop() for d in running]
+            code = max(c for c, _ in stops)
+            took = max(t for _, t in stops)
             engine = sa.create_engine(url)
             with engine.begin() as conn:  # the backoff's waits, let pass
                 waiting = conn.execute(sa.text("UPDATE deliveries SET next_attempt_at = 0"
@@ -132,23 +201,37 @@ def main() -> int:
                     "SELECT count(*) FROM deliveries WHERE channel = 'team' AND state = 'sent'")).scalar()
             engine.dispose()
             copies = Counter(json.dumps(m.payload.get("blocks"), sort_keys=True) for m in slack.messages)
-            log = daemon.log_text()
-            polls = len(daemon.polls("hf")) + len(daemon.polls("seeds"))
+            unique = {json.dumps(m.payload.get("blocks"), sort_keys=True): m for m in slack.messages}
+            log = "".join(d.log_text() for d in daemons)
+            polls = sum(len(d.polls("hf")) + len(d.polls("seeds")) for d in daemons)
+            takeovers = log.count("taking over")
     finally:
         stop.set()
         pg.stop()
     print(f"{args.seconds:.0f}s; database outages (s): {outages}")
+    if args.failover:
+        print(f"failover: {len(kills)} kills of the daemon at work, {takeovers} takeovers; seconds from "
+              f"kill to another at work (its /metrics): {kills}; {len(daemons)} daemons started in all, "
+              f"{len(restarts)} of "
+              f"them exited at start ({sorted(set(restarts))}) and were started again 5 s later; "
+              f"{len(exits)} daemons at work stopped by themselves and were started again as standbys: "
+              f"{exits}")
     print(f"daemon: exit {code} in {took:.2f}s after SIGTERM; {polls} polls logged; RSS {memory[0]} -> "
           f"{max(memory)} MB (last {memory[-1]}); tracebacks in its log: {log.count('Traceback')}")
     print(f"lock taken again: {log.count('taken again')}; batches recorded once the store answered: "
           f"{log.count('recorded in the store, which answers again')}")
     print(f"then once (exit {once.returncode}), {waiting} deliveries let past their backoff: {states}")
+    papers = sum(map(papers_in, unique.values()))
     print(f"Slack: {len(slack.requests)} requests, {len(slack.messages)} accepted, the most copies of one "
-          f"message {max(copies.values(), default=0)}; papers in them {sum(map(papers_in, slack.messages))}, "
-          f"Slack deliveries sent {slack_sent}")
+          f"message {max(copies.values(), default=0)}; papers in them {papers}, Slack deliveries sent "
+          f"{slack_sent}")
+    twice = sum(n - 1 for n in copies.values())
+    if args.failover:
+        print(f"messages that reached Slack twice: {twice} (at most one in flight per kill: {len(kills)})")
+    in_flight = len(kills) if args.failover else 0  # a batch being sent when its daemon was killed
     ok = (code == 0 and once.returncode == 0 and set(states) == {"sent"}
-          and max(copies.values(), default=1) == 1
-          and sum(map(papers_in, slack.messages)) == slack_sent and "Traceback" not in log)
+          and twice <= in_flight and (args.failover or max(copies.values(), default=1) == 1)
+          and papers == slack_sent and "Traceback" not in log)
     print("ok" if ok else "PROBLEMS above")
     return 0 if ok else 1
 

@@ -42,6 +42,9 @@ DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in 
 STATS_EVERY = 10.0
 PRUNE_EVERY = 86_400.0
 STANDBY_EVERY = 2.0  # seconds between a standby's tries of the store's lock (and feed refreshes)
+# A daemon that lost the lock (the database went away a moment) may still be finishing a send and
+# record it: what it claimed this recently is left to it for this long after a takeover.
+TAKEOVER_GRACE = 60.0
 STOP_DEADLINE = 8.0  # SIGTERM to exit, leaving margin under the 10 s promise
 
 
@@ -110,10 +113,14 @@ class Daemon:
                      "store; this one serves the feeds and takes over when it stops (%d source(s), "
                      "%d channel(s), %s)", self.waiting_for, *counts)
 
-    def _begin(self) -> None:
+    def _begin(self, takeover: bool = False) -> None:
         """Take up what an earlier holder of the store left (deliveries it was sending when it
-        died) and the counts the health and metrics start from."""
-        self.dispatcher.recover()
+        died; after a ``takeover``, those it claimed within ``TAKEOVER_GRACE`` only once that has
+        passed) and the counts the health and metrics start from."""
+        now = time.time()
+        self.dispatcher.recover(claimed_before=now - TAKEOVER_GRACE if takeover else None)
+        if takeover:
+            self._recover_later(now)
         self.metrics.matches.seed(self.store.matches_by_rule())  # before any poll adds to them
         for state in self.store.list_source_states():
             self.health.seed(state.name, state.last_success, state.consecutive_failures)
@@ -128,6 +135,20 @@ class Daemon:
             self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
                                    next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
             self.active = True
+
+    def _recover_later(self, claimed_before: float) -> None:
+        """In ``TAKEOVER_GRACE``: what the daemon before had claimed and still has not recorded
+        goes back to pending (that daemon is gone); tried again later if the store is away."""
+        def recover() -> None:
+            try:
+                self.dispatcher.recover(claimed_before=claimed_before)
+            except MonitorError as exc:
+                log.warning("deliveries left in flight not recovered: %s; trying again", exc)
+                self._recover_later(claimed_before)
+
+        when = datetime.now(UTC) + timedelta(seconds=TAKEOVER_GRACE)
+        self.scheduler.add_job(recover, "date", run_date=when, id="recover", replace_existing=True,
+                               misfire_grace_time=3600)
 
     def _takeover_job(self) -> None:
         """A standby: take the store's lock if it is free, and from then on poll and deliver."""
@@ -151,7 +172,7 @@ class Daemon:
                  self.waiting_for)
         self.scheduler.remove_job("takeover")
         try:
-            self._begin()
+            self._begin(takeover=True)
         except MonitorError as exc:  # the store went away meanwhile: begin again at the next try
             log.warning("taking over failed: %s; trying again", exc)
             self.store.release_hold()

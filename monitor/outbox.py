@@ -145,9 +145,10 @@ class Dispatcher:
         self._unfinished: dict[str, dict[str, Callable[[], object]]] = {name: {} for name in self._channels}
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._channels)), thread_name_prefix="deliver")
 
-    def recover(self) -> int:
-        """At start: deliveries a crash left in "sending" go back to pending (same batch key)."""
-        count = self._store.recover_sending(self._clock())
+    def recover(self, claimed_before: float | None = None) -> int:
+        """At start: deliveries a crash left in "sending" (those claimed before ``claimed_before``)
+        go back to pending (same batch key)."""
+        count = self._store.recover_sending(self._clock(), claimed_before=claimed_before)
         if count:
             log.warning("recovered %d deliveries left in flight by an earlier run", count)
         return count

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -97,6 +98,15 @@ class Daemon:
 
     def polls(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.log_records() if r.get("source") == name and "papers" in r]
+
+
+def unsent(tmp: Path) -> int:
+    """Deliveries not sent yet in the SQLite store ``write_config`` puts in ``tmp``."""
+    db = sqlite3.connect(tmp / "monitor.db", timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM deliveries WHERE state != 'sent'").fetchone()[0])
+    finally:
+        db.close()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from monitor.store import open_store
-from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.daemon_support import Daemon, source, unsent, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
 
@@ -58,14 +57,6 @@ def _config(tmp: Path, replay: ReplayServer, slack: SlackStandIn, port: int) -> 
                         channels=channels, rules=RULES)
 
 
-def _unsent(tmp: Path) -> int:
-    db = sqlite3.connect(tmp / "monitor.db", timeout=5)
-    try:
-        return int(db.execute("SELECT count(*) FROM deliveries WHERE state != 'sent'").fetchone()[0])
-    finally:
-        db.close()
-
-
 def _posts(slack: SlackStandIn) -> Counter[str]:
     """How often each message (by its text) reached Slack."""
     return Counter(json.dumps(m.payload.get("blocks"), sort_keys=True) for m in slack.messages)
@@ -103,7 +94,7 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
         second.kill()  # (closes its log)
         assert holder in second.log_text()
 
-        wait_for(lambda: _unsent(tmp_path) == 0, 60, "the daemon to deliver everything")
+        wait_for(lambda: unsent(tmp_path) == 0, 60, "the daemon to deliver everything")
     finally:
         code, _ = daemon.stop()
         slack.close()
@@ -188,7 +179,7 @@ def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(
 
         once = _cli(config, "once")  # nothing was lost: the next one to hold the lock sends it all
         assert once.returncode == 0, once.stderr
-        assert _unsent(tmp_path) == 0
+        assert unsent(tmp_path) == 0
         posts = _posts(slack)
         assert posts and max(posts.values()) == 1, posts
     finally:

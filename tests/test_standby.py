@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import feedparser
 
-from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.daemon_support import Daemon, source, unsent, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.pg_support import PgServer
 from tests.slack_standin import SlackStandIn
@@ -27,18 +29,50 @@ RULES = '[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["team", "feed"]\n'
 LATE = "2606.13289"  # 25 upvotes: on the page only after the first daemon died
 
 
-def _config(tmp: Path, replay: ReplayServer, slack: SlackStandIn) -> tuple[Path, Path]:
-    """The active daemon's config, and the standby's: the same store, another port."""
-    channels = (f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\n'
-                f'channel = "#papers"\nbase_url = "{slack.base_url}"\ntimeout = 10\n\n'
-                '[[channels]]\nname = "feed"\ntype = "rss"\n')
-    active = write_config(tmp, port=free_port(), sources=source("hf", replay.url("/papers"), every="1h"),
-                          channels=channels, rules=RULES)
-    text = active.read_text(encoding="utf-8")
-    standby = tmp / "standby.toml"
-    standby.write_text(re.sub(r'listen = "127\.0\.0\.1:\d+"', f'listen = "127.0.0.1:{free_port()}"', text),
-                       encoding="utf-8")
-    return active, standby
+class Pair:
+    """A daemon at work (``active``) and, once ``stand_by()`` is called, a standby: one store, two
+    configs that differ in the port, a Slack stand-in and an rss channel."""
+
+    def __init__(self, tmp: Path, replay: ReplayServer, database: str | None) -> None:
+        self.tmp = tmp
+        self.slack = SlackStandIn()
+        channels = (f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{self.slack.token}"\n'
+                    f'channel = "#papers"\nbase_url = "{self.slack.base_url}"\ntimeout = 10\n\n'
+                    '[[channels]]\nname = "feed"\ntype = "rss"\n')
+        hf = source("hf", replay.url("/papers"), every="1h")
+        self.config = write_config(tmp, port=free_port(), sources=hf, channels=channels, rules=RULES)
+        text = self.config.read_text(encoding="utf-8")
+        if database is not None:
+            text = re.sub(r'database = "[^"]*"', f'database = "{database}"', text)
+            self.config.write_text(text, encoding="utf-8")
+        self.standby_config = tmp / "standby.toml"
+        listen = f'listen = "127.0.0.1:{free_port()}"'
+        self.standby_config.write_text(re.sub(r'listen = "127\.0\.0\.1:\d+"', listen, text), encoding="utf-8")
+        self.active = Daemon(self.config, _port(self.config))
+        self.standby: Daemon | None = None
+        self.code: int | None = None  # the standby's exit code, once stopped
+
+    def stand_by(self) -> Daemon:
+        port = _port(self.standby_config)
+        self.standby = Daemon(self.standby_config, port, "--standby", log_name="standby.log")
+        self.standby.wait_up()
+        return self.standby
+
+    def close(self) -> None:
+        if self.active.proc.poll() is None:
+            self.active.kill()
+        self.code = self.standby.stop()[0] if self.standby is not None else 0
+        self.slack.close()
+
+
+@contextmanager
+def pair(tmp: Path, replay: ReplayServer, database: str | None = None) -> Iterator[Pair]:
+    both = Pair(tmp, replay, database)
+    try:
+        both.active.wait_up()
+        yield both
+    finally:
+        both.close()
 
 
 def _port(config: Path) -> int:
@@ -59,17 +93,14 @@ def _feed_ids(daemon: Daemon) -> set[str]:
     return {re.findall(r"\d{4}\.\d{5}", entry.link)[0] for entry in feedparser.parse(reply.content).entries}
 
 
-def _unsent(tmp: Path) -> int:
-    db = sqlite3.connect(tmp / "monitor.db", timeout=5)
-    try:
-        return int(db.execute("SELECT count(*) FROM deliveries WHERE state != 'sent'").fetchone()[0])
-    finally:
-        db.close()
-
-
 def _health(daemon: Daemon) -> tuple[int, dict[str, Any]]:
     reply = daemon.get("/healthz")
     return reply.status_code, reply.json()
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
 def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
@@ -79,17 +110,12 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
     hot = {item["paper"]["id"] for item in items if item["paper"].get("upvotes", 0) >= 10}
     replay.route("/papers", Reply(json.dumps([i for i in items if i["paper"]["id"] != LATE]).encode()))
     replay.route("/more", Reply(b"[]"))
-    slack = SlackStandIn()
-    config, standby_config = _config(tmp_path, replay, slack)
-    active = Daemon(config, _port(config))
-    standby: Daemon | None = None
-    try:
-        active.wait_up()
-        wait_for(lambda: len(_slack_papers(slack)) == len(hot) - 1 and _unsent(tmp_path) == 0, 30,
+    with pair(tmp_path, replay) as both:
+        active, slack = both.active, both.slack
+        wait_for(lambda: len(_slack_papers(slack)) == len(hot) - 1 and unsent(tmp_path) == 0, 30,
                  "the first daemon to deliver the hot papers")
 
-        standby = Daemon(standby_config, _port(standby_config), "--standby", log_name="standby.log")
-        standby.wait_up()
+        standby = both.stand_by()
         code, health = _health(standby)
         assert code == 200 and health["status"] == "standby", health
         assert f"run, pid {active.proc.pid} on " in health["active"]
@@ -98,9 +124,9 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
         assert "standing by: another paper-monitor (run, pid" in standby.log_text()
 
         # While it stands by, an edit of its config is taken (a second source); it polls nothing.
-        text = standby_config.read_text(encoding="utf-8")
-        standby_config.write_text(text + "\n" + source("more", replay.url("/more"), every="1h"),
-                                  encoding="utf-8")
+        text = both.standby_config.read_text(encoding="utf-8")
+        both.standby_config.write_text(text + "\n" + source("more", replay.url("/more"), every="1h"),
+                                       encoding="utf-8")
         wait_for(lambda: "reloaded" in standby.log_text(), 10, "the standby to reload its config")
         time.sleep(2.5)  # more than a try of the lock
         assert replay.hits("/papers") == 1 and replay.hits("/more") == 0
@@ -115,55 +141,45 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
         wait_for(lambda: _feed_ids(standby) == hot, 10, "the late paper in the feed")
         wait_for(lambda: _health(standby)[1]["status"] == "ok", 10, "the healthz of an active daemon")
         assert "paper_monitor_active 1.0" in standby.get("/metrics").text
-        status = subprocess.run([sys.executable, "-m", "monitor", "status", "--config", str(standby_config)],
-                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        status = _cli(both.standby_config, "status")
         last = status.stdout.splitlines()[-1]
         assert last.startswith(f"daemon: running (run, pid {standby.proc.pid} on "), status.stdout
         time.sleep(1)
         papers = _slack_papers(slack)
         assert set(papers) == hot and max(papers.values()) == 1, papers  # each once, none twice
         assert replay.hits("/papers") == 2
-    finally:
-        if active.proc.poll() is None:
-            active.kill()
-        code = standby.stop()[0] if standby is not None else 0
-        slack.close()
-    assert code == 0
+    assert both.code == 0
 
 
 def test_a_standby_stops_at_once_and_leaves_the_store_to_the_daemon(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
     replay.route("/papers", Reply(HF_JSON.read_bytes()))
-    slack = SlackStandIn()
-    config, standby_config = _config(tmp_path, replay, slack)
-    active = Daemon(config, _port(config))
-    try:
-        active.wait_up()
-        standby = Daemon(standby_config, _port(standby_config), "--standby", log_name="standby.log")
-        standby.wait_up()
+    with pair(tmp_path, replay) as both:
+        standby = both.stand_by()
         code, took = standby.stop(signal.SIGTERM)
+        both.standby = None
         assert code == 0 and took < 10
         log = standby.log_text()
         assert "standing by" in log and "taking over" not in log and "Traceback" not in log
-        once = subprocess.run([sys.executable, "-m", "monitor", "once", "--config", str(config)],
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        assert once.returncode == 1 and f"(run, pid {active.proc.pid} on " in once.stderr  # still held
-        assert active.proc.poll() is None
-    finally:
-        code, _ = active.stop()
-        slack.close()
+        once = _cli(both.config, "once")
+        assert once.returncode == 1 and f"(run, pid {both.active.proc.pid} on " in once.stderr  # still held
+        assert both.active.proc.poll() is None
+        code, _ = both.active.stop()
     assert code == 0
 
 
 def test_a_standby_with_no_daemon_to_wait_for_is_the_daemon(tmp_path: Path, replay: ReplayServer) -> None:
     replay.route("/papers", Reply(HF_JSON.read_bytes()))
     slack = SlackStandIn()
-    config, _ = _config(tmp_path, replay, slack)
+    config = write_config(tmp_path, port=free_port(), sources=source("hf", replay.url("/papers"), every="1h"),
+                          channels=f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\n'
+                                   f'channel = "#papers"\nbase_url = "{slack.base_url}"\n',
+                          rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["team"]\n')
     daemon = Daemon(config, _port(config), "--standby")
     try:
         daemon.wait_up()
-        wait_for(lambda: replay.hits("/papers") == 1 and _unsent(tmp_path) == 0 and slack.messages != [], 30,
+        wait_for(lambda: replay.hits("/papers") == 1 and unsent(tmp_path) == 0 and slack.messages != [], 30,
                  "a poll and its alerts")
         assert "paper-monitor running" in daemon.log_text() and "standing by" not in daemon.log_text()
     finally:
@@ -177,30 +193,52 @@ def test_a_standby_takes_over_a_postgresql_store(
 ) -> None:
     """On PostgreSQL the lock is the daemon's database session: it ends with the process."""
     replay.route("/papers", Reply(HF_JSON.read_bytes()))
-    slack = SlackStandIn()
-    config, standby_config = _config(tmp_path, replay, slack)
-    url = pg_server.new_database()
-    for path in (config, standby_config):
-        text = re.sub(r'database = "[^"]*"', f'database = "{url}"', path.read_text(encoding="utf-8"))
-        path.write_text(text, encoding="utf-8")
-    active = Daemon(config, _port(config))
-    standby: Daemon | None = None
-    try:
-        active.wait_up()
-        wait_for(lambda: replay.hits("/papers") == 1 and slack.messages != [], 30, "the first alerts")
-        standby = Daemon(standby_config, _port(standby_config), "--standby", log_name="standby.log")
-        standby.wait_up()
+    with pair(tmp_path, replay, database=pg_server.new_database()) as both:
+        wait_for(lambda: replay.hits("/papers") == 1 and both.slack.messages != [], 30, "the first alerts")
+        standby = both.stand_by()
         assert _health(standby)[1]["status"] == "standby"
-        sent = len(slack.messages)
-        active.kill()
+        sent = len(both.slack.messages)
+        both.active.kill()
         wait_for(lambda: "taking over" in standby.log_text() and replay.hits("/papers") == 2, 30,
                  "the standby to take over and poll")
         wait_for(lambda: _health(standby)[1]["status"] == "ok", 10, "the healthz of an active daemon")
         time.sleep(1)
-        assert len(slack.messages) == sent  # the page had nothing new: nothing is sent again
+        assert len(both.slack.messages) == sent  # the page had nothing new: nothing is sent again
+    assert both.code == 0
+
+
+def _rows(tmp: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(tmp / "monitor.db", timeout=5)
+    try:
+        with db:
+            return db.execute(sql, args).fetchall()
     finally:
-        if active.proc.poll() is None:
-            active.kill()
-        code = standby.stop()[0] if standby is not None else 0
-        slack.close()
-    assert code == 0
+        db.close()
+
+
+def test_a_takeover_leaves_what_the_daemon_before_was_sending_to_it_for_a_while(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    """Its lock lost in a database outage, a daemon may still finish a send and record it: the batch
+    it claimed just now is not sent again at once (a batch left from long ago is)."""
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    with pair(tmp_path, replay) as both:
+        slack = both.slack
+        wait_for(lambda: slack.messages != [] and unsent(tmp_path) == 0, 30, "the first alerts")
+        both.stand_by()
+        first = "SELECT min(id) FROM deliveries WHERE channel = ?"
+        recent, old = _rows(tmp_path, first, "feed")[0][0], _rows(tmp_path, first, "team")[0][0]
+        now = time.time()
+        for delivery, claimed in ((recent, now), (old, now - 600)):
+            _rows(tmp_path, "UPDATE deliveries SET state = 'sending', claimed_at = ?, sent_at = NULL"
+                  " WHERE id = ?", claimed, delivery)
+        before = _slack_papers(slack)
+        paper = "SELECT p.arxiv_id FROM deliveries d JOIN papers p ON p.id = d.paper_id WHERE d.id = ?"
+        old_paper = _rows(tmp_path, paper, old)[0][0]
+        both.active.kill()
+
+        wait_for(lambda: _slack_papers(slack)[old_paper] == before[old_paper] + 1, 30,
+                 "the takeover to send again the batch left long ago")
+        time.sleep(3)
+        assert _rows(tmp_path, "SELECT state FROM deliveries WHERE id = ?", recent) == [("sending",)]
+    assert both.code == 0

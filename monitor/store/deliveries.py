@@ -156,12 +156,15 @@ class DeliveryQueries(Transactions):
 
     def recover_sending(
         self, now: float, channels: Iterable[str] | None = None, key: str | None = None,
-        claimed_at: float | None = None,
+        claimed_at: float | None = None, claimed_before: float | None = None,
     ) -> int:
-        """Rows a crash left in "sending" (of ``channels``; or of batch ``key`` as one claim at
-        ``claimed_at`` left them, its answer lost) go back to pending, keeping their batch key."""
+        """Rows a crash left in "sending" (of ``channels``; claimed before ``claimed_before``; or of
+        batch ``key`` as one claim at ``claimed_at`` left them, its answer lost) go back to pending,
+        keeping their batch key."""
         d = deliveries.c
         stmt = sa.update(deliveries).where(d.state == "sending")
+        if claimed_before is not None:
+            stmt = stmt.where(d.claimed_at < claimed_before)
         if channels is not None:
             stmt = stmt.where(d.channel.in_(list(channels)))
         if key is not None:
