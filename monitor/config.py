@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from functools import cached_property, partial
 from pathlib import Path
@@ -30,6 +29,7 @@ from pydantic import (
 
 from monitor.errors import ConfigError
 from monitor.rule_files import read_rule_files, relocate
+from monitor.toml_text import parse_toml
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -352,19 +352,16 @@ def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Set
     """Read, interpolate and validate a config file; ``ConfigError`` lists every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return parse_settings(text, env=os.environ if env is None else env, base=path.parent)
+    return parse_settings(data, env=os.environ if env is None else env, base=path.parent)
 
 
-def parse_settings(text: str, env: Mapping[str, str], base: Path | None = None) -> Settings:
-    """Validate the text of a config file (and of its ``rule_files``, relative to ``base``, the
-    file's directory); ``ConfigError`` lists every problem, each saying where it is."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"TOML syntax: {exc}") from exc
+def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None = None) -> Settings:
+    """Validate the text (or bytes) of a config file (and of its ``rule_files``, relative to
+    ``base``, the file's directory); ``ConfigError`` lists every problem, each saying where it is."""
+    raw = parse_toml(text.encode() if isinstance(text, str) else text)
     problems: list[str] = []
     data = _interpolate(raw, env, (), problems)
     own = data.get("rules") if isinstance(data.get("rules"), list) else []

@@ -13,6 +13,14 @@ Third-party errors are wrapped where a stage ends: ``raise FetchError(...) from 
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return found.group().encode("unicode_escape").decode("ascii")
+
 
 class MonitorError(Exception):
     """Root of every error paper-monitor raises on purpose."""
@@ -22,7 +30,10 @@ class ConfigError(MonitorError):
     """Invalid configuration. ``problems`` holds one ``"<where>: <what>"`` line each."""
 
     def __init__(self, problems: list[str] | str) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        found = [problems] if isinstance(problems, str) else problems
+        # A value quoted in a problem may hold a line break or a control character: shown escaped,
+        # each problem stays one line.
+        self.problems = [_CONTROL.sub(_escaped, problem) for problem in found]
         super().__init__("; ".join(self.problems))
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Protocol
+
+from monitor.errors import ConfigError
+from monitor.toml_text import parse_toml
 
 _RULE_AT = re.compile(r"^rules\[(\d+)\]")
 
@@ -46,12 +48,12 @@ def read_rule_files(data: dict[str, Any], base: Path, interpolate: Interpolate,
     for path in rule_file_paths(patterns, base):
         label = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = parse_toml(path.read_bytes())
         except OSError as exc:
             problems.append(f"{label}: cannot read: {exc.strerror or exc}")
             continue
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            problems.append(f"{label}: TOML syntax: {exc}")
+        except ConfigError as exc:
+            problems += [f"{label}: {problem}" for problem in exc.problems]
             continue
         for key in raw.keys() - {"rules"}:
             problems.append(f"{label}: {key}: a rule file holds [[rules]] tables only")

@@ -169,8 +169,19 @@ def test_slack_takes_a_digest_time_too() -> None:
 
 
 def test_toml_syntax_error_is_one_line() -> None:
-    found = problems_of("[monitor\ndatabase = 1\n")
-    assert len(found) == 1 and found[0].startswith("TOML syntax:") and "line 1" in found[0]
+    assert problems_of("[monitor\ndatabase = 1\n") == [
+        "line 1, column 9: TOML syntax error: Expected ']' at the end of a table declaration"]
+    unterminated = problems_of('[monitor]\ndatabase = "x')
+    assert unterminated == ["end of document: TOML syntax error: Unterminated string"]
+
+
+def test_a_file_that_is_not_utf8_is_one_line_saying_where(tmp_path: Path) -> None:
+    """It was a traceback: a config saved as Latin-1 by an editor."""
+    config = tmp_path / "monitor.toml"
+    config.write_bytes(MINIMAL.replace('name = "r"', 'name = "caf\u00e9"').encode("latin-1"))
+    done = _run("check-config", "--config", str(config))
+    assert (done.returncode, done.stderr) == (
+        2, "line 11, column 12: not UTF-8 text (byte 0xe9); save the file as UTF-8\n")
 
 
 @pytest.mark.parametrize(
@@ -423,7 +434,8 @@ def test_a_problem_in_a_rule_file_names_the_file_and_the_rule(tmp_path: Path) ->
     done = _run("check-config", "--config", str(config))
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.splitlines()
-    assert [line for line in lines if line.startswith("rules.d/carol.toml: TOML syntax: ")]
+    carol = "rules.d/carol.toml: line 1, column 8: TOML syntax error: "
+    assert [line for line in lines if line.startswith(carol)]
     assert sorted(line for line in lines if "carol" not in line) == sorted([
         "rules.d/alice.toml: rules[2].min_upvotes: Input should be greater than or equal to 0",
         "rules.d/bob.toml: rules[0].query: column 7: expected a term",

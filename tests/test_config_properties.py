@@ -109,3 +109,16 @@ def test_a_channel_named_by_a_list_is_a_config_error(tmp_path: Path) -> None:
         "channels[0].name: Input should be a valid string",
         'rules[0].notify: unknown channel "a"',
     ]
+
+
+def test_a_value_with_a_line_break_is_quoted_on_one_line() -> None:
+    """Found by fuzzing: a URL holding a line break made its problem two lines."""
+    err = io.StringIO()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(err):
+        path = Path(tmp) / "monitor.toml"
+        path.write_text('[[sources]]\nname = "hf"\nurl = "https://huggingface.co:x\\ny/api"\n',
+                        encoding="utf-8")
+        code = main(["check-config", "--config", str(path)])
+    assert code == 2
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('sources[0].url: not a valid URL: "https://huggingface.co:x\\ny/api"')
