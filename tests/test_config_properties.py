@@ -75,7 +75,7 @@ def _check_config(text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str,
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
 def test_a_damaged_config_is_summarized_or_told_line_by_line(
     config: Path, steps: list[tuple[list[int], str, Any]], monkeypatch: pytest.MonkeyPatch

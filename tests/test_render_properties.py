@@ -49,7 +49,7 @@ def _batch(found: list[Paper], rule: str, reasons: list[str]) -> Batch:
 
 
 BATCHES = st.builds(_batch, st.lists(papers(), min_size=1, max_size=3), TEXT, st.lists(TEXT, max_size=2))
-SETTINGS = settings(max_examples=150, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None)
 
 
 @SETTINGS
