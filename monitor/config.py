@@ -29,7 +29,7 @@ from pydantic import (
 
 from monitor.errors import ConfigError
 from monitor.rule_files import read_rule_files, relocate
-from monitor.toml_text import parse_toml
+from monitor.toml_text import in_file_order, parse_toml
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -375,9 +375,9 @@ def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None 
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         schema = [relocate(_describe(error), where) for error in exc.errors()]
-        raise ConfigError(schema + problems) from None
+        raise ConfigError(in_file_order(schema + problems, raw)) from None
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(in_file_order(problems, raw))
     for rule, place in zip(settings.rules, where, strict=True):
         if not place.startswith("rules["):
             rule._where = place

@@ -1,5 +1,5 @@
 """The config's TOML files read: a file that is not UTF-8 text, or not TOML, is one line saying
-where (``line 3, column 5``) and what."""
+where (``line 3, column 5``) and what; and the problems of a file put in the order it is written."""
 
 from __future__ import annotations
 
@@ -27,3 +27,36 @@ def parse_toml(data: bytes) -> dict[str, Any]:
         found = _AT.fullmatch(str(exc))
         where, what = (found.group(2), found.group(1)) if found else ("(file)", str(exc))
         raise ConfigError(f"{where}: TOML syntax error: {what}") from None
+
+
+_PATH = re.compile(r"[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*")
+_STEP = re.compile(r"\[(\d+)\]|\.?([A-Za-z_]\w*)")
+_OTHER_FILE = re.compile(r"([^:]*\.toml): (?:rules\[(\d+)\])?")
+
+
+def in_file_order(problems: list[str], raw: dict[str, Any]) -> list[str]:
+    """``problems`` (``<where>: <what>``) in the order their places are written in the file whose
+    tables are ``raw`` (a missing key at the end of its table); those of other files (rule files,
+    ``rules.d/a.toml: ...``) after them, file by file, rule by rule. Ties keep their order."""
+
+    def position(problem: str) -> tuple[Any, ...]:
+        other = _OTHER_FILE.match(problem)
+        if other is not None:
+            return (1, other.group(1), int(other.group(2) or 0))
+        where = problem.split(": ", 1)[0]
+        if not _PATH.fullmatch(where):
+            return (0,)
+        key: list[int] = []
+        node: Any = raw
+        for index, name in _STEP.findall(where):
+            if index:
+                at = int(index)
+                node = node[at] if isinstance(node, list) and at < len(node) else None
+            else:
+                names = list(node) if isinstance(node, dict) else []
+                at = names.index(name) if name in names else len(names)
+                node = node.get(name) if isinstance(node, dict) else None
+            key.append(at)
+        return (0, *key)
+
+    return sorted(problems, key=position)

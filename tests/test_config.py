@@ -463,3 +463,27 @@ def test_a_rule_file_that_is_not_there_is_a_config_error_a_pattern_that_finds_no
     assert caught.value.problems == ["monitor.rule_files[1]: no such file: extra.toml"]
     (tmp_path / "extra.toml").write_text("")
     assert [r.name for r in load_settings(config).rules] == ["own"]
+
+
+def test_problems_are_told_in_the_order_they_are_written(tmp_path: Path) -> None:
+    """Fixing a config top to bottom: the problems come in the file's order (a missing key at the
+    end of its table), not in the order of the checks."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[monitor]\ndatabase = 5\nkeep_sent = "x"\n\n'
+        '[[sources]]\nname = "hf"\nevery = "soon"\nurl = "ftp://x"\n\n'
+        '[[sources]]\nurl = "https://huggingface.co/papers"\n\n'
+        '[[channels]]\nname = "team"\ntype = "slackk"\n\n'
+        '[[rules]]\nname = "r"\nnotify = ["nope"]\nbogus = 1\n', encoding="utf-8")
+    done = _run("check-config", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "monitor.database: Input should be a valid string",
+        'monitor.keep_sent: not a duration: "x" (use e.g. 30s, 15m, 1h, 1d)',
+        'sources[0].every: not a duration: "soon" (use e.g. 30s, 15m, 1h, 1d)',
+        'sources[0].url: expected an http(s) URL, got "ftp://x"',
+        "sources[1].name: required key is missing",
+        "channels[0].type: must be one of slack, email, rss, webhook, console",
+        'rules[0].notify: unknown channel "nope"',
+        "rules[0].bogus: unknown key",
+    ]
