@@ -9,6 +9,7 @@ delivers like any daemon, beginning as one restarted after a crash does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
 from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
+from monitor.standby import Standby
 from monitor.store import open_store
 from monitor.store.lock import StoreBusy
 from monitor.store.sql import SqlStore
@@ -60,7 +62,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.lost: str | None = None  # why the store's lock is no longer this daemon's
         self.active = True  # holds the store's lock: polls and delivers
-        self.waiting_for: str | None = None  # a standby: the holder's line of the active daemon
+        self.standby: Standby | None = None  # while it waits for the store's lock
         self._jobs = threading.Lock()  # activation and reload both add poll jobs
         self.store_health = StoreHealth()
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
@@ -73,7 +75,7 @@ class Daemon:
             except StoreBusy as exc:
                 if not standby:
                     raise
-                self.active, self.waiting_for = False, exc.holder
+                self.active, self.standby = False, Standby(exc.holder)
             self.index: RuleIndex = compile_rules(settings.rules)
             self.dispatcher: Dispatcher = open_dispatcher(settings, self.store)
         except BaseException:
@@ -111,7 +113,7 @@ class Daemon:
         else:
             log.info("paper-monitor standing by: another paper-monitor (%s) polls and delivers with this "
                      "store; this one serves the feeds and takes over when it stops (%d source(s), "
-                     "%d channel(s), %s)", self.waiting_for, *counts)
+                     "%d channel(s), %s)", self.standby and self.standby.holder, *counts)
 
     def _begin(self, takeover: bool = False) -> None:
         """Take up what an earlier holder of the store left (deliveries it was sending when it
@@ -152,24 +154,19 @@ class Daemon:
 
     def _takeover_job(self) -> None:
         """A standby: take the store's lock if it is free, and from then on poll and deliver."""
-        if self.stopping.is_set():
+        standby = self.standby
+        if self.stopping.is_set() or standby is None:
             return
         self.heartbeat.begin()
         try:
-            self.store.hold("run")
-        except StoreBusy as exc:
-            if exc.holder != self.waiting_for:
-                log.info("standing by: the store is now held by another paper-monitor (%s)", exc.holder)
-                self.waiting_for = exc.holder
-            self._refresh_feeds()  # the active daemon's deliveries, in the feeds this one serves
-            return
-        except MonitorError as exc:
-            log.warning("standing by: the store's lock could not be tried: %s", exc)
-            return
+            if not standby.try_take(self.store):
+                with contextlib.suppress(MonitorError):  # (the store away: the next try says so)
+                    self._refresh_feeds()  # the active daemon's deliveries, in the feeds this one serves
+                return
         finally:
             self.heartbeat.end()
         log.info("taking over: the other paper-monitor (%s) has stopped; this one polls and delivers now",
-                 self.waiting_for)
+                 standby.holder)
         self.scheduler.remove_job("takeover")
         try:
             self._begin(takeover=True)
@@ -179,7 +176,7 @@ class Daemon:
             self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
                                    misfire_grace_time=int(STANDBY_EVERY * 5))
             return
-        self.waiting_for = None
+        self.standby = None
         self._add_jobs(datetime.now(UTC))
 
     def stop(self) -> bool:
@@ -406,8 +403,8 @@ class Daemon:
         return render_feed(self.store, cfg, cast(FeedKind, kind), rule=rule)
 
     def _healthz(self) -> tuple[bool, dict[str, object]]:
-        if not self.active:
-            return standby_report(self.heartbeat, self.waiting_for)
+        if self.standby is not None:
+            return standby_report(self.heartbeat, self.standby.holder)
         return health_report(self.health, self.heartbeat, self.store_health)
 
     def _livez(self) -> tuple[bool, dict[str, object]]:

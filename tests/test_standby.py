@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import pytest
 
+import monitor.standby as standby_module
+from monitor.standby import Standby
+from monitor.store import open_store
 from tests.daemon_support import Daemon, source, unsent, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.pg_support import PgServer
@@ -242,3 +246,47 @@ def test_a_takeover_leaves_what_the_daemon_before_was_sending_to_it_for_a_while(
         time.sleep(3)
         assert _rows(tmp_path, "SELECT state FROM deliveries WHERE id = ?", recent) == [("sending",)]
     assert both.code == 0
+
+
+def test_after_a_database_outage_the_daemon_that_held_the_store_takes_it_back(
+    tmp_path: Path, replay: ReplayServer, pg_server: PgServer
+) -> None:
+    """The outage ends the session that held the lock, so the lock is free when the database is
+    back: the standby leaves it to that daemon for a while instead of racing it for the work."""
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    with pair(tmp_path, replay, database=pg_server.new_database()) as both:
+        wait_for(lambda: both.slack.messages != [], 30, "the first alerts")
+        standby = both.stand_by()
+        pg_server.pause()  # every session ends, the lock's with them
+        try:
+            wait_for(lambda: "the store does not answer" in standby.log_text(), 10, "the standby to notice")
+        finally:
+            pg_server.resume()
+        wait_for(lambda: "taken again" in both.active.log_text(), 20, "the daemon to take its lock back")
+        time.sleep(2)
+        assert both.active.proc.poll() is None
+        assert "paper_monitor_active 1.0" in both.active.get("/metrics").text
+        assert _health(standby)[1]["status"] == "standby"
+        assert "the store answers again" in standby.log_text() and "taking over" not in standby.log_text()
+    assert both.code == 0
+
+
+def test_a_standby_tries_the_lock_only_a_while_after_the_store_answers_again(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standby_module, "QUIET", 1.5)
+    store = open_store(pg_server.new_database())
+    try:
+        waiting = Standby("run, pid 1 on elsewhere")
+        pg_server.pause()
+        try:
+            assert not waiting.try_take(store)  # the store does not answer
+        finally:
+            pg_server.resume()
+        assert not waiting.try_take(store)  # it answers: the lock is left to its holder a while
+        assert not waiting.try_take(store)
+        time.sleep(1.6)
+        assert waiting.try_take(store)  # nobody took it back: it is this process's now
+        assert store.holder() is not None
+    finally:
+        store.close()
