@@ -17,7 +17,7 @@ from monitor.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
-QUIET = 10.0  # seconds a standby leaves the lock to its holder after the store answers again
+QUIET = 6.0  # seconds a standby leaves the lock to its holder after the store answers again
 
 
 class Standby:
