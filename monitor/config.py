@@ -27,12 +27,12 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.config_check import cross_check, describe, interpolate
 from monitor.errors import ConfigError
 from monitor.rule_files import read_rule_files, relocate
 from monitor.toml_text import in_file_order, parse_toml
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # The longest duration taken: longer ones are typos, and past the calendar's range as dates.
@@ -363,18 +363,18 @@ def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None 
     ``base``, the file's directory); ``ConfigError`` lists every problem, each saying where it is."""
     raw = parse_toml(text.encode() if isinstance(text, str) else text)
     problems: list[str] = []
-    data = _interpolate(raw, env, (), problems)
+    data = interpolate(raw, env, (), problems)
     own = data.get("rules") if isinstance(data.get("rules"), list) else []
     where = [f"rules[{i}]" for i in range(len(own))]
-    more = read_rule_files(data, base or Path.cwd(), partial(_interpolate, env=env), problems)
+    more = read_rule_files(data, base or Path.cwd(), partial(interpolate, env=env), problems)
     if more and isinstance(data.get("rules", []), list):  # else the schema says what is wrong
         data["rules"] = [*own, *(rule for _, rule in more)]
         where += [place for place, _ in more]
-    problems += [relocate(problem, where) for problem in _cross_check(data)]
+    problems += [relocate(problem, where) for problem in cross_check(data)]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        schema = [relocate(_describe(error), where) for error in exc.errors()]
+        schema = [relocate(describe(error), where) for error in exc.errors()]
         raise ConfigError(in_file_order(schema + problems, raw)) from None
     if problems:
         raise ConfigError(in_file_order(problems, raw))
@@ -382,74 +382,3 @@ def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None 
         if not place.startswith("rules["):
             rule._where = place
     return settings
-
-
-def _interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], problems: list[str]) -> Any:
-    if isinstance(value, str):
-        def fill(ref: re.Match[str]) -> str:
-            name = ref.group(1)
-            if name not in env:
-                problems.append(f"{_where(where)}: environment variable {name} is not set")
-                return ref.group(0)  # keep the reference, so no second error follows from it
-            return env[name]
-
-        return _ENV_REF.sub(fill, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*where, k), problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, env, (*where, i), problems) for i, v in enumerate(value)]
-    return value
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    # Drop the discriminator tag pydantic inserts for tagged unions: channels[0].slack.token.
-    if len(loc) >= 3 and loc[0] == "channels" and loc[2] in ("slack", "email", "rss", "webhook", "console"):
-        loc = loc[:2] + loc[3:]
-    loc = tuple("from" if part == "from_" else part for part in loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"{_where(loc)}: unknown key"
-    if kind == "missing":
-        return f"{_where(loc)}: required key is missing"
-    if kind == "union_tag_invalid":
-        return f"{_where(loc)}.type: must be one of slack, email, rss, webhook, console"
-    if kind == "union_tag_not_found":
-        return f"{_where(loc)}.type: required key is missing"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{_where(loc)}: {message}"
-
-
-def _cross_check(data: dict[str, Any]) -> list[str]:
-    """Problems across sections (duplicate names, unknown channels), read from the raw tables so
-    they are reported together with the schema's problems."""
-
-    def tables(section: str) -> list[Any]:
-        items = data.get(section)
-        return items if isinstance(items, list) else []
-
-    problems: list[str] = []
-    for section in ("sources", "channels", "rules"):
-        seen: set[str] = set()
-        for i, item in enumerate(tables(section)):
-            name = item.get("name") if isinstance(item, dict) else None
-            if not isinstance(name, str):
-                continue
-            if name in seen:
-                problems.append(f'{section}[{i}].name: duplicate name "{name}"')
-            seen.add(name)
-    names = [c.get("name") for c in tables("channels") if isinstance(c, dict)]
-    channels = {name for name in names if isinstance(name, str)}  # the schema tells of the others
-    for i, rule in enumerate(tables("rules")):
-        notify = rule.get("notify") if isinstance(rule, dict) else None
-        for target in notify if isinstance(notify, list) else []:
-            if isinstance(target, str) and target not in channels:
-                problems.append(f'rules[{i}].notify: unknown channel "{target}"')
-    return problems

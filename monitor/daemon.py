@@ -61,9 +61,8 @@ class Daemon:
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
         self.lost: str | None = None  # why the store's lock is no longer this daemon's
-        self.active = True  # holds the store's lock: polls and delivers
         self.standby: Standby | None = None  # while it waits for the store's lock
-        self._jobs = threading.Lock()  # activation and reload both add poll jobs
+        self._jobs = threading.Lock()  # taking over and reloading both add poll jobs
         self.store_health = StoreHealth()
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
         self._feed_versions: dict[str, tuple[float, int]] = {}
@@ -75,7 +74,7 @@ class Daemon:
             except StoreBusy as exc:
                 if not standby:
                     raise
-                self.active, self.standby = False, Standby(exc.holder)
+                self.standby = Standby(exc.holder)
             self.index: RuleIndex = compile_rules(settings.rules)
             self.dispatcher: Dispatcher = open_dispatcher(settings, self.store)
         except BaseException:
@@ -90,6 +89,11 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
+
+    @property
+    def active(self) -> bool:
+        """This daemon holds the store's lock: it polls and delivers."""
+        return self.standby is None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -136,7 +140,7 @@ class Daemon:
                                    next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
             self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
                                    next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
-            self.active = True
+            self.standby = None
 
     def _recover_later(self, claimed_before: float) -> None:
         """In ``TAKEOVER_GRACE``: what the daemon before had claimed and still has not recorded
@@ -176,7 +180,6 @@ class Daemon:
             self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
                                    misfire_grace_time=int(STANDBY_EVERY * 5))
             return
-        self.standby = None
         self._add_jobs(datetime.now(UTC))
 
     def stop(self) -> bool:

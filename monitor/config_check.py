@@ -1,0 +1,83 @@
+"""How the config's problems are found and told: ``${NAME}`` filled in from the environment, pydantic's
+errors worded as ``<where>: <what>``, and the checks across sections (names, the rules' channels)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], problems: list[str]) -> Any:
+    """``value`` (the tables, down from ``where``) with each ``${NAME}`` replaced from ``env``; a
+    variable not set is a problem, and its reference is kept."""
+    if isinstance(value, str):
+        def fill(ref: re.Match[str]) -> str:
+            name = ref.group(1)
+            if name not in env:
+                problems.append(f"{_where(where)}: environment variable {name} is not set")
+                return ref.group(0)  # keep the reference, so no second error follows from it
+            return env[name]
+
+        return _ENV_REF.sub(fill, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, (*where, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, (*where, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    # Drop the discriminator tag pydantic inserts for tagged unions: channels[0].slack.token.
+    if len(loc) >= 3 and loc[0] == "channels" and loc[2] in ("slack", "email", "rss", "webhook", "console"):
+        loc = loc[:2] + loc[3:]
+    loc = tuple("from" if part == "from_" else part for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_where(loc)}: unknown key"
+    if kind == "missing":
+        return f"{_where(loc)}: required key is missing"
+    if kind == "union_tag_invalid":
+        return f"{_where(loc)}.type: must be one of slack, email, rss, webhook, console"
+    if kind == "union_tag_not_found":
+        return f"{_where(loc)}.type: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{_where(loc)}: {message}"
+
+
+def cross_check(data: dict[str, Any]) -> list[str]:
+    """Problems across sections (duplicate names, unknown channels), read from the raw tables so
+    they are reported together with the schema's problems."""
+
+    def tables(section: str) -> list[Any]:
+        items = data.get(section)
+        return items if isinstance(items, list) else []
+
+    problems: list[str] = []
+    for section in ("sources", "channels", "rules"):
+        seen: set[str] = set()
+        for i, item in enumerate(tables(section)):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                problems.append(f'{section}[{i}].name: duplicate name "{name}"')
+            seen.add(name)
+    names = [c.get("name") for c in tables("channels") if isinstance(c, dict)]
+    channels = {name for name in names if isinstance(name, str)}  # the schema tells of the others
+    for i, rule in enumerate(tables("rules")):
+        notify = rule.get("notify") if isinstance(rule, dict) else None
+        for target in notify if isinstance(notify, list) else []:
+            if isinstance(target, str) and target not in channels:
+                problems.append(f'rules[{i}].notify: unknown channel "{target}"')
+    return problems
