@@ -107,9 +107,7 @@ class Daemon:
         if self.active:
             self._add_jobs(now)
         else:
-            self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
-                                   next_run_time=now + timedelta(seconds=STANDBY_EVERY),
-                                   misfire_grace_time=int(STANDBY_EVERY * 5))
+            self._add_takeover_job()
         self.scheduler.start()
         counts = (len(self.settings.sources), len(self.settings.channels), _rule_count(self.settings))
         if self.active:
@@ -156,6 +154,10 @@ class Daemon:
         self.scheduler.add_job(recover, "date", run_date=when, id="recover", replace_existing=True,
                                misfire_grace_time=3600)
 
+    def _add_takeover_job(self) -> None:
+        self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
+                               misfire_grace_time=int(STANDBY_EVERY * 5))  # first in STANDBY_EVERY
+
     def _takeover_job(self) -> None:
         """A standby: take the store's lock if it is free, and from then on poll and deliver."""
         standby = self.standby
@@ -177,8 +179,7 @@ class Daemon:
         except MonitorError as exc:  # the store went away meanwhile: begin again at the next try
             log.warning("taking over failed: %s; trying again", exc)
             self.store.release_hold()
-            self.scheduler.add_job(self._takeover_job, IntervalTrigger(seconds=STANDBY_EVERY), id="takeover",
-                                   misfire_grace_time=int(STANDBY_EVERY * 5))
+            self._add_takeover_job()
             return
         self._add_jobs(datetime.now(UTC))
 
