@@ -14,6 +14,7 @@ from monitor.config import Settings
 from monitor.errors import DeliveryError
 from monitor.models import Paper
 from monitor.pipeline import printable
+from monitor.standby import FRESH
 from monitor.store.sql import SqlStore
 
 
@@ -64,13 +65,14 @@ def test_channel(settings: Settings, name: str) -> int:
 def print_status(settings: Settings) -> int:
     """Per channel: pending, failed, dead (with the last error), sent today; per source: the last
     poll, its HTTP status, failures in a row (with the last error), the last success; then whether
-    a daemon (or a once) is at work on the store."""
+    a daemon (or a once) is at work on the store, and the daemons standing by."""
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     with opened_store(settings) as store:
         counts = store.delivery_counts(since=midnight, channels=[c.name for c in settings.channels])
         states = {state.name: state for state in store.list_source_states()}
         holder = store.holder()
+        standbys = store.standbys()
     names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
     types = {c.name: c.type for c in settings.channels}
     print(f"{'channel':<20} {'type':<8} {'pending':>8} {'failed':>7} {'dead':>6} {'sent today':>11}")
@@ -100,6 +102,12 @@ def print_status(settings: Settings) -> int:
             print(f"{'':<20} past days to read: from {first} (at the next good poll)")
     daemon = f"running ({holder})" if holder else "not running (no run or once holds the store)"
     print(f"\ndaemon: {daemon}")
+    now = time.time()
+    for line, seen in standbys:
+        if now - seen < FRESH:
+            print(f"standby: {line} (heard from {max(0.0, now - seen):.0f}s ago)")
+        else:
+            print(f"standby: {line}: not heard from since {when(seen)} (stopped, or cannot reach the store)")
     return 0
 
 

@@ -32,7 +32,7 @@ from monitor.metrics import CONTENT_TYPE, Metrics
 from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
 from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
-from monitor.standby import Standby
+from monitor.standby import FRESH, Standby
 from monitor.store import open_store
 from monitor.store.lock import StoreBusy
 from monitor.store.sql import SqlStore
@@ -75,6 +75,8 @@ class Daemon:
                 if not standby:
                     raise
                 self.standby = Standby(exc.holder)
+                with contextlib.suppress(MonitorError):  # at once, for status (and while it waits)
+                    self.standby.note(self.store)
             self.index: RuleIndex = compile_rules(settings.rules)
             self.dispatcher: Dispatcher = open_dispatcher(settings, self.store)
         except BaseException:
@@ -189,7 +191,7 @@ class Daemon:
         deadline = time.monotonic() + STOP_DEADLINE
         self.scheduler.shutdown(wait=False)
         # A batch still sending when time runs out stays "sending"; the next start releases it.
-        closer = threading.Thread(target=self.dispatcher.close, name="dispatcher-close", daemon=True)
+        closer = threading.Thread(target=self._close, name="dispatcher-close", daemon=True)
         closer.start()
         while self._polls_running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -204,6 +206,13 @@ class Daemon:
             log.warning("stopping with work in flight (polls: %s); the next start recovers it",
                         ", ".join(self._polls_running) or "none")
         return clean
+
+    def _close(self) -> None:
+        """The dispatcher closed; a standby's line taken out of the store (``status``)."""
+        self.dispatcher.close()
+        if (standby := self.standby) is not None:
+            with contextlib.suppress(MonitorError):
+                self.store.drop_standby(standby.line)
 
     def reload(self) -> None:
         """Read the config again; a config with problems is reported and the running one kept."""
@@ -362,6 +371,9 @@ class Daemon:
             with self._lock:
                 names = [c.name for c in self.settings.channels]
             self.metrics.set_outbox(stats.counts, stats.oldest, names, now)
+            if self.active:
+                with contextlib.suppress(MonitorError):
+                    self.metrics.standbys.set(sum(now - seen < FRESH for _, seen in self.store.standbys()))
         for name, started in list(self._polls_running.items()):
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,

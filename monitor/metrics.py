@@ -111,6 +111,9 @@ class Metrics:
                             "1 while this process polls and delivers for the store, 0 while it stands by",
                             registry=r)
         self.active.set(1)
+        self.standbys = Gauge(f"{_PREFIX}_standbys",
+                              "Daemons standing by (run --standby) heard from in the last minute; "
+                              "set by the daemon at work", registry=r)
         self.store_up = Gauge(f"{_PREFIX}_store_reachable",
                               "1 while the store answers the daemon's periodic reads (every 10 s)",
                               registry=r)

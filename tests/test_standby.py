@@ -135,6 +135,13 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
         time.sleep(2.5)  # more than a try of the lock
         assert replay.hits("/papers") == 1 and replay.hits("/more") == 0
         assert "taking over" not in standby.log_text()
+        # status names both; the daemon at work counts the standby in its metrics.
+        lines = _cli(both.config, "status").stdout.splitlines()
+        assert lines[-2].startswith(f"daemon: running (run, pid {active.proc.pid} on "), lines
+        assert re.fullmatch(rf"standby: run --standby, pid {standby.proc.pid} on .+ \(heard from \d+s ago\)",
+                            lines[-1]), lines
+        wait_for(lambda: "paper_monitor_standbys 1.0" in active.get("/metrics").text, 15,
+                 "the daemon at work to count the standby")
 
         replay.route("/papers", Reply(HF_JSON.read_bytes()))  # the late paper turns up
         active.kill()  # SIGKILL: the lock goes with the process
@@ -146,8 +153,10 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
         wait_for(lambda: _health(standby)[1]["status"] == "ok", 10, "the healthz of an active daemon")
         assert "paper_monitor_active 1.0" in standby.get("/metrics").text
         status = _cli(both.standby_config, "status")
-        last = status.stdout.splitlines()[-1]
+        last = status.stdout.splitlines()[-1]  # the standby's line went with the takeover
         assert last.startswith(f"daemon: running (run, pid {standby.proc.pid} on "), status.stdout
+        wait_for(lambda: "paper_monitor_standbys 0.0" in standby.get("/metrics").text, 15,
+                 "no standby counted any more")
         time.sleep(1)
         papers = _slack_papers(slack)
         assert set(papers) == hot and max(papers.values()) == 1, papers  # each once, none twice
@@ -166,6 +175,7 @@ def test_a_standby_stops_at_once_and_leaves_the_store_to_the_daemon(
         assert code == 0 and took < 10
         log = standby.log_text()
         assert "standing by" in log and "taking over" not in log and "Traceback" not in log
+        assert "standby:" not in _cli(both.config, "status").stdout  # it took its line out
         once = _cli(both.config, "once")
         assert once.returncode == 1 and f"(run, pid {both.active.proc.pid} on " in once.stderr  # still held
         assert both.active.proc.poll() is None
@@ -201,6 +211,8 @@ def test_a_standby_takes_over_a_postgresql_store(
         wait_for(lambda: replay.hits("/papers") == 1 and both.slack.messages != [], 30, "the first alerts")
         standby = both.stand_by()
         assert _health(standby)[1]["status"] == "standby"
+        status = _cli(both.config, "status").stdout
+        assert f"standby: run --standby, pid {standby.proc.pid} on " in status, status
         sent = len(both.slack.messages)
         both.active.kill()
         wait_for(lambda: "taking over" in standby.log_text() and replay.hits("/papers") == 2, 30,
@@ -209,6 +221,32 @@ def test_a_standby_takes_over_a_postgresql_store(
         time.sleep(1)
         assert len(both.slack.messages) == sent  # the page had nothing new: nothing is sent again
     assert both.code == 0
+
+
+def test_status_tells_a_standby_not_heard_from_and_day_old_lines_go(tmp_path: Path, store_url: str) -> None:
+    """A standby that was killed leaves its line: status says since when it has not been heard
+    from; a line a day old goes when another standby writes its own."""
+    config = write_config(tmp_path, port=free_port(), sources="", channels="", rules="")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(re.sub(r'database = "[^"]*"', f'database = "{store_url}"', text), encoding="utf-8")
+    now = time.time()
+    store = open_store(store_url)
+    try:
+        store.note_standby("run --standby, pid 11 on a, since 2026-12-01 08:00 UTC", now - 3 * 86_400)
+        store.note_standby("run --standby, pid 22 on b, since 2026-12-01 09:00 UTC", now - 600)
+        store.note_standby("run --standby, pid 33 on c, since 2026-12-01 10:00 UTC", now - 3)
+        assert [line.split(",")[1] for line, _ in store.standbys()] == [" pid 33 on c", " pid 22 on b"]
+        store.note_standby("run --standby, pid 33 on c, since 2026-12-01 10:00 UTC", now)  # its next note
+        assert len(store.standbys()) == 2
+    finally:
+        store.close()
+    lines = _cli(config, "status").stdout.splitlines()
+    assert lines[-3] == "daemon: not running (no run or once holds the store)", lines
+    fresh = r"standby: run --standby, pid 33 on c, since 2026-12-01 10:00 UTC \(heard from \ds ago\)"
+    assert re.fullmatch(fresh, lines[-2]), lines
+    stale = time.strftime("%Y-%m-%d %H:%M", time.localtime(now - 600))
+    assert lines[-1] == (f"standby: run --standby, pid 22 on b, since 2026-12-01 09:00 UTC: not heard from "
+                         f"since {stale} (stopped, or cannot reach the store)"), lines
 
 
 def _rows(tmp: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:

@@ -112,7 +112,7 @@ def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlSto
         assert _full_scans(store, work) == [], what
 
 
-def test_a_version_1_database_gains_the_indexes_and_the_catch_up_column_and_keeps_its_data(
+def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_standbys_and_keeps_its_data(
     store_url: str,
 ) -> None:
     first = open_store(store_url)
@@ -123,12 +123,13 @@ def test_a_version_1_database_gains_the_indexes_and_the_catch_up_column_and_keep
             conn.exec_driver_sql("DROP INDEX ix_deliveries_state")
             conn.exec_driver_sql("DROP INDEX ix_deliveries_rule")
             conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN caught_up")
+            conn.exec_driver_sql("DROP TABLE standbys")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 4
+        assert upgraded.schema_version() == SCHEMA_VERSION == 5
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
         assert {"ix_deliveries_state", "ix_deliveries_rule"} <= indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
@@ -136,6 +137,8 @@ def test_a_version_1_database_gains_the_indexes_and_the_catch_up_column_and_keep
         assert state is not None and state.last_status == 200 and state.caught_up is None
         upgraded.record_caught_up("hf", date(2026, 11, 30))
         assert (upgraded.get_source_state("hf") or state).caught_up == date(2026, 11, 30)
+        upgraded.note_standby("run --standby, pid 1 on b, since 2026-12-01 10:00 UTC", 1.0)
+        assert upgraded.standbys() == [("run --standby, pid 1 on b, since 2026-12-01 10:00 UTC", 1.0)]
     finally:
         upgraded.close()
 

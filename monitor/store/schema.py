@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -100,4 +100,13 @@ sources = sa.Table(
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
     # The last day whose whole listing was read after it ended (the HF API's catch-up), ISO.
     sa.Column("caught_up", sa.Text),
+)
+
+# The daemons standing by (``run --standby``), so that ``status`` can name them: each writes its
+# line here while it waits (every few seconds) and deletes it when it takes over or stops.
+standbys = sa.Table(
+    "standbys",
+    metadata,
+    sa.Column("line", sa.Text, primary_key=True),  # run --standby, pid 1234 on host, since ...
+    sa.Column("seen", sa.Float, nullable=False),
 )

@@ -33,6 +33,7 @@ from monitor.store.schema import (
     matches,
     meta,
     metadata,
+    standbys,
 )
 from monitor.store.schema import papers as paper_table
 from monitor.store.source_states import SourceStates
@@ -59,10 +60,14 @@ def _v4_deliveries_by_rule(conn: Connection) -> None:
     ix_deliveries_rule.create(conn, checkfirst=True)
 
 
+def _v5_standbys(conn: Connection) -> None:
+    standbys.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule,
+    _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule, _v5_standbys,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -186,6 +191,26 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
             with self.read("reading the lock's holder") as conn:
                 return pg_holder(conn)
         return file_holder(self.engine.url)
+
+    def note_standby(self, line: str, now: float | None = None) -> None:
+        """Record that the standby ``line`` (``run --standby, pid 1234 on host, since ...``) waits,
+        as of ``now``; the lines of standbys not heard from for a day (killed) go."""
+        now = time.time() if now is None else now
+        with self._write("recording a standby") as conn:
+            gone = (standbys.c.line == line) | (standbys.c.seen < now - 86_400)
+            conn.execute(standbys.delete().where(gone))
+            conn.execute(standbys.insert().values(line=line, seen=now))
+
+    def drop_standby(self, line: str) -> None:
+        """The standby ``line`` no longer waits (it took over, or stopped)."""
+        with self._write("removing a standby") as conn:
+            conn.execute(standbys.delete().where(standbys.c.line == line))
+
+    def standbys(self) -> list[tuple[str, float]]:
+        """The standbys' lines and when each was last heard from, the latest first."""
+        with self.read("reading the standbys") as conn:
+            rows = conn.execute(sa.select(standbys.c.line, standbys.c.seen).order_by(standbys.c.seen.desc()))
+            return [(line, seen) for line, seen in rows]
 
     def close(self) -> None:
         self.release_hold()
