@@ -1,4 +1,5 @@
-"""The operator's commands: ``test-channel``, ``status`` (deliveries and sources) and ``retry-dead``."""
+"""The operator's commands: ``test-channel``, ``status`` (deliveries and sources), ``retry-dead`` and
+``copy-store``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import URL
 
 from monitor.channels.base import Alert, Batch
 from monitor.config import Settings
@@ -129,3 +132,50 @@ def retry_dead(settings: Settings, channel: str | None) -> int:
     print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'} ({where})")
     return 0
 
+
+
+def copy_store(settings: Settings, target_url: str) -> int:
+    """Copy the store into the empty database at ``target_url``: to move to PostgreSQL (or back),
+    or to take a backup while the daemon runs."""
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from monitor.store import open_store
+    from monitor.store.copy import copy_rows
+
+    with opened_store(settings) as source:
+        shown = source.engine.url.render_as_string(hide_password=True)
+        target = open_store(target_url)
+        try:
+            there = target.engine.url.render_as_string(hide_password=True)
+            if same_database(source.engine.url, target.engine.url):
+                print(f"paper-monitor copy-store: {there} is the store itself", file=sys.stderr)
+                return 2
+            target.hold("copy-store")  # no daemon may work with the target meanwhile
+            holder = source.holder()
+            if holder:
+                print(f"paper-monitor copy-store: a daemon is at work on {shown} ({holder}): the copy is "
+                      "the store as it is now, without what the daemon does next; to move to the copy, "
+                      "stop the daemon first", file=sys.stderr)
+            bar = tqdm(unit=" rows", file=sys.stderr, disable=not sys.stderr.isatty(), delay=1.0)
+            try:
+                def counted(counts: dict[str, int]) -> None:
+                    bar.total = sum(counts.values())
+                counts = copy_rows(source, target, progress=bar.update, counted=counted)
+            finally:
+                bar.close()
+        finally:
+            target.close()
+    print(f"copied {counts['papers']:,} papers, {counts['matches']:,} matches, {counts['deliveries']:,} "
+          f"deliveries and the state of {counts['sources']:,} source(s) from {shown} to {there}")
+    return 0
+
+
+def same_database(a: URL, b: URL) -> bool:
+    """Whether two database URLs name one database (SQLite: the same file)."""
+    from monitor.store.base import sqlite_file
+
+    file_a, file_b = sqlite_file(a), sqlite_file(b)
+    if file_a is not None and file_b is not None:
+        return file_a.resolve() == file_b.resolve()
+    keep = ("drivername", "host", "port", "database")
+    return {k: getattr(a, k) for k in keep} == {k: getattr(b, k) for k in keep} and a.host is not None

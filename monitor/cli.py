@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(retry)
     retry.add_argument("channel", nargs="?")
 
+    copy = sub.add_parser("copy-store", help="copy the store into another, empty database (to move to "
+                                             "PostgreSQL, or a backup)")
+    _config_arg(copy)
+    copy.add_argument("--to", required=True, metavar="URL",
+                      help="the database to fill: postgresql+psycopg://user:pass@host/db, sqlite:///path.db")
+
     sub.add_parser("demo", help="offline end-to-end run on bundled recorded pages")
     return parser
 
@@ -277,6 +283,18 @@ def cmd_retry_dead(args: argparse.Namespace) -> int:
     return retry_dead(_settings(args), args.channel)
 
 
+def cmd_copy_store(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from monitor.admin import copy_store
+
+    try:
+        sa.make_url(args.to)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise _Usage(f"--to: not a database URL: {exc}") from None
+    return copy_store(_settings(args), args.to)
+
+
 COMMANDS = {
     "run": cmd_run,
     "once": cmd_once,
@@ -289,6 +307,7 @@ COMMANDS = {
     "test-channel": cmd_test_channel,
     "status": cmd_status,
     "retry-dead": cmd_retry_dead,
+    "copy-store": cmd_copy_store,
     "demo": cmd_demo,
 }
 
