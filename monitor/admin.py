@@ -1,5 +1,5 @@
-"""The operator's commands: ``test-channel``, ``status`` (deliveries and sources), ``retry-dead`` and
-``copy-store``."""
+"""The operator's commands: ``test-channel``, ``status`` (deliveries and sources), ``retry-dead``,
+``discard`` and ``copy-store``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,9 @@ def print_status(settings: Settings) -> int:
         print(f"{name:<20} {kind:<8} {pending:>8} {failed:>7} {dead:>6} {sent:>11}")
         if c and c.dead and c.last_error:
             print(f"{'':<20} last error: {c.last_error}")
+        if name not in types and (pending or failed or dead):
+            print(f'{"":<20} not in the config: "paper-monitor discard {name}" drops its deliveries, '
+                  "or put it back to send them")
     if settings.sources:
         print(f"\n{'source':<20} {'last poll':<17} {'status':>6} {'failures':>8}  last success")
     for source in settings.sources:
@@ -132,6 +135,27 @@ def retry_dead(settings: Settings, channel: str | None) -> int:
     print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'} ({where})")
     return 0
 
+
+
+def discard(settings: Settings, channel: str | None, dead: bool) -> int:
+    """Delete the dead deliveries (``dead``: of ``channel``, or of every channel), or every delivery
+    not yet sent of ``channel``, a channel no longer in the config (which nothing will send)."""
+    if not dead and channel is None:
+        print("paper-monitor discard: name a channel that is no longer in the config, or give --dead",
+              file=sys.stderr)
+        return 2
+    if not dead and channel in {c.name for c in settings.channels}:
+        print(f'paper-monitor discard: channel "{channel}" is in the config: "discard --dead {channel}" '
+              "discards its dead deliveries", file=sys.stderr)
+        return 2
+    with opened_store(settings) as store:
+        count = store.discard(channel, ("dead",)) if dead else store.discard(channel)
+    noun = "delivery" if count == 1 else "deliveries"
+    if dead:
+        print(f"discarded {count} dead {noun} ({f'channel {channel}' if channel else 'all channels'})")
+    else:
+        print(f"discarded {count} {noun} of channel {channel}, which is not in the config")
+    return 0
 
 
 def copy_store(settings: Settings, target_url: str) -> int:

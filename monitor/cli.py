@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(retry)
     retry.add_argument("channel", nargs="?")
 
+    discard = sub.add_parser("discard", help="delete dead deliveries (--dead), or those of a channel no "
+                                             "longer in the config")
+    _config_arg(discard)
+    discard.add_argument("channel", nargs="?")
+    discard.add_argument("--dead", action="store_true",
+                         help="the dead deliveries (of the channel, or of all channels)")
     copy = sub.add_parser("copy-store", help="copy the store into another, empty database (to move to "
                                              "PostgreSQL, or a backup)")
     _config_arg(copy)
@@ -283,6 +289,12 @@ def cmd_retry_dead(args: argparse.Namespace) -> int:
     return retry_dead(_settings(args), args.channel)
 
 
+def cmd_discard(args: argparse.Namespace) -> int:
+    from monitor.admin import discard
+
+    return discard(_settings(args), args.channel, args.dead)
+
+
 def cmd_copy_store(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
@@ -307,6 +319,7 @@ COMMANDS = {
     "test-channel": cmd_test_channel,
     "status": cmd_status,
     "retry-dead": cmd_retry_dead,
+    "discard": cmd_discard,
     "copy-store": cmd_copy_store,
     "demo": cmd_demo,
 }

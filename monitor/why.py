@@ -83,7 +83,8 @@ def _print_matched(story: PaperStory, rules: dict[str, RuleConfig], settings: Se
         if not sent:
             notify = config.notify if config is not None else []
             print("    no alert: " + ("the rule notifies no channel" if not notify else
-                                      "recorded by a backfill, which does not alert"))
+                                      "recorded by a backfill, which does not alert, or its alerts "
+                                      "were discarded"))
 
 
 def _delivery(delivery: Delivery) -> str:

@@ -224,6 +224,15 @@ class DeliveryQueries(Transactions):
         with self._write("requeueing dead deliveries") as conn:
             return int(conn.execute(stmt.values(**values)).rowcount)
 
+    def discard(self, channel: str | None, states: Iterable[str] = _UNSENT) -> int:
+        """Delete the rows in ``states`` (of ``channel``, or of every channel); how many went."""
+        d = deliveries.c
+        stmt = sa.delete(deliveries).where(d.state.in_(tuple(states)))
+        if channel is not None:
+            stmt = stmt.where(d.channel == channel)
+        with self._write("discarding deliveries") as conn:
+            return int(conn.execute(stmt).rowcount)
+
     def delivery_counts(self, since: float, channels: Iterable[str] = ()) -> dict[str, ChannelCounts]:
         """Per channel (those of ``channels``, and any with rows not sent): rows in each state but
         sent, rows sent since ``since``, the last dead row's error. Reads the open rows and those
