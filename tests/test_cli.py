@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -25,6 +26,27 @@ def test_help_lists_every_interface_command() -> None:
     assert result.returncode == 0
     for command in ("run", "once", "check-config", "parse", "match", "demo"):
         assert command in result.stdout
+
+
+def test_every_command_and_option_has_its_row_in_the_readme() -> None:
+    """As datasette checks its settings: a command or an option added without a word in the README's
+    table of commands fails here (``--config`` is told once, below the table)."""
+    from monitor.cli import build_parser
+
+    rows = [line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `paper-monitor ")]
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = []
+    for name, command in commands.items():
+        row = next((r for r in rows if r.startswith(f"| `paper-monitor {name}")), None)
+        if row is None:
+            missing.append(name)
+            continue
+        options = {o for a in command._actions for o in a.option_strings if o.startswith("--")}
+        missing += [f"{name} {o}" for o in sorted(options - {"--help", "--config"}) if o not in row]
+    assert missing == []
+    assert len(rows) == len(commands)
 
 
 def test_console_script_is_the_same_program() -> None:
