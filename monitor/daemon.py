@@ -84,7 +84,8 @@ class Daemon:
             raise
         self.fetchers: dict[str, Fetcher] = {s.name: self._fetcher(s, settings) for s in settings.sources}
         self.feeds = FeedCache(self._render)
-        app = App(self.feeds, self._rss_channels, self._healthz, self._livez, self._metrics, self._feed_rules)
+        app = App(self.feeds, self._rss_channels, self._healthz, self._livez, self._metrics, self._feed_rules,
+                  self._rule_gone)
         self.server = HttpServer(app, settings.server.host, settings.server.port)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=len(settings.sources) + 4)},
@@ -414,6 +415,13 @@ class Daemon:
         """The rules that notify ``channel``, on or off (a rule switched off keeps its feed)."""
         with self._lock:
             return self.settings.rules_by_channel.get(channel, frozenset())
+
+    def _rule_gone(self, channel: str, rule: str) -> bool:
+        """Whether ``rule`` (which no longer notifies ``channel``) has items in its feed."""
+        try:
+            return self.store.has_sent(channel, rule)
+        except MonitorError:  # the store away: a 404 for now
+            return False
 
     def _render(self, cfg: RssConfig, kind: str, rule: str | None) -> bytes:
         return render_feed(self.store, cfg, cast(FeedKind, kind), rule=rule)

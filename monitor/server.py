@@ -32,7 +32,7 @@ IDLE_TIMEOUT = 30.0
 _KINDS = {".xml": "rss", ".atom": "atom"}
 _TYPES = {"rss": b"application/rss+xml; charset=utf-8", "atom": b"application/atom+xml; charset=utf-8"}
 _REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 404: "Not Found",
-            405: "Method Not Allowed", 431: "Request Header Fields Too Large",
+            405: "Method Not Allowed", 410: "Gone", 431: "Request Header Fields Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
 # (channel, "rss" or "atom", a rule or None for the whole channel) -> the feed's bytes
@@ -118,6 +118,7 @@ class App:
         live: HealthCheck,
         metrics: Callable[[], tuple[bytes, str]],
         feed_rules: Callable[[str], Collection[str]] = lambda channel: (),
+        rule_gone: Callable[[str, str], bool] = lambda channel, rule: False,
     ) -> None:
         self.feeds = feeds
         self.channels = channels
@@ -125,6 +126,7 @@ class App:
         self.live = live
         self.metrics = metrics
         self.feed_rules = feed_rules  # the rules that notify a channel: each has a feed of its own
+        self.rule_gone = rule_gone  # a rule that no longer notifies the channel had items in it
 
     def handle(self, method: str, target: str, headers: Mapping[bytes, bytes]) -> Response:
         if method not in ("GET", "HEAD"):
@@ -169,6 +171,9 @@ class App:
             return Response(400, b"one rule= a feed\n", ((b"Content-Type", b"text/plain; charset=utf-8"),))
         rule = rules[0] if rules else None
         if rule is not None and rule not in self.feed_rules(cfg.name):
+            if self.rule_gone(cfg.name, rule):  # 410: a feed reader may unsubscribe for good
+                return Response(410, b"this rule no longer notifies this channel\n",
+                                ((b"Content-Type", b"text/plain; charset=utf-8"),))
             return _not_found()
         feed = self.feeds.get(cfg, kind, rule)
         zipped = b"gzip" in headers.get(b"accept-encoding", b"")

@@ -174,7 +174,7 @@ def test_daemon_survives_faulty_sources_reports_them_and_recovers(
     assert code == 0, daemon.log_text()[-3000:]
 
 
-def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own(
+def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own_and_is_gone_with_it(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
     replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()))
@@ -196,6 +196,15 @@ def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own(
         assert daemon.get("/feeds/feed.xml?rule=nosuch").status_code == 404
         front = daemon.get("/").text  # where a person or a feed reader finds them
         assert all(f'href="/feeds/feed.xml{q}"' in front for q in ("", "?rule=all", "?rule=hot"))
+
+        # The rule "hot" deleted: its feed is gone for good (a reader may drop it); "nosuch" never was.
+        config.write_text(config.read_text().replace('name = "hot"\nmin_upvotes = 50', 'name = "all2"'))
+        wait_for(lambda: "reloaded" in daemon.log_text(), 10, "the config to be reloaded")
+        for kind in ("xml", "atom"):
+            gone = daemon.get(f"/feeds/feed.{kind}?rule=hot")
+            assert gone.status_code == 410 and gone.text == "this rule no longer notifies this channel\n"
+        assert daemon.get("/feeds/feed.xml?rule=nosuch").status_code == 404
+        assert daemon.get("/feeds/feed.xml?rule=all2").status_code == 200  # (nothing in it yet)
     finally:
         code, _ = daemon.stop()
     assert code == 0, daemon.log_text()[-3000:]

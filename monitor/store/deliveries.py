@@ -224,6 +224,13 @@ class DeliveryQueries(Transactions):
         with self._write("requeueing dead deliveries") as conn:
             return int(conn.execute(stmt.values(**values)).rowcount)
 
+    def has_sent(self, channel: str, rule: str) -> bool:
+        """Whether ``rule`` has a delivery sent to ``channel`` (one range of ix_deliveries_rule)."""
+        d = deliveries.c
+        found = sa.select(d.id).where(d.channel == channel, d.rule == rule, d.state == "sent").limit(1)
+        with self.read("looking for a rule's deliveries") as conn:
+            return conn.execute(found).first() is not None
+
     def discard(self, channel: str | None, states: Iterable[str] = _UNSENT) -> int:
         """Delete the rows in ``states`` (of ``channel``, or of every channel); how many went."""
         d = deliveries.c
