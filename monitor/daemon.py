@@ -217,13 +217,23 @@ class Daemon:
 
     def reload(self) -> None:
         """Read the config again; a config with problems is reported and the running one kept."""
+        prepared = self.prepare_reload()
+        if prepared is not None:
+            self.apply_reload(*prepared)
+
+    def prepare_reload(self) -> tuple[Settings, RuleIndex] | None:
+        """The config read again and its rules compiled, for ``apply_reload``; None (the problems
+        logged) if it has problems. Seconds with 100,000 rules: it runs beside the daemon's work."""
         try:
             new = load_settings(self.config_path)
-            index = compile_rules(new.rules)
+            return new, compile_rules(new.rules)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload: %s: %s (keeping the running config)", self.config_path, problem)
-            return
+            return None
+
+    def apply_reload(self, new: Settings, index: RuleIndex) -> None:
+        """Work from now on with ``new`` and its rules ``index`` (``prepare_reload``)."""
         for what, old_value, new_value in (("database", self.settings.monitor.database, new.monitor.database),
                                            ("server.listen", self.settings.server.listen, new.server.listen)):
             if old_value != new_value:

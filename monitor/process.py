@@ -12,22 +12,25 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import Generic, TypeVar
 
 from monitor.config import Settings, load_settings
 from monitor.daemon import Daemon
+from monitor.match.index import RuleIndex
 from monitor.rule_files import rule_file_paths
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
     """Run until SIGTERM or SIGINT; 0 on a clean stop. ``ConfigError`` reaches the CLI (exit 2),
     and so does ``StoreBusy`` (exit 1), but for a ``standby``, which waits for the store."""
     path = Path(config_path)
-    settings = load_settings(path)
-    seen = _fingerprint(path, settings)  # the files as read: a change from now on reloads them
     wake = threading.Event()
     signals: list[int] = []
 
@@ -35,22 +38,37 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
         signals.append(signum)
         wake.set()
 
+    def stopping() -> bool:
+        return any(s in (signal.SIGTERM, signal.SIGINT) for s in signals)
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     # The pipeline's own per-poll line would double ours, which carries the fields for JSON logs.
     logging.getLogger("monitor.pipeline").setLevel(logging.ERROR)
-    daemon = Daemon(path, settings, standby=standby)
+    # Reading the config and compiling its rules take seconds with 100,000 rules (and again at each
+    # reload): they run beside this loop, so that a stop asked for meanwhile is not kept waiting.
+    log.info("starting: reading %s", path)
+    beginning = _Beside(partial(_begin, path, standby), wake)
+    while not beginning.done and not stopping():
+        wake.wait(1.0)
+        wake.clear()
+    if not beginning.done:
+        log.info("stopping (signal) before the start was done")
+        logging.shutdown()
+        os._exit(0)  # (the start, abandoned, holds nothing a new process needs)
+    daemon, seen = beginning.result()
     try:
         daemon.start()
     except OSError as exc:
         log.error("cannot start: %s", exc)
         daemon.stop()
         return 1
+    reloading: _Beside[tuple[Settings, RuleIndex] | None] | None = None
+    again = False  # a SIGHUP while a reload was being prepared
     while True:
         wake.wait(1.0)
         wake.clear()
-        stop = any(s in (signal.SIGTERM, signal.SIGINT) for s in signals)
-        hup = signal.SIGHUP in signals
+        stop, hup = stopping(), signal.SIGHUP in signals
         signals.clear()
         if stop:
             log.info("stopping (signal)")
@@ -58,12 +76,22 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
         if daemon.lost is not None:
             log.error("stopping: this daemon lost the store's lock: %s", daemon.lost)
             break
+        if reloading is not None:
+            if not reloading.done:
+                again = again or hup
+                continue
+            prepared, reloading = reloading.result(), None
+            if prepared is not None:
+                patterns = daemon.settings.monitor.rule_files
+                daemon.apply_reload(*prepared)
+                if daemon.settings.monitor.rule_files != patterns:  # other rule files to watch
+                    seen = _fingerprint(path, daemon.settings)
+            hup, again = hup or again, False
         current = _fingerprint(path, daemon.settings)
         if hup or current != seen:
-            seen, patterns = current, daemon.settings.monitor.rule_files
-            daemon.reload()
-            if daemon.settings.monitor.rule_files != patterns:  # other rule files to watch
-                seen = _fingerprint(path, daemon.settings)
+            seen = current  # an edit from now on is read by the next reload
+            log.info("reading %s again (%s)", path, "SIGHUP" if hup else "a file changed")
+            reloading = _Beside(daemon.prepare_reload, wake)
     if not daemon.stop():
         # Threads stuck in a send or a fetch would hold the interpreter's exit; what they were
         # doing is recovered at the next start, exactly as after a crash.
@@ -71,6 +99,43 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
         os._exit(0 if daemon.lost is None else 1)
     log.info("stopped")
     return 0 if daemon.lost is None else 1
+
+
+def _begin(path: Path, standby: bool) -> tuple[Daemon, tuple[object, ...]]:
+    """The daemon of the config at ``path``, and the config's files as they were read."""
+    settings = load_settings(path)
+    seen = _fingerprint(path, settings)  # the files as read: a change from now on reloads them
+    return Daemon(path, settings, standby=standby), seen
+
+
+class _Beside(Generic[T]):
+    """``work`` run in a thread of its own, ``wake`` set when it is done; ``result()`` is what it
+    returned, or raises what it raised."""
+
+    def __init__(self, work: Callable[[], T], wake: threading.Event) -> None:
+        self._outcome: list[T] = []
+        self._error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._outcome.append(work())
+            except BaseException as exc:  # (handed to the caller by result())
+                self._error.append(exc)
+            finally:
+                wake.set()
+
+        self._thread = threading.Thread(target=run, name="config", daemon=True)
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._outcome[0]
 
 
 def _fingerprint(path: Path, settings: Settings) -> tuple[object, ...]:

@@ -245,6 +245,34 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
     assert code == 0, daemon.log_text()[-3000:]
 
 
+def test_sigterm_stops_at_once_while_a_large_config_is_read_at_start_or_again(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    """Reading 40,000 rules and compiling them takes seconds: a stop does not wait for it."""
+    replay.route("/a", Reply(HF_JSON.read_bytes()))
+    port = free_port()
+    rules = "".join(f'[[rules]]\nname = "r{i}"\nkeywords = ["w{i} x{i}", "q{i}*", "k{i}"]\n'
+                    'notify = ["feed"]\n' for i in range(40_000))
+    config = write_config(tmp_path, port=port, sources=source("a", replay.url("/a"), every="1h"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules=rules)
+    starting = Daemon(config, port, log_name="starting.log")
+    wait_for(lambda: "starting: reading" in starting.log_text(), 20, "the start to begin")
+    code, took = starting.stop()
+    assert code == 0 and took < 5, starting.log_text()[-2000:]
+    assert "stopping (signal) before the start was done" in starting.log_text()
+
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up(timeout=120)
+        config.write_text(config.read_text() + '[[rules]]\nname = "new"\nnotify = ["feed"]\n')
+        wait_for(lambda: "again (a file changed)" in daemon.log_text(), 10, "the reload to begin")
+        assert daemon.get("/healthz/live").status_code == 200  # served meanwhile
+    finally:
+        code, took = daemon.stop()
+    assert code == 0 and took < 5, daemon.log_text()[-2000:]
+    assert "reloaded" not in daemon.log_text()  # abandoned: the stop did not wait for it
+
+
 def test_a_rule_file_added_edited_or_removed_reloads_the_rules(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

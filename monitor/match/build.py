@@ -248,7 +248,7 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
     """The rule's plan, and its triggers: for a rule with a query, the atoms one of which must hold
     for the query to (None: no such set); for any other rule, its keywords, authors and
     organizations (None: it has none)."""
-    where = config.location(number)
+    where = partial(config.location, number)  # (a private attribute of pydantic's: slow to read)
     problems: list[str] = []
     entries: list[Entry] = []
     positive_ids: set[int] = set()
@@ -268,7 +268,7 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
                     continue
                 atom_id = builder.intern(atom)
             except ValueError as exc:
-                problems.append(f"{where}.{section}: {exc}")
+                problems.append(f"{where()}.{section}: {exc}")
                 continue
             entries.append((atom_id, builder.said(atom)))
             positive_ids.add(atom_id)
@@ -279,9 +279,9 @@ def compile_rule(builder: Builder, config: RuleConfig, number: int) -> tuple[Pla
         try:
             query = _compile_query(builder, parse_query(config.query), query_entries, query_upvotes, True)
         except QuerySyntaxError as exc:
-            problems.append(f"{where}.query: column {exc.column}: {exc.message}")
+            problems.append(f"{where()}.query: column {exc.column}: {exc.message}")
         except ValueError as exc:
-            problems.append(f"{where}.query: {exc}")
+            problems.append(f"{where()}.query: {exc}")
     if problems:
         raise ConfigError(problems)
     slow = None
