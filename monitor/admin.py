@@ -1,5 +1,5 @@
-"""The operator's commands: ``test-channel``, ``status`` (deliveries and sources), ``retry-dead``,
-``discard`` and ``copy-store``."""
+"""The operator's commands: ``test-channel``, ``retry-dead``, ``discard`` and ``copy-store`` (``status``
+is ``monitor.status``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.engine import URL
 
@@ -16,8 +16,6 @@ from monitor.channels.base import Alert, Batch
 from monitor.config import Settings
 from monitor.errors import DeliveryError
 from monitor.models import Paper
-from monitor.pipeline import printable
-from monitor.standby import FRESH
 from monitor.store.sql import SqlStore
 
 
@@ -62,58 +60,6 @@ def test_channel(settings: Settings, name: str) -> int:
         finally:
             channel.close()
     print(f"channel {name} ({config.type}): test alert delivered")
-    return 0
-
-
-def print_status(settings: Settings) -> int:
-    """Per channel: pending, failed, dead (with the last error), sent today; per source: the last
-    poll, its HTTP status, failures in a row (with the last error), the last success; then whether
-    a daemon (or a once) is at work on the store, and the daemons standing by."""
-    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    with opened_store(settings) as store:
-        counts = store.delivery_counts(since=midnight, channels=[c.name for c in settings.channels])
-        states = {state.name: state for state in store.list_source_states()}
-        holder = store.holder()
-        standbys = store.standbys()
-    names = [c.name for c in settings.channels] + sorted(set(counts) - {c.name for c in settings.channels})
-    types = {c.name: c.type for c in settings.channels}
-    print(f"{'channel':<20} {'type':<8} {'pending':>8} {'failed':>7} {'dead':>6} {'sent today':>11}")
-    for name in names:
-        c = counts.get(name)
-        pending = (c.pending + c.sending) if c else 0
-        failed, dead, sent = (c.failed, c.dead, c.sent_today) if c else (0, 0, 0)
-        kind = types.get(name, "(gone)")
-        print(f"{name:<20} {kind:<8} {pending:>8} {failed:>7} {dead:>6} {sent:>11}")
-        if c and c.dead and c.last_error:
-            print(f"{'':<20} last error: {c.last_error}")
-        if name not in types and (pending or failed or dead):
-            print(f'{"":<20} not in the config: "paper-monitor discard {name}" drops its deliveries, '
-                  "or put it back to send them")
-    if settings.sources:
-        print(f"\n{'source':<20} {'last poll':<17} {'status':>6} {'failures':>8}  last success")
-    for source in settings.sources:
-        state = states.get(source.name)
-        if state is None or state.last_attempt is None:
-            print(f"{source.name:<20} {'never':<17}")
-            continue
-        status = "-" if state.last_status is None else str(state.last_status)
-        failures = state.consecutive_failures
-        print(f"{source.name:<20} {when(state.last_attempt):<17} {status:>6} {failures:>8}  "
-              f"{when(state.last_success)}")
-        if state.consecutive_failures and state.last_error:
-            print(f"{'':<20} last error: {printable(state.last_error)}")
-        if state.caught_up is not None and state.caught_up < yesterday and source.catch_up is not None:
-            first = state.caught_up + timedelta(days=1)
-            print(f"{'':<20} past days to read: from {first} (at the next good poll)")
-    daemon = f"running ({holder})" if holder else "not running (no run or once holds the store)"
-    print(f"\ndaemon: {daemon}")
-    now = time.time()
-    for line, seen in standbys:
-        if now - seen < FRESH:
-            print(f"standby: {line} (heard from {max(0.0, now - seen):.0f}s ago)")
-        else:
-            print(f"standby: {line}: not heard from since {when(seen)} (stopped, or cannot reach the store)")
     return 0
 
 

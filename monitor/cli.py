@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     test_channel.add_argument("name")
     status = sub.add_parser("status", help="deliveries per channel: pending, failed, dead, sent today")
     _config_arg(status)
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     retry = sub.add_parser("retry-dead", help="requeue dead deliveries")
     _config_arg(retry)
     retry.add_argument("channel", nargs="?")
@@ -278,9 +279,9 @@ def cmd_test_channel(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from monitor.admin import print_status
+    from monitor.status import print_status
 
-    return print_status(_settings(args))
+    return print_status(_settings(args), as_json=args.json)
 
 
 def cmd_retry_dead(args: argparse.Namespace) -> int:

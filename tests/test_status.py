@@ -1,0 +1,77 @@
+"""``paper-monitor status --json``: what the table shows, as one JSON object a script can read. A real
+``once`` against the recorded HF API page and loopback webhooks, a standby's line in the store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.store import open_store
+from tests.daemon_support import source, write_config
+from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
+
+HOT = sum(1 for item in json.loads(HF_JSON.read_bytes()) if item["paper"].get("upvotes", 0) >= 10)
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_status_json_tells_the_channels_sources_daemon_and_standbys(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    replay.route("/hook", Reply(b"unknown field", 422))  # dead at once
+    channels = (f'[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "{replay.url("/hook")}"\n\n'
+                '[[channels]]\nname = "feed"\ntype = "rss"\n')
+    config = write_config(tmp_path, port=free_port(),
+                          sources=source("hf", replay.url("/papers"), every="1h") + 'catch_up = "off"\n'
+                          + source("never", replay.url("/never"), every="1h"),
+                          channels=channels,
+                          rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["hook", "feed"]\n')
+    before = time.time()
+    assert _cli(config, "once").returncode == 1  # (the dead webhook)
+    store = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    try:
+        store.note_standby("run --standby, pid 7 on b, since 2026-12-01 10:00 UTC")
+        store.note_standby("run --standby, pid 8 on c, since 2026-12-01 09:00 UTC", time.time() - 600)
+    finally:
+        store.close()
+    config.write_text(config.read_text().replace('name = "hook"', 'name = "hook2"')
+                      .replace('notify = ["hook"', 'notify = ["hook2"'))  # "hook" taken out
+
+    done = _cli(config, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["channels"] == [
+        {"name": "hook2", "type": "webhook", "pending": 0, "failed": 0, "dead": 0, "sent_today": 0,
+         "last_error": None},
+        {"name": "feed", "type": "rss", "pending": 0, "failed": 0, "dead": 0, "sent_today": HOT,
+         "last_error": None},
+        {"name": "hook", "type": None, "pending": 0, "failed": 0, "dead": HOT, "sent_today": 0,
+         "last_error": status["channels"][2]["last_error"]},
+    ]
+    assert "HTTP 422" in status["channels"][2]["last_error"]
+    hf, never = status["sources"]
+    assert hf["name"] == "hf" and hf["http_status"] == 200
+    assert hf["failures"] == 0 and hf["last_error"] is None
+    polled = datetime.fromisoformat(hf["last_poll"].replace("Z", "+00:00"))
+    assert hf["last_poll"].endswith("Z") and before - 1 <= polled.timestamp() <= time.time()
+    assert hf["last_success"] == hf["last_poll"] and hf["past_days_from"] is None
+    assert never["last_poll"] is not None and never["last_success"] is None  # (a 404 from the replay)
+    assert never["http_status"] == 404 and never["failures"] == 1 and "404" in never["last_error"]
+    assert status["daemon"] is None
+    assert [(s["line"], s["fresh"]) for s in status["standbys"]] == [
+        ("run --standby, pid 7 on b, since 2026-12-01 10:00 UTC", True),
+        ("run --standby, pid 8 on c, since 2026-12-01 09:00 UTC", False),
+    ]
+    assert all(datetime.fromisoformat(s["seen"].replace("Z", "+00:00")).tzinfo == UTC
+               for s in status["standbys"])
+
+    table = _cli(config, "status").stdout  # the same, for people
+    assert "hook                 (gone)          0       0      " + str(HOT) in table
