@@ -30,6 +30,9 @@ def parse_toml(data: bytes) -> dict[str, Any]:
         found = _AT.fullmatch(str(exc))
         where, what = (found.group(2), found.group(1)) if found else ("(file)", str(exc))
         raise ConfigError(f"{where}: TOML syntax error: {what}") from None
+    except RecursionError:  # arrays in arrays in arrays ...
+        raise ConfigError("(file): TOML syntax error: arrays or tables nested more than 400 levels "
+                          "deep") from None
 
 
 _PATH = re.compile(r"[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*")

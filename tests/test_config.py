@@ -173,6 +173,9 @@ def test_toml_syntax_error_is_one_line() -> None:
         "line 1, column 9: TOML syntax error: Expected ']' at the end of a table declaration"]
     unterminated = problems_of('[monitor]\ndatabase = "x')
     assert unterminated == ["end of document: TOML syntax error: Unterminated string"]
+    # It was a traceback (RecursionError), with either TOML library.
+    assert problems_of("a = " + "[" * 100_000) == [
+        "(file): TOML syntax error: arrays or tables nested more than 400 levels deep"]
 
 
 def test_a_file_that_is_not_utf8_is_one_line_saying_where(tmp_path: Path) -> None:
