@@ -11,6 +11,7 @@ of a server where the user may CREATE DATABASE) skips all that and uses that ser
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import itertools
 import os
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -61,6 +63,17 @@ def _run(
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise PgUnavailable(f"`{' '.join(cmd)}` took over {timeout:.0f} s") from None
+
+
+@contextlib.contextmanager
+def _one_at_a_time(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block: other processes wait for it."""
+    with open(path, "w") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def install_with_apt() -> None:
@@ -115,12 +128,14 @@ class PgServer:
         return ["runuser", "-u", self._user, "--", *cmd] if self._user else cmd
 
     def _start_local(self) -> None:
-        bindir = find_bindir()
-        if bindir is None:
-            install_with_apt()
+        with _one_at_a_time("/tmp/paper-monitor-pg-install.lock"):  # pytest's workers: one apt-get
             bindir = find_bindir()
             if bindir is None:
-                raise PgUnavailable("installed postgresql, but found no initdb/pg_ctl/postgres afterwards")
+                install_with_apt()
+                bindir = find_bindir()
+                if bindir is None:
+                    raise PgUnavailable("installed postgresql, but found no initdb/pg_ctl/postgres "
+                                        "afterwards")
         self.bindir = bindir
         self._user = _server_user()
         # Not pytest's tmp_path: its parents are private to root, and the server user must get in.
