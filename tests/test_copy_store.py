@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import feedparser
@@ -17,7 +15,7 @@ import pytest
 
 from monitor.store import open_store
 from monitor.store.copy import row_counts
-from tests.daemon_support import source, write_config
+from tests.daemon_support import cli, source, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.pg_support import PgServer
 
@@ -38,14 +36,9 @@ def _config(tmp: Path, replay: ReplayServer, database: str, name: str = "monitor
     return target
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-
 def _channel_table(config: Path) -> list[str]:
     """status's table of channels: pending, failed, dead, sent today each."""
-    done = _cli(config, "status")
+    done = cli(config, "status")
     assert done.returncode == 0, done.stderr
     return done.stdout.split("\n\n")[0].splitlines()
 
@@ -73,7 +66,7 @@ def test_a_sqlite_store_moves_to_postgresql_and_the_daemon_goes_on_there_as_if_n
     tmp_path: Path, replay: ReplayServer, page: list[dict[str, object]], pg_server: PgServer
 ) -> None:
     lite = _config(tmp_path, replay, f"sqlite:///{tmp_path}/monitor.db")
-    first = _cli(lite, "once")
+    first = cli(lite, "once")
     assert first.returncode == 1 and "channel down: 8 alert(s) to retry" in first.stderr, first.stderr
     hot = _posted(replay)
     assert hot and len(hot) == len(set(hot))
@@ -82,7 +75,7 @@ def test_a_sqlite_store_moves_to_postgresql_and_the_daemon_goes_on_there_as_if_n
 
     pg_url = pg_server.new_database().replace("//postgres@", "//postgres:s3cret@")  # (trust: any password)
     assert "s3cret" in pg_url
-    moved = _cli(lite, "copy-store", "--to", pg_url)
+    moved = cli(lite, "copy-store", "--to", pg_url)
     assert moved.returncode == 0, moved.stderr
     counts = row_counts(open_store(f"sqlite:///{tmp_path}/monitor.db"))
     shown_pg = pg_url.replace(":s3cret@", ":***@")
@@ -95,14 +88,14 @@ def test_a_sqlite_store_moves_to_postgresql_and_the_daemon_goes_on_there_as_if_n
     pg = _config(tmp_path, replay, pg_url, "pg.toml")
     assert _channel_table(pg) == before  # the same outbox: sent, and failed waiting for its retry
     replay.route("/papers", Reply(HF_JSON.read_bytes()))  # one paper more: the rest are known
-    second = _cli(pg, "once")
+    second = cli(pg, "once")
     assert second.returncode == 0, second.stderr
     assert "1 new" in second.stderr, second.stderr
     assert _posted(replay) == [*hot, LATE]  # the new paper once; none of the others again
     assert _feed(tmp_path) == feed | {f"https://huggingface.co/papers/{LATE}"}
 
     back = tmp_path / "back.db"  # and back again, from PostgreSQL, with the row the move added
-    again = _cli(pg, "copy-store", "--to", f"sqlite:///{back}")
+    again = cli(pg, "copy-store", "--to", f"sqlite:///{back}")
     assert again.returncode == 0, again.stderr
     pg_store = open_store(pg_url)
     try:
@@ -115,20 +108,20 @@ def test_copy_store_refuses_a_target_that_is_not_empty_or_the_store_itself_and_w
     tmp_path: Path, replay: ReplayServer, page: list[dict[str, object]]
 ) -> None:
     lite = _config(tmp_path, replay, f"sqlite:///{tmp_path}/monitor.db")
-    assert _cli(lite, "once").returncode == 1  # (the "down" channel failed)
+    assert cli(lite, "once").returncode == 1  # (the "down" channel failed)
     backup = f"sqlite:///{tmp_path}/backup.db"
 
     store = open_store(f"sqlite:///{tmp_path}/monitor.db")
     try:
         store.hold("run")  # a daemon at work: the copy is a snapshot, and says so
-        done = _cli(lite, "copy-store", "--to", backup)
+        done = cli(lite, "copy-store", "--to", backup)
     finally:
         store.close()
     assert done.returncode == 0 and done.stdout.startswith("copied "), done.stderr
     assert "a daemon is at work on" in done.stderr and "stop the daemon first" in done.stderr
     counts = row_counts(open_store(backup))
 
-    again = _cli(lite, "copy-store", "--to", backup)
+    again = cli(lite, "copy-store", "--to", backup)
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.strip() == (f"paper-monitor copy-store: the target holds rows already "
                                     f"({counts['papers']} in papers, {counts['matches']} in matches, "
@@ -136,15 +129,15 @@ def test_copy_store_refuses_a_target_that_is_not_empty_or_the_store_itself_and_w
                                     "empty stores only")
     assert row_counts(open_store(backup)) == counts  # untouched
 
-    itself = _cli(lite, "copy-store", "--to", f"sqlite:///{tmp_path}/./monitor.db")
+    itself = cli(lite, "copy-store", "--to", f"sqlite:///{tmp_path}/./monitor.db")
     assert itself.returncode == 2 and "is the store itself" in itself.stderr
-    bad = _cli(lite, "copy-store", "--to", "not a url")
+    bad = cli(lite, "copy-store", "--to", "not a url")
     assert bad.returncode == 2 and bad.stderr.startswith("paper-monitor copy-store: --to: not a database URL")
 
     held = open_store(f"sqlite:///{tmp_path}/other.db")
     try:
         held.hold("run")  # a daemon works with the target: no copy into it
-        busy = _cli(lite, "copy-store", "--to", f"sqlite:///{tmp_path}/other.db")
+        busy = cli(lite, "copy-store", "--to", f"sqlite:///{tmp_path}/other.db")
     finally:
         held.close()
     assert busy.returncode == 1 and "another paper-monitor (run, pid" in busy.stderr
@@ -154,7 +147,7 @@ def test_a_copy_that_fails_halfway_leaves_the_target_empty(
     tmp_path: Path, replay: ReplayServer, page: list[dict[str, object]]
 ) -> None:
     lite = _config(tmp_path, replay, f"sqlite:///{tmp_path}/monitor.db")
-    assert _cli(lite, "once").returncode == 1  # (the "down" channel failed)
+    assert cli(lite, "once").returncode == 1  # (the "down" channel failed)
     target = tmp_path / "target.db"
     open_store(f"sqlite:///{target}").close()
     db = sqlite3.connect(target)
@@ -162,7 +155,7 @@ def test_a_copy_that_fails_halfway_leaves_the_target_empty(
         db.execute("CREATE TRIGGER full BEFORE INSERT ON deliveries "
                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     db.close()
-    failed = _cli(lite, "copy-store", "--to", f"sqlite:///{target}")
+    failed = cli(lite, "copy-store", "--to", f"sqlite:///{target}")
     assert failed.returncode == 1
     assert failed.stderr.strip() == "paper-monitor copy-store: copying the rows: IntegrityError: disk full"
     assert set(row_counts(open_store(f"sqlite:///{target}")).values()) == {0}

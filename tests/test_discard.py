@@ -6,11 +6,9 @@ recorded HF API page and webhooks on loopback; status as the operator reads it.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.daemon_support import source, write_config
+from tests.daemon_support import cli, source, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 
 HOT = sum(1 for item in json.loads(HF_JSON.read_bytes()) if item["paper"].get("upvotes", 0) >= 10)
@@ -29,15 +27,10 @@ def _config(tmp: Path, replay: ReplayServer, *channels: str) -> Path:
                         rules=f'[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = [{notify}]\n')
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-
 def _table(config: Path) -> dict[str, list[str]]:
     """status's rows of channels by name: type, pending, failed, dead, sent today; and the lines
     under a row (its last error, or a hint) under the name + ':'."""
-    done = _cli(config, "status")
+    done = cli(config, "status")
     assert done.returncode == 0, done.stderr
     rows: dict[str, list[str]] = {}
     last = ""
@@ -56,18 +49,18 @@ def test_discard_drops_dead_deliveries_and_those_of_a_channel_no_longer_in_the_c
     replay.route("/hook", Reply(b"unknown field", 422))  # permanent: dead at once
     replay.route("/gone", Reply(b"down", 503))  # transient: failed, waiting for its retry
     config = _config(tmp_path, replay, "hook", "gone")
-    assert _cli(config, "once").returncode == 1
+    assert cli(config, "once").returncode == 1
     table = _table(config)
     assert table["hook"] == ["webhook", "0", "0", str(HOT), "0"]  # dead
     assert table["gone"] == ["webhook", "0", str(HOT), "0", "0"]  # failed
 
-    refused = _cli(config, "discard", "hook")
+    refused = cli(config, "discard", "hook")
     assert refused.returncode == 2
     assert refused.stderr.strip() == ('paper-monitor discard: channel "hook" is in the config: '
                                       '"discard --dead hook" discards its dead deliveries')
-    assert _cli(config, "discard").returncode == 2  # neither a channel nor --dead
+    assert cli(config, "discard").returncode == 2  # neither a channel nor --dead
 
-    dead = _cli(config, "discard", "--dead", "hook")
+    dead = cli(config, "discard", "--dead", "hook")
     assert dead.returncode == 0 and dead.stdout.strip() == f"discarded {HOT} dead deliveries (channel hook)"
     assert _table(config)["hook"] == ["webhook", "0", "0", "0", "0"]
 
@@ -76,14 +69,14 @@ def test_discard_drops_dead_deliveries_and_those_of_a_channel_no_longer_in_the_c
     assert table["gone"] == ["(gone)", "0", str(HOT), "0", "0"]
     assert table["gone:"] == ['not in the config: "paper-monitor discard gone" drops its deliveries, '
                               "or put it back to send them"]
-    gone = _cli(config, "discard", "gone")
+    gone = cli(config, "discard", "gone")
     assert gone.returncode == 0
     assert gone.stdout.strip() == f"discarded {HOT} deliveries of channel gone, which is not in the config"
     assert "gone" not in _table(config)
 
     replay.route("/hook", Reply(b"ok"))
-    again = _cli(config, "once")
+    again = cli(config, "once")
     assert again.returncode == 0, again.stderr
     posts = [seen.path for seen in replay.requests if seen.method == "POST"]
     assert posts.count("/hook") == 1  # the 422 only: nothing discarded was sent
-    assert _cli(config, "discard", "--dead").stdout.strip() == "discarded 0 dead deliveries (all channels)"
+    assert cli(config, "discard", "--dead").stdout.strip() == "discarded 0 dead deliveries (all channels)"

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 from monitor.store import open_store
-from tests.daemon_support import Daemon, source, unsent, wait_for, write_config
+from tests.daemon_support import Daemon, cli, source, unsent, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
 
@@ -40,13 +38,6 @@ class SlowSlack(SlackStandIn):
             return super()._answer(path, headers, raw)
         finally:
             self.sending.clear()
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args, "--config", str(config)],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=config.parent,
-    )
 
 
 def _config(tmp: Path, replay: ReplayServer, slack: SlackStandIn, port: int) -> Path:
@@ -74,7 +65,7 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
         wait_for(slack.sending.is_set, 20, "the daemon's first Slack post in flight")
         polls = replay.hits("/papers")
 
-        once = _cli(config, "once")
+        once = cli(config, "once")
 
         assert once.returncode == 1, once
         lines = once.stderr.strip().splitlines()
@@ -84,7 +75,7 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
         assert "Traceback" not in once.stderr
         assert replay.hits("/papers") == polls  # it did not poll either
 
-        status = _cli(config, "status")  # looking is fine while the daemon runs, and says so
+        status = cli(config, "status")  # looking is fine while the daemon runs, and says so
         assert status.returncode == 0, status.stderr
         last = status.stdout.splitlines()[-1]
         assert last.startswith(f"daemon: running (run, pid {daemon.proc.pid} on "), status.stdout
@@ -99,7 +90,7 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
         code, _ = daemon.stop()
         slack.close()
     assert code == 0
-    assert _cli(config, "status").stdout.splitlines()[-1].startswith("daemon: not running")
+    assert cli(config, "status").stdout.splitlines()[-1].startswith("daemon: not running")
     posts = _posts(slack)
     assert posts and max(posts.values()) == 1, posts
 
@@ -119,7 +110,7 @@ def test_a_killed_daemon_leaves_no_lock_behind(tmp_path: Path, replay: ReplaySer
         finally:
             code, _ = again.stop()
         assert code == 0
-        once = _cli(config, "once")
+        once = cli(config, "once")
         assert once.returncode == 0, once.stderr
     finally:
         slack.close()
@@ -141,7 +132,7 @@ def test_a_deleted_lock_file_is_made_again_and_once_still_stops(tmp_path: Path, 
         mine = f"run, pid {daemon.proc.pid} on "
         wait_for(lambda: _lock_file(tmp_path).exists() and _lock_file(tmp_path).read_text().startswith(mine),
                  10, "the daemon to lock a new lock file")
-        once = _cli(config, "once")
+        once = cli(config, "once")
         assert once.returncode == 1, once
         assert f"another paper-monitor ({mine}" in once.stderr
         assert daemon.proc.poll() is None
@@ -177,7 +168,7 @@ def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(
         assert not slack.messages
         other.close()
 
-        once = _cli(config, "once")  # nothing was lost: the next one to hold the lock sends it all
+        once = cli(config, "once")  # nothing was lost: the next one to hold the lock sends it all
         assert once.returncode == 0, once.stderr
         assert unsent(tmp_path) == 0
         posts = _posts(slack)

@@ -9,8 +9,6 @@ import json
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import pytest
 import monitor.standby as standby_module
 from monitor.standby import Standby
 from monitor.store import open_store
-from tests.daemon_support import Daemon, source, unsent, wait_for, write_config
+from tests.daemon_support import Daemon, cli, source, unsent, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 from tests.pg_support import PgServer
 from tests.slack_standin import SlackStandIn
@@ -102,11 +100,6 @@ def _health(daemon: Daemon) -> tuple[int, dict[str, Any]]:
     return reply.status_code, reply.json()
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-
-
 def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -136,7 +129,7 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
         assert replay.hits("/papers") == 1 and replay.hits("/more") == 0
         assert "taking over" not in standby.log_text()
         # status names both; the daemon at work counts the standby in its metrics.
-        lines = _cli(both.config, "status").stdout.splitlines()
+        lines = cli(both.config, "status").stdout.splitlines()
         assert lines[-2].startswith(f"daemon: running (run, pid {active.proc.pid} on "), lines
         assert re.fullmatch(rf"standby: run --standby, pid {standby.proc.pid} on .+ \(heard from \d+s ago\)",
                             lines[-1]), lines
@@ -152,7 +145,7 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
         wait_for(lambda: _feed_ids(standby) == hot, 10, "the late paper in the feed")
         wait_for(lambda: _health(standby)[1]["status"] == "ok", 10, "the healthz of an active daemon")
         assert "paper_monitor_active 1.0" in standby.get("/metrics").text
-        status = _cli(both.standby_config, "status")
+        status = cli(both.standby_config, "status")
         last = status.stdout.splitlines()[-1]  # the standby's line went with the takeover
         assert last.startswith(f"daemon: running (run, pid {standby.proc.pid} on "), status.stdout
         wait_for(lambda: "paper_monitor_standbys 0.0" in standby.get("/metrics").text, 15,
@@ -175,8 +168,8 @@ def test_a_standby_stops_at_once_and_leaves_the_store_to_the_daemon(
         assert code == 0 and took < 10
         log = standby.log_text()
         assert "standing by" in log and "taking over" not in log and "Traceback" not in log
-        assert "standby:" not in _cli(both.config, "status").stdout  # it took its line out
-        once = _cli(both.config, "once")
+        assert "standby:" not in cli(both.config, "status").stdout  # it took its line out
+        once = cli(both.config, "once")
         assert once.returncode == 1 and f"(run, pid {both.active.proc.pid} on " in once.stderr  # still held
         assert both.active.proc.poll() is None
         code, _ = both.active.stop()
@@ -211,7 +204,7 @@ def test_a_standby_takes_over_a_postgresql_store(
         wait_for(lambda: replay.hits("/papers") == 1 and both.slack.messages != [], 30, "the first alerts")
         standby = both.stand_by()
         assert _health(standby)[1]["status"] == "standby"
-        status = _cli(both.config, "status").stdout
+        status = cli(both.config, "status").stdout
         assert f"standby: run --standby, pid {standby.proc.pid} on " in status, status
         sent = len(both.slack.messages)
         both.active.kill()
@@ -240,7 +233,7 @@ def test_status_tells_a_standby_not_heard_from_and_day_old_lines_go(tmp_path: Pa
         assert len(store.standbys()) == 2
     finally:
         store.close()
-    lines = _cli(config, "status").stdout.splitlines()
+    lines = cli(config, "status").stdout.splitlines()
     assert lines[-3] == "daemon: not running (no run or once holds the store)", lines
     fresh = r"standby: run --standby, pid 33 on c, since 2026-12-01 10:00 UTC \(heard from \ds ago\)"
     assert re.fullmatch(fresh, lines[-2]), lines

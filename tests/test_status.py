@@ -4,22 +4,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.store import open_store
-from tests.daemon_support import source, write_config
+from tests.daemon_support import cli, source, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 
 HOT = sum(1 for item in json.loads(HF_JSON.read_bytes()) if item["paper"].get("upvotes", 0) >= 10)
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def test_status_json_tells_the_channels_sources_daemon_and_standbys(
@@ -35,7 +28,7 @@ def test_status_json_tells_the_channels_sources_daemon_and_standbys(
                           channels=channels,
                           rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["hook", "feed"]\n')
     before = time.time()
-    assert _cli(config, "once").returncode == 1  # (the dead webhook)
+    assert cli(config, "once").returncode == 1  # (the dead webhook)
     store = open_store(f"sqlite:///{tmp_path}/monitor.db")
     try:
         store.note_standby("run --standby, pid 7 on b, since 2026-12-01 10:00 UTC")
@@ -45,7 +38,7 @@ def test_status_json_tells_the_channels_sources_daemon_and_standbys(
     config.write_text(config.read_text().replace('name = "hook"', 'name = "hook2"')
                       .replace('notify = ["hook"', 'notify = ["hook2"'))  # "hook" taken out
 
-    done = _cli(config, "status", "--json")
+    done = cli(config, "status", "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["channels"] == [
@@ -73,5 +66,5 @@ def test_status_json_tells_the_channels_sources_daemon_and_standbys(
     assert all(datetime.fromisoformat(s["seen"].replace("Z", "+00:00")).tzinfo == UTC
                for s in status["standbys"])
 
-    table = _cli(config, "status").stdout  # the same, for people
+    table = cli(config, "status").stdout  # the same, for people
     assert "hook                 (gone)          0       0      " + str(HOT) in table
