@@ -82,7 +82,6 @@ def retry_dead(settings: Settings, channel: str | None) -> int:
     return 0
 
 
-
 def discard(settings: Settings, channel: str | None, dead: bool) -> int:
     """Delete the dead deliveries (``dead``: of ``channel``, or of every channel), or every delivery
     not yet sent of ``channel``, a channel no longer in the config (which nothing will send)."""

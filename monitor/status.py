@@ -37,7 +37,7 @@ class SourceStatus:
 
 
 @dataclass(frozen=True)
-class Standby:
+class StandbyLine:
     line: str
     seen: float
 
@@ -47,7 +47,7 @@ class Status:
     channels: list[ChannelStatus]
     sources: list[SourceStatus]
     daemon: str | None  # the line of the process holding the store
-    standbys: list[Standby]
+    standbys: list[StandbyLine]
 
 
 def read_status(settings: Settings) -> Status:
@@ -59,7 +59,7 @@ def read_status(settings: Settings) -> Status:
         counts = store.delivery_counts(since=midnight, channels=configured)
         states = {state.name: state for state in store.list_source_states()}
         holder = store.holder()
-        standbys = [Standby(line, seen) for line, seen in store.standbys()]
+        standbys = [StandbyLine(line, seen) for line, seen in store.standbys()]
     types = {c.name: c.type for c in settings.channels}
     channels = []
     for name in configured + sorted(set(counts) - set(configured)):
