@@ -127,6 +127,22 @@ def test_a_title_cannot_inject_headers_or_recipients(smtp_server: Start) -> None
     assert b"\nBcc:" not in got.content and b"\nCc:" not in got.content
 
 
+def test_an_encoded_word_in_a_title_stays_text_and_adds_no_header(smtp_server: Start) -> None:
+    # The email package decodes RFC 2047 words in a value it is given, CR and LF included.
+    title = ("Attention =?us-ascii?q?=0D=0AFrom:_IT_Desk_<it@corp.example>=0D=0AContent-Type:_text/plain"
+             "=0D=0A=0D=0AYour_password_expired.?= =?utf-8?b?AA==?=")
+    inbox, port = smtp_server()
+    send(config(port), batch([paper(1, title=title)], rule="hot"))
+
+    (got,) = inbox.received
+    msg = got.message
+    assert msg.get_all("From") == ["Paper Monitor <monitor@example.org>"]
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Subject"].replace("\u200b", "") == f"[paper-monitor] hot: {title}"
+    assert b"\x00" not in got.content and b"\nContent-Type: text/plain\r\n\r\nYour" not in got.content
+    assert "Your_password_expired" in msg.get_body(("plain",)).get_content()
+
+
 def test_scraped_text_is_html_escaped_and_only_http_links_are_made(smtp_server: Start) -> None:
     inbox, port = smtp_server()
     nasty = paper(1, title="<script>alert(1)</script> & \"co\"", url="javascript:alert(1)",

@@ -39,8 +39,10 @@ HTML_MESSAGE = Template(
 
 
 def header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
-    """A header value on one line: control characters (CR, LF...) become spaces; shortened."""
-    return render.shorten(text, limit)
+    """A header value on one line: control characters (CR, LF...) become spaces; shortened. An
+    RFC 2047 encoded word (``=?us-ascii?q?=0D=0ABcc:...?=``) in it stays text: the email package
+    would decode one when the header is set, CR and LF included, and write them out as they are."""
+    return render.shorten(text, limit).replace("=?", "=\u200b?")
 
 
 def subject(batch: Batch) -> str:
