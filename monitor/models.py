@@ -15,10 +15,23 @@ _NON_ALNUM = re.compile(r"[\W_]+")
 _ARXIV_ID = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I)
 
 
+# What no field of a paper may hold: control characters (a space instead), the bidirectional
+# overrides and isolates that make text read backwards (U+202E), and lone surrogates, which no
+# encoding can write (a store, a feed and a message would each fail on the paper).
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def collapse(text: str | None) -> str | None:
-    """Collapse every run of whitespace to one space and strip; ``None`` and ``""`` stay empty."""
+    """Collapse every run of whitespace to one space and strip; ``None`` and ``""`` stay empty.
+    Control characters count as spaces; bidirectional overrides go; a lone surrogate is U+FFFD."""
     if text is None:
         return None
+    if _CONTROLS.search(text):
+        text = _CONTROLS.sub(" ", text)
+    if not text.isascii():
+        text = _SURROGATES.sub("\ufffd", _BIDI.sub("", text))
     # str.split() splits on exactly re's \s, in C, without rebuilding the string at every space.
     return " ".join(text.split())
 

@@ -184,6 +184,23 @@ def test_a_paper_seen_as_text_then_with_its_arxiv_id_stays_one_paper(
     assert store.get_paper(text.new_papers[0].key) is None  # the key moved
 
 
+def test_a_broken_character_or_count_in_one_paper_does_not_sink_the_page(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    items = json.loads(HF_JSON.read_bytes())
+    items[0]["paper"]["title"] = "Lone \ud800 surrogate,\x00 NUL and \u202egnp.exe override"
+    items[1]["paper"]["upvotes"] = 10**20
+    replay.route("/api", Reply(json.dumps(items).encode()))  # json.dumps writes "\ud800" as is
+
+    report = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert (report.error, report.new) == (None, 30)
+    first = store.get_paper(f"arxiv:{items[0]['paper']['id']}")
+    second = store.get_paper(f"arxiv:{items[1]['paper']['id']}")
+    assert first is not None and second is not None
+    assert first.title == "Lone \ufffd surrogate, NUL and gnp.exe override"
+    assert second.upvotes is None
+
+
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
 def test_garbage_from_one_source_is_logged_and_the_next_source_still_runs(
     replay: ReplayServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str

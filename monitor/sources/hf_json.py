@@ -108,7 +108,10 @@ def _text(value: Any) -> str | None:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A count as the page gives it; None for anything else, or a count no paper has (the store's
+    integers, and the plain-text pages' nine digits, end below it)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
+    return value if ok else None
 
 
 def _day(value: Any) -> date | None:

@@ -234,7 +234,8 @@ def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool]:
             when = (when[0] if when else None, votes)
         evidence = evidence or had_block
         entries.append(_Entry(title, abstract, count, org, when, url, had_block))
-    return [_paper(*e[:6]) for e in entries], evidence
+    # A title of nothing but control characters is no title once they are cleaned away.
+    return [paper for paper in (_paper(*e[:6]) for e in entries) if paper.title], evidence
 
 
 def _is_prose(text: str) -> bool:
