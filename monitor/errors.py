@@ -13,7 +13,11 @@ Third-party errors are wrapped where a stage ends: ``raise FetchError(...) from 
 
 from __future__ import annotations
 
+import math
 import re
+
+# The longest wait a peer's Retry-After may set on a delivery.
+MAX_RETRY_AFTER = 86400.0
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
@@ -69,12 +73,15 @@ class DeliveryError(MonitorError):
     """A channel did not confirm a delivery.
 
     ``permanent`` errors (bad credentials, unknown channel, SMTP 5xx, webhook 4xx) go straight to
-    dead; transient ones are retried, not before ``retry_after`` seconds when the peer said so.
+    dead; transient ones are retried, not before ``retry_after`` seconds when the peer said so
+    (at most a day; a wait that is no number, ``nan`` or ``inf``, is no wait asked for).
     """
 
     def __init__(
         self, message: str, *, permanent: bool = False, retry_after: float | None = None
     ) -> None:
         self.permanent = permanent
+        if retry_after is not None:
+            retry_after = min(max(retry_after, 0.0), MAX_RETRY_AFTER) if math.isfinite(retry_after) else None
         self.retry_after = retry_after
         super().__init__(message)

@@ -9,6 +9,7 @@ it get one request at a time, spaced out, from all of the process's clients (``P
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import threading
@@ -116,9 +117,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

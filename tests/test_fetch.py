@@ -192,6 +192,7 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(later, now) == 30.0
     assert parse_retry_after("Fri, 12 Jun 2026 09:00:00 GMT", now) == 0.0  # in the past: no wait
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("nan", now) is None and parse_retry_after("inf", now) is None
     assert parse_retry_after(None, now) is None
 
 

@@ -192,6 +192,17 @@ def test_a_webhook_429_is_waited_out_and_delivered_once(slack: SlackStandIn) -> 
     assert len(slack.requests) == 2 and len(slack.messages) == 1
 
 
+@pytest.mark.parametrize(("asked", "wait"), [(1e12, 86400.0), (float("inf"), None), (float("nan"), None)])
+def test_a_429_asking_forever_or_nonsense_cannot_stop_the_channel(
+    slack: SlackStandIn, asked: float, wait: float | None
+) -> None:
+    slack.script(Answer(429, retry_after=asked))
+    with pytest.raises(DeliveryError) as caught:
+        bot(slack).send(batch([paper(1)]))
+
+    assert not caught.value.permanent and caught.value.retry_after == wait
+
+
 def test_a_long_429_goes_back_to_the_outbox_with_its_retry_after(slack: SlackStandIn) -> None:
     slack.script(Answer(429, retry_after=120))
     with pytest.raises(DeliveryError) as caught:

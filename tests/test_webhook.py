@@ -58,6 +58,8 @@ def test_posts_the_interface_payload_with_an_idempotency_key(replay: ReplayServe
         (Reply(b"", 408), False, None),
         (Reply(b"oops", 500), False, None),
         (Reply(b"", 503, {"Retry-After": "120"}), False, 120.0),
+        (Reply(b"", 503, {"Retry-After": "nan"}), False, None),  # no number: the usual backoff
+        (Reply(b"", 503, {"Retry-After": "inf"}), False, None),
         (Reply(b'{"error": "schema"}', 400), True, None),
         (Reply(b"", 401), True, None),
         (Reply(b"", 404), True, None),
@@ -112,7 +114,7 @@ def test_retry_after_as_seconds_or_an_http_date() -> None:
     assert retry_after("30") == 30.0
     assert retry_after(formatdate(now + 90, usegmt=True), now=now) == 90.0
     assert retry_after(formatdate(now - 90, usegmt=True), now=now) == 0.0
-    assert retry_after("999999999") == 86400.0
+    assert DeliveryError("busy", retry_after=retry_after("999999999")).retry_after == 86400.0
     assert retry_after("soon") is None and retry_after(None) is None
 
 

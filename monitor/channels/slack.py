@@ -168,19 +168,29 @@ class _ShortRateLimitHandler(RateLimitErrorRetryHandler):
     ) -> bool:
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False
-        wait = retry_after(response.headers) if response is not None else None
-        return wait is None or wait <= self.max_wait
+        if response is None or _header(response.headers, "retry-after") is None:
+            return True  # slack-sdk waits a moment of its own
+        # slack-sdk reads the header as a whole number of seconds: anything else goes to the outbox.
+        wait = retry_after(response.headers)
+        return wait is not None and wait.is_integer() and wait <= self.max_wait
 
 
 def retry_after(headers: Mapping[str, Any]) -> float | None:
     """Seconds from a ``Retry-After`` header (any case; a value or a list of values), if readable."""
+    raw = _header(headers, "retry-after")
+    try:
+        seconds = float(raw.strip()) if raw is not None else math.nan
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _header(headers: Mapping[str, Any], wanted: str) -> str | None:
+    """The first value of the header ``wanted`` (lower case), in any case, from slack-sdk's headers."""
     for name, value in headers.items():
-        if name.lower() == "retry-after":
+        if name.lower() == wanted:
             raw = value[0] if isinstance(value, list | tuple) and value else value
-            try:
-                return max(0.0, float(str(raw).strip()))
-            except ValueError:
-                return None
+            return str(raw)
     return None
 
 

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -23,7 +24,6 @@ from monitor.config import WebhookConfig
 from monitor.errors import DeliveryError
 
 _TRANSIENT = {408, 425, 429}
-_MAX_RETRY_AFTER = 86400.0
 
 
 def payload(batch: Batch) -> dict[str, object]:
@@ -46,7 +46,8 @@ def signature_headers(key: bytes, message_id: str, timestamp: int, body: bytes) 
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped at a day."""
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); ``DeliveryError``
+    keeps it within a day."""
     if not value:
         return None
     value = value.strip()
@@ -57,7 +58,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
             seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
         except (TypeError, ValueError):
             return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 class WebhookChannel:
