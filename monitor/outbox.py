@@ -35,12 +35,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with equal jitter. The defaults keep retrying for about 36 hours."""
+    """Exponential backoff with equal jitter, retrying until ``give_up_after`` seconds have passed
+    since the first failure (two days by default, so that an outage of a day ends with everything
+    delivered). The clock, not a count of tries, decides: a peer asking for short pauses
+    (``Retry-After: 1``) makes many tries in a minute, and none of them is a reason to give up."""
 
     base: float = 30.0
     factor: float = 2.0
     cap: float = 3600.0
-    max_attempts: int = 40
+    give_up_after: float = 2 * 86400.0
+    # The least pause before a try again, whatever a peer asks (``Retry-After: 0``).
+    least: float = 1.0
 
     def delay(self, attempts: int, rng: random.Random) -> float:
         raw = min(self.cap, self.base * self.factor ** max(0, attempts - 1))
@@ -274,18 +279,25 @@ class Dispatcher:
         report: ChannelReport, now: float | None,
     ) -> bool:
         attempts = max(r.attempts for r in rows)
+        since = min((r.failing_since for r in rows if r.failing_since is not None), default=current)
         report.error = str(exc)
-        if exc.permanent or attempts >= self._backoff.max_attempts:
-            why = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
+        if exc.permanent or current - since >= self._backoff.give_up_after:
+            why = str(exc) if exc.permanent else (
+                f"gave up after {(current - since) / 3600:.0f} hours of failures ({attempts} attempts): {exc}"
+            )
             self._write(name, key, partial(self._store.mark_dead, key, why))
             report.dead += len(rows)
             log.error("channel %s: %d alert(s) dead: %s", name, len(rows), why)
             return True  # the queue moves on past a batch that can never be delivered
-        delay = exc.retry_after if exc.retry_after is not None else self._backoff.delay(attempts, self._rng)
-        self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay))
+        asked = exc.retry_after
+        if asked is not None:
+            delay = max(asked, self._backoff.least)
+        else:
+            delay = self._backoff.delay(attempts, self._rng)
+        self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay, current))
         log.warning("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
-        if now is None and exc.retry_after is not None and exc.retry_after <= self._inline_wait:
-            self._stop.wait(exc.retry_after)  # a short Retry-After (429): wait it out, then go on
+        if now is None and asked is not None and delay <= self._inline_wait:
+            self._stop.wait(delay)  # a short Retry-After (429): wait it out, then go on
             return True
         report.failed += len(rows)
         return False

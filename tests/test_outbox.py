@@ -115,7 +115,7 @@ def test_backoff_is_persisted_and_grows(store: Any, replay: ReplayServer) -> Non
     replay.route("/hook", Reply(b"", 500))
     t0 = time.time()
     record(store, "llm", [paper("P1")], ["hook"], at=t0)
-    backoff = Backoff(base=60, cap=3600, max_attempts=10)
+    backoff = Backoff(base=60, cap=3600)
     waits = []
     now = t0
     with Dispatcher(store, {"hook": hook(replay, "hook")}, backoff=backoff) as dispatcher:
@@ -142,16 +142,38 @@ def test_a_permanent_error_goes_dead_and_the_queue_moves_on(store: Any, replay: 
     assert dead.state == "dead" and "HTTP 400" in dead.last_error and sent.state == "sent"
 
 
-def test_gives_up_after_max_attempts(store: Any, replay: ReplayServer) -> None:
+def test_gives_up_two_days_after_the_first_failure(store: Any, replay: ReplayServer) -> None:
     replay.route("/hook", Reply(b"", 502))
     t0 = time.time()
-    record(store, "llm", [paper("P1")], ["hook"], at=t0)
-    with Dispatcher(store, {"hook": hook(replay, "hook")}, backoff=Backoff(max_attempts=3)) as dispatcher:
-        for day in range(4):
-            dispatcher.run_due(now=t0 + day * 86400)
+    record(store, "llm", [paper("P1")], ["hook"], at=t0 - 5 * 86400)  # waited days behind others
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        for at in (t0, t0 + 86400, t0 + 2 * 86400 - 60):
+            assert dispatcher.run_due(now=at).failed == 1
+        assert states(store, "hook") == {"failed": 1}
+        assert dispatcher.run_due(now=t0 + 2 * 86400 + 600).channels["hook"].dead == 1
     (row,) = rows(store, "hook")
-    assert row.state == "dead" and row.last_error.startswith("gave up after 3 attempts")
-    assert replay.hits("/hook") == 3
+    assert row.state == "dead"
+    assert row.last_error.startswith("gave up after 48 hours of failures (4 attempts)")
+    assert replay.hits("/hook") == 4
+
+
+def test_a_peer_asking_for_short_pauses_is_waited_for_not_given_up_on(
+    store: Any, replay: ReplayServer
+) -> None:
+    # A receiver being deployed answers 503 with Retry-After: 1 (or 0) for a minute; then it is back.
+    pauses = [Reply(b"", 503, {"Retry-After": "1" if i % 2 else "0"}) for i in range(60)]
+    replay.route("/hook", *pauses, OK)
+    t0 = time.time()
+    record(store, "llm", [paper("P1")], ["hook"], at=t0)
+    now = t0
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        for _ in range(60):
+            assert dispatcher.run_due(now=now).failed == 1
+            (row,) = rows(store, "hook")
+            assert row.next_attempt_at == now + 1  # Retry-After: 0 too: never a loop without a pause
+            now += 1
+        assert dispatcher.run_due(now=now).sent == 1
+    assert states(store, "hook") == {"sent": 1} and replay.hits("/hook") == 61
 
 
 def test_other_channels_deliver_on_time_while_one_is_slow_or_dead(

@@ -124,15 +124,25 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
             conn.exec_driver_sql("DROP INDEX ix_deliveries_rule")
             conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN caught_up")
             conn.exec_driver_sql("DROP TABLE standbys")
+            conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN failing_since")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 5
+        assert upgraded.schema_version() == SCHEMA_VERSION == 6
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
         assert {"ix_deliveries_state", "ix_deliveries_rule"} <= indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
+        head = upgraded.queue_head("team")
+        assert head is not None
+        key, claimed = upgraded.claim_batch("team", time.time(), head=head, limit=10)
+        assert [row.failing_since for row in claimed] == [None]
+        upgraded.mark_failed(key, "HTTP 503", retry_at=0.0, now=123.0)
+        head = upgraded.queue_head("team")
+        assert head is not None
+        _, claimed = upgraded.claim_batch("team", time.time(), head=head, limit=10)
+        assert [row.failing_since for row in claimed] == [123.0]
         state = upgraded.get_source_state("hf")
         assert state is not None and state.last_status == 200 and state.caught_up is None
         upgraded.record_caught_up("hf", date(2026, 11, 30))

@@ -179,7 +179,7 @@ def test_a_claim_passes_over_rows_another_dispatcher_is_claiming(store: SqlStore
     assert claimed2 == ids[:2] and key2 != key
 
     # A retried batch that another dispatcher holds is not waited for either.
-    assert store.mark_failed(key, "HTTP 503", retry_at=0.0) == 3
+    assert store.mark_failed(key, "HTTP 503", retry_at=0.0, now=0.0) == 3
     failed = store.queue_head("hook")
     assert failed is not None and failed.batch_key == key and failed.state == "failed"
     with store.engine.connect() as other, other.begin():

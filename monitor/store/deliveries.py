@@ -43,6 +43,7 @@ class Claimed:
     reasons: list[str]
     attempts: int
     created_at: float
+    failing_since: float | None = None  # when its tries began to fail, if they have
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class DeliveryQueries(Transactions):
         pick = pick.with_for_update(skip_locked=True)
         stmt = sa.update(deliveries).where(due, d.id.in_(pick)).values(**values)
         query = (
-            sa.select(d.id, d.rule, d.attempts, d.created_at, m.reasons, *_PAPER_COLS)
+            sa.select(d.id, d.rule, d.attempts, d.created_at, d.failing_since, m.reasons, *_PAPER_COLS)
             .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
             .where(d.batch_key == key, d.state == "sending")
             .order_by(d.id)
@@ -132,7 +133,8 @@ class DeliveryQueries(Transactions):
                 return key, []
             rows = conn.execute(query).all()  # read before the claim commits: both happen, or neither
         return key, [
-            Claimed(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.attempts, r.created_at)
+            Claimed(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.attempts, r.created_at,
+                    r.failing_since)
             for r in rows
         ]
 
@@ -140,9 +142,11 @@ class DeliveryQueries(Transactions):
         """The channel confirmed batch ``key``."""
         return self._finish(key, state="sent", sent_at=now, last_error=None)
 
-    def mark_failed(self, key: str, error: str, retry_at: float) -> int:
-        """Batch ``key`` failed transiently: retry it, as one batch again, from ``retry_at``."""
-        return self._finish(key, state="failed", last_error=error[:2000], next_attempt_at=retry_at)
+    def mark_failed(self, key: str, error: str, retry_at: float, now: float) -> int:
+        """Batch ``key`` failed transiently at ``now``: retry it, as one batch again, from ``retry_at``."""
+        since = sa.func.coalesce(deliveries.c.failing_since, now)
+        return self._finish(key, state="failed", last_error=error[:2000], next_attempt_at=retry_at,
+                            failing_since=since)
 
     def mark_dead(self, key: str, error: str) -> int:
         """Batch ``key`` will never be delivered (until an operator's ``retry-dead``)."""
@@ -220,7 +224,8 @@ class DeliveryQueries(Transactions):
         stmt = sa.update(deliveries).where(d.state == "dead")
         if channel is not None:
             stmt = stmt.where(d.channel == channel)
-        values = {"state": "pending", "attempts": 0, "next_attempt_at": now, "batch_key": None}
+        values = {"state": "pending", "attempts": 0, "next_attempt_at": now, "batch_key": None,
+                  "failing_since": None}
         with self._write("requeueing dead deliveries") as conn:
             return int(conn.execute(stmt.values(**values)).rowcount)
 

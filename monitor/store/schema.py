@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -72,6 +72,7 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("claimed_at", sa.Float),
     sa.Column("sent_at", sa.Float),
+    sa.Column("failing_since", sa.Float),  # the first failure of the tries since the last success
     sa.UniqueConstraint("rule", "paper_id", "channel", name="uq_deliveries_rule_paper_channel"),
 )
 sa.Index("ix_deliveries_due", deliveries.c.channel, deliveries.c.state, deliveries.c.next_attempt_at)

@@ -64,10 +64,16 @@ def _v5_standbys(conn: Connection) -> None:
     standbys.create(conn, checkfirst=True)
 
 
+def _v6_deliveries_failing_since(conn: Connection) -> None:
+    if "failing_since" not in {column["name"] for column in sa.inspect(conn).get_columns("deliveries")}:
+        conn.exec_driver_sql("ALTER TABLE deliveries ADD COLUMN failing_since FLOAT")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule, _v5_standbys,
+    _v6_deliveries_failing_since,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
