@@ -18,7 +18,7 @@ from monitor.errors import FetchError, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.history import Tally, catch_up, polled_url
 from monitor.models import Hit, Paper
-from monitor.sources import parse_page
+from monitor.sources import detect_format, parse_page
 from monitor.store import PollDiff, Store, open_store
 from monitor.store.deliveries import DeliveryQueries
 
@@ -145,13 +145,15 @@ def poll(
             )
             diff, left_out = PollDiff(), 0
         else:
-            papers = parse_page(result.content, source.format, today=today)
+            fmt = page_format(result.content, source.format, known.format if known else None)
+            papers = parse_page(result.content, fmt, today=today)
             papers, left_out = announced(papers, source.announce_types)
             papers_read = len(papers)
             diff = store.apply_poll(papers, index.match)
             # Only now keep the validators: a page that failed to parse or store must come again whole.
             store.record_success(
-                source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified
+                source.name, source.url, status=status, etag=result.etag, last_modified=result.last_modified,
+                fmt=fmt,
             )
         past = catch_up(source, store, fetcher, index.match, before=known,
                         today=today or datetime.now(UTC).date(), polled=(papers_read, len(diff.new)))
@@ -173,6 +175,19 @@ def poll(
     )
     log.info("source %s: %s", source.name, report.line())
     return report
+
+
+def page_format(content: bytes, configured: str, before: str | None) -> str:
+    """The format to read a page as: the configured one, else what the page looks like, which must
+    be what the source's page read as before: a site's error or maintenance notice in plain text,
+    served with a 200 where JSON was, would otherwise read as a listing of one new paper."""
+    if configured != "auto":
+        return configured
+    fmt = detect_format(content)
+    if before is not None and fmt != before:
+        raise ParseError(f"the page reads as {fmt}, not {before} as before (an error or maintenance page?); "
+                         f"if the source changed for good, set its format in the config")
+    return fmt
 
 
 def announced(papers: list[Paper], wanted: Set[str]) -> tuple[list[Paper], int]:

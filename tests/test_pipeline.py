@@ -201,6 +201,22 @@ def test_a_broken_character_or_count_in_one_paper_does_not_sink_the_page(
     assert second.upvotes is None
 
 
+def test_a_maintenance_notice_where_json_was_is_a_failure_not_a_new_paper(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    notice = (b"We'll be right back\n\nHugging Face is undergoing scheduled maintenance. The Hub and its "
+              b"API will be available again shortly. Thank you for your patience.\n")
+    replay.route("/api", Reply(HF_JSON.read_bytes()), Reply(notice, headers={"Content-Type": "text/plain"}),
+                 Reply(HF_JSON.read_bytes()))
+    assert poll(source(replay.url("/api")), store, fetcher, ALL).new == 30
+
+    down = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert (down.new, down.matched) == (0, 0) and store.count_papers() == 30
+    assert "reads as hf-text, not hf-json as before" in (down.error or "") and down.error_kind == "parse"
+    back = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert (back.error, back.new) == (None, 0)
+
+
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
 def test_garbage_from_one_source_is_logged_and_the_next_source_still_runs(
     replay: ReplayServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str

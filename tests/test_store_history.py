@@ -125,12 +125,13 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
             conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN caught_up")
             conn.exec_driver_sql("DROP TABLE standbys")
             conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN failing_since")
+            conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN format")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 6
+        assert upgraded.schema_version() == SCHEMA_VERSION == 7
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
         assert {"ix_deliveries_state", "ix_deliveries_rule"} <= indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
@@ -147,6 +148,10 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
         assert state is not None and state.last_status == 200 and state.caught_up is None
         upgraded.record_caught_up("hf", date(2026, 11, 30))
         assert (upgraded.get_source_state("hf") or state).caught_up == date(2026, 11, 30)
+        assert state.format is None
+        upgraded.record_success("hf", "http://hf/api/daily_papers", status=200, etag=None, last_modified=None,
+                                fmt="hf-json")
+        assert (upgraded.get_source_state("hf") or state).format == "hf-json"
         upgraded.note_standby("run --standby, pid 1 on b, since 2026-12-01 10:00 UTC", 1.0)
         assert upgraded.standbys() == [("run --standby, pid 1 on b, since 2026-12-01 10:00 UTC", 1.0)]
     finally:

@@ -47,6 +47,7 @@ class SourceState:
     last_error: str | None = None
     consecutive_failures: int = 0
     caught_up: date | None = None  # the last past day read whole (``monitor.history.catch_up``)
+    format: str | None = None  # what its page read as at the last poll that read one
 
 
 class Store(Protocol):
@@ -96,9 +97,10 @@ class Store(Protocol):
 
     def record_success(
         self, name: str, url: str, *, status: int, etag: str | None, last_modified: str | None,
-        now: float | None = None,
+        now: float | None = None, fmt: str | None = None,
     ) -> SourceState:
-        """A poll that worked: store these validators, reset the failure count. Raises ``StoreError``."""
+        """A poll that worked: store these validators (and the format its page read as, if one was
+        read), reset the failure count. Raises ``StoreError``."""
         ...
 
     def record_failure(

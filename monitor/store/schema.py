@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -101,6 +101,9 @@ sources = sa.Table(
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
     # The last day whose whole listing was read after it ended (the HF API's catch-up), ISO.
     sa.Column("caught_up", sa.Text),
+    # The format the source's page last read as, when its config says "auto": a page that reads as
+    # another one (a maintenance notice in plain text, where JSON was) is a failure, not papers.
+    sa.Column("format", sa.String(16)),
 )
 
 # The daemons standing by (``run --standby``), so that ``status`` can name them: each writes its

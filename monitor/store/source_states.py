@@ -28,13 +28,16 @@ class SourceStates(Transactions):
 
     def record_success(
         self, name: str, url: str, *, status: int, etag: str | None, last_modified: str | None,
-        now: float | None = None,
+        now: float | None = None, fmt: str | None = None,
     ) -> SourceState:
         now = time.time() if now is None else now
-        return self._record(name, url, {
+        values: dict[str, Any] = {
             "etag": etag, "last_modified": last_modified, "last_attempt": now, "last_success": now,
             "last_status": status, "last_error": None, "consecutive_failures": 0,
-        })
+        }
+        if fmt is not None:
+            values["format"] = fmt
+        return self._record(name, url, values)
 
     def record_failure(
         self, name: str, url: str, *, error: str, status: int | None = None, now: float | None = None
@@ -63,5 +66,5 @@ def _state(row: Any) -> SourceState:
         name=row.name, url=row.url, etag=row.etag, last_modified=row.last_modified,
         last_attempt=row.last_attempt, last_success=row.last_success, last_status=row.last_status,
         last_error=row.last_error, consecutive_failures=row.consecutive_failures,
-        caught_up=date.fromisoformat(row.caught_up) if row.caught_up else None,
+        caught_up=date.fromisoformat(row.caught_up) if row.caught_up else None, format=row.format,
     )

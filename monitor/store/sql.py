@@ -69,11 +69,16 @@ def _v6_deliveries_failing_since(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE deliveries ADD COLUMN failing_since FLOAT")
 
 
+def _v7_sources_format(conn: Connection) -> None:
+    if "format" not in {column["name"] for column in sa.inspect(conn).get_columns("sources")}:
+        conn.exec_driver_sql("ALTER TABLE sources ADD COLUMN format VARCHAR(16)")
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule, _v5_standbys,
-    _v6_deliveries_failing_since,
+    _v6_deliveries_failing_since, _v7_sources_format,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
