@@ -178,13 +178,14 @@ def poll(
 
 
 def page_format(content: bytes, configured: str, before: str | None) -> str:
-    """The format to read a page as: the configured one, else what the page looks like, which must
-    be what the source's page read as before: a site's error or maintenance notice in plain text,
-    served with a 200 where JSON was, would otherwise read as a listing of one new paper."""
+    """The format to read a page as: the configured one, else what the page looks like; but plain
+    text only where the source's page read as plain text before (or never read): a site's error or
+    maintenance notice, served with a 200 where JSON was, would read as a listing of one new paper.
+    (The other formats have structure no such notice has.)"""
     if configured != "auto":
         return configured
     fmt = detect_format(content)
-    if before is not None and fmt != before:
+    if fmt == "hf-text" and before not in (None, fmt):
         raise ParseError(f"the page reads as {fmt}, not {before} as before (an error or maintenance page?); "
                          f"if the source changed for good, set its format in the config")
     return fmt
