@@ -274,6 +274,29 @@ def test_a_title_known_only_by_text_claimed_by_two_ids_in_one_page(store: SqlSto
     assert {p.key for p in store.iter_papers()} == {"arxiv:2606.00001", "arxiv:2606.00002"}
 
 
+def test_a_title_only_sighting_finds_a_paper_by_a_title_it_had_before(store: SqlStore) -> None:
+    # HF shows the v1 title, the arXiv listing already the v2 one, a plain-text page still v1.
+    assert len(store.apply_poll([paper("Scaling Laws for Cats", arxiv_id="2401.00001")], everything).new) == 1
+    renamed = store.apply_poll([paper("Scaling Laws for Cats and Dogs", arxiv_id="2401.00001")], everything)
+    assert (renamed.new, renamed.matches) == ([], [])
+    again = store.apply_poll([paper("Scaling Laws for Cats", source="hf-text")], everything)
+    assert (again.new, again.matches) == ([], [])
+    assert store.count_papers() == 1
+
+
+def test_a_title_rendered_with_other_spacing_is_the_same_paper(store: SqlStore) -> None:
+    # The seed pages show one paper as "M$^3$ViT: ..." (TeX) and as "M^3ViT: ..." (rendered).
+    first = store.apply_poll([paper("M$^3$ViT: Mixture-of-Experts Vision Transformer", source="hf-text")],
+                             everything)
+    assert len(first.new) == 1
+    again = store.apply_poll([paper("M^3ViT: Mixture-of-Experts Vision Transformer", source="hf-text")],
+                             everything)
+    assert (again.new, again.matches) == ([], [])
+    known = store.apply_poll([paper("M3ViT: Mixture of Experts Vision Transformer", arxiv_id="2210.14793")],
+                             everything)
+    assert known.new == [] and [p.key for p in store.iter_papers()] == ["arxiv:2210.14793"]
+
+
 def test_what_counts_as_changed(store: SqlStore) -> None:
     base = paper("P", arxiv_id="2606.00003", authors=["A B"], organization="Org", upvotes=1)
     store.apply_poll([base], nothing)

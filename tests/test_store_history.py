@@ -126,12 +126,14 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
             conn.exec_driver_sql("DROP TABLE standbys")
             conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN failing_since")
             conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN format")
+            conn.exec_driver_sql("DROP TABLE titles")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 7
+        assert upgraded.schema_version() == SCHEMA_VERSION == 8
+        assert upgraded.apply_poll([paper("K-ept", arxiv_id=None)], lambda p: []).new == []  # by its form
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
         assert {"ix_deliveries_state", "ix_deliveries_rule"} <= indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1

@@ -16,12 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.store.base import READ_ONLY, reason
-from monitor.store.schema import deliveries, matches, papers, sources
+from monitor.store.schema import deliveries, matches, papers, sources, titles
 from monitor.store.sql import SqlStore
 
 # In the order the foreign keys need; the meta table is the target's own (its schema version), and
 # the standbys' lines are of the processes on the source.
-TABLES = (papers, matches, deliveries, sources)
+TABLES = (papers, titles, matches, deliveries, sources)
 CHUNK = 2_000  # rows read and written at a time
 
 
@@ -46,7 +46,7 @@ def copy_rows(source: SqlStore, target: SqlStore, progress: Callable[[int], None
                     raise StoreError(f"the target holds rows already ({found}): "
                                      "copy-store fills empty stores only")
                 for table in TABLES:
-                    key = table.c.name if table is sources else table.c.id
+                    key = next(iter(table.primary_key.columns))
                     rows = src.execution_options(yield_per=CHUNK).execute(sa.select(table).order_by(key))
                     for part in rows.partitions(CHUNK):
                         dst.execute(table.insert(), [row._asdict() for row in part])

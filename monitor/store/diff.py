@@ -4,8 +4,8 @@ into what is stored, and which changes count. ``sql.py`` loads the rows and writ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from monitor.models import Paper, normalize_title
 
@@ -23,6 +23,15 @@ def stored_title_norm(title: str) -> str:
     return f"{norm[:_TITLE_NORM_MAX]} #~{hashlib.sha256(norm.encode('utf-8')).hexdigest()[:32]}"
 
 
+def title_form(title: str) -> str:
+    """The form of a title in the ``titles`` table: its normalized words run together (cut as
+    ``stored_title_norm`` cuts)."""
+    form = normalize_title(title).replace(" ", "")
+    if len(form) <= _TITLE_NORM_MAX:
+        return form
+    return f"{form[:_TITLE_NORM_MAX]}#~{hashlib.sha256(form.encode('utf-8')).hexdigest()[:32]}"
+
+
 @dataclass(frozen=True)
 class Known:
     """A stored paper as the planner needs it."""
@@ -34,11 +43,13 @@ class Known:
 
 @dataclass
 class Sighting:
-    """A stored paper seen again: how it was, how it is now, and its (maybe new) normalized title."""
+    """A stored paper seen again: how it was, how it is now, its (maybe new) normalized title, and
+    the forms of the titles it was seen with."""
 
     known: Known
     merged: Paper
     title_norm: str
+    forms: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -106,11 +117,13 @@ def dedupe(papers: Iterable[Paper], norm: Callable[[str], str] = stored_title_no
 
 
 def plan(
-    incoming: list[Paper], known: Iterable[Known], norm: Callable[[str], str] = stored_title_norm
+    incoming: list[Paper], known: Iterable[Known], norm: Callable[[str], str] = stored_title_norm,
+    forms: Mapping[str, int] | None = None, form: Callable[[str], str] = title_form,
 ) -> Plan:
     """Decide, for each (deduplicated) page paper, which stored paper it is, if any.
 
-    A paper is a stored one with the same key or arXiv id, else with the same normalized title
+    A paper is a stored one with the same key or arXiv id, else with the same normalized title, or
+    a title of the same form (``forms``: form -> stored paper id) the stored paper was seen with,
     unless both have different arXiv ids (two papers may share a title: the second one stores its
     normalized title with a ``#key`` suffix, which no real normalized title can contain).
     """
@@ -118,12 +131,15 @@ def plan(
     by_key = {row.paper.key: row for row in rows}
     by_id = {row.paper.arxiv_id: row for row in rows if row.paper.arxiv_id}
     by_title = {row.title_norm: row for row in rows}
+    by_row = {row.id: row for row in rows}
+    by_form = {f: by_row[paper_id] for f, paper_id in (forms or {}).items() if paper_id in by_row}
     taken = set(by_title)
     result = Plan(fresh=[], seen={})
     for paper in incoming:
         title = norm(paper.title)
         row = by_key.get(paper.key) or (by_id.get(paper.arxiv_id) if paper.arxiv_id else None)
-        if row is None and (candidate := by_title.get(title)) is not None:
+        candidate = None if row is not None else by_title.get(title) or by_form.get(form(paper.title))
+        if candidate is not None:
             current = result.seen.get(candidate.id)
             stored_id = current.merged.arxiv_id if current else candidate.paper.arxiv_id
             if paper.arxiv_id is None or stored_id is None or stored_id == paper.arxiv_id:
@@ -137,6 +153,7 @@ def plan(
         if sighting is None:
             sighting = result.seen[row.id] = Sighting(row, row.paper, row.title_norm)
         sighting.merged = merge(sighting.merged, paper)
+        sighting.forms.add(form(paper.title))
         if title != sighting.title_norm and title not in taken:
             # The title was edited: follow it, so a later title-only sighting still finds the paper.
             taken.add(title)

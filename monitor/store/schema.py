@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = sa.MetaData()
 
@@ -41,6 +41,17 @@ papers = sa.Table(
     sa.Column("first_seen", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Every title a paper has been seen with, in a form that also holds across the spacing of its
+# symbols ("M$^3$ViT" and "M^3ViT" are "m3vit"): a plain-text page (titles only) still finds the
+# paper after its title was edited, or when it renders the title another way. A form belongs to the
+# first paper seen with it.
+titles = sa.Table(
+    "titles",
+    metadata,
+    sa.Column("form", sa.Text, primary_key=True),
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), nullable=False),
 )
 
 matches = sa.Table(

@@ -22,7 +22,7 @@ from monitor.models import Hit, Match, Paper
 from monitor.store import PollDiff
 from monitor.store.base import READ_ONLY, insert_ignore, paper_from_row, sqlite_file
 from monitor.store.deliveries import Claimed, DeliveryQueries, Head
-from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm
+from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm, title_form
 from monitor.store.lock import Held, file_holder, pg_holder, take
 from monitor.store.lookup import PaperLookup
 from monitor.store.schema import (
@@ -34,6 +34,7 @@ from monitor.store.schema import (
     meta,
     metadata,
     standbys,
+    titles,
 )
 from monitor.store.schema import papers as paper_table
 from monitor.store.source_states import SourceStates
@@ -74,11 +75,21 @@ def _v7_sources_format(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE sources ADD COLUMN format VARCHAR(16)")
 
 
+def _v8_titles(conn: Connection) -> None:
+    """The titles table, filled with the stored papers' titles (oldest paper first, as it would be)."""
+    titles.create(conn, checkfirst=True)
+    rows = conn.execute(sa.select(paper_table.c.id, paper_table.c.title).order_by(paper_table.c.id)).all()
+    for start in range(0, len(rows), 5_000):
+        part = rows[start : start + 5_000]
+        insert_ignore(conn, titles, [{"form": title_form(title), "paper_id": id_} for id_, title in part],
+                      ["form"])
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule, _v5_standbys,
-    _v6_deliveries_failing_since, _v7_sources_format,
+    _v6_deliveries_failing_since, _v7_sources_format, _v8_titles,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -276,7 +287,8 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
                 # One poll at a time, like BEGIN IMMEDIATE on SQLite: the diff reads, then inserts.
                 # SHARE ROW EXCLUSIVE blocks only writers of papers; reads and FK checks go on.
                 conn.exec_driver_sql("LOCK TABLE papers IN SHARE ROW EXCLUSIVE MODE")
-            todo = plan(incoming, self._load_known(conn, incoming, norms), norms.__getitem__)
+            known, forms = self._load_known(conn, incoming, norms)
+            todo = plan(incoming, known, norms.__getitem__, forms)
             ids: dict[str, int] = {}
             if todo.fresh:
                 rows = [
@@ -307,24 +319,37 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
                 update = paper_table.update().where(paper_table.c.id.in_(chunk))
                 conn.execute(update.values(last_seen=_later(seen_at)))
             fresh = [paper for paper, _ in todo.fresh]
+            seen_forms = {title_form(paper.title): ids[paper.key] for paper in fresh}
+            for row_id, sighting in todo.seen.items():
+                seen_forms.update(dict.fromkeys(sighting.forms, row_id))
+            new_forms = [{"form": f, "paper_id": id_} for f, id_ in seen_forms.items() if f not in forms]
+            insert_ignore(conn, titles, new_forms, ["form"])
             recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now, deliver)
         return PollDiff(new=fresh, changed=changed, matches=recorded)
 
-    def _load_known(self, conn: Connection, incoming: list[Paper], norms: Mapping[str, str]) -> list[Known]:
-        """The stored papers any page paper may be, by key, arXiv id or normalized title: one SELECT
-        per 300 papers (at most 900 bound parameters, below SQLite's oldest limit)."""
+    def _load_known(
+        self, conn: Connection, incoming: list[Paper], norms: Mapping[str, str]
+    ) -> tuple[list[Known], dict[str, int]]:
+        """The stored papers any page paper may be, by key, arXiv id, normalized title or a title
+        it was seen with (and those titles' forms: form -> paper id): two SELECTs per 225 papers (at
+        most 900 bound parameters, below SQLite's oldest limit)."""
         found: dict[int, Known] = {}
-        for start in range(0, len(incoming), 300):
-            chunk = incoming[start : start + 300]
+        forms: dict[str, int] = {}
+        for start in range(0, len(incoming), 225):
+            chunk = incoming[start : start + 225]
             arxiv_ids = {p.arxiv_id for p in chunk if p.arxiv_id}
+            wanted = {title_form(p.title) for p in chunk}
+            stored = sa.select(titles.c.form, titles.c.paper_id).where(titles.c.form.in_(wanted))
+            forms.update((form, paper_id) for form, paper_id in conn.execute(stored))
             query = sa.select(paper_table).where(sa.or_(
                 paper_table.c.key.in_({p.key for p in chunk}),
                 paper_table.c.title_norm.in_({norms[p.title] for p in chunk}),
+                paper_table.c.id.in_(sa.select(titles.c.paper_id).where(titles.c.form.in_(wanted))),
                 *([paper_table.c.arxiv_id.in_(arxiv_ids)] if arxiv_ids else []),
             ))
             for row in conn.execute(query):
                 found.setdefault(row.id, Known(row.id, paper_from_row(row), row.title_norm))
-        return list(found.values())
+        return list(found.values()), forms
 
     def _record_matches(
         self, conn: Connection, candidates: list[Paper], ids: dict[str, int],
