@@ -297,7 +297,9 @@ def test_block_without_blank_line_under_the_abstract() -> None:
 @pytest.mark.parametrize(
     ("text", "arxiv_id", "url"),
     [("https://huggingface.co/papers/2401.12345\n\n{a}", "2401.12345", "https://huggingface.co/papers/2401.12345"),
-     ("{a} See arxiv.org/abs/2402.00001v2 for more.", "2402.00001", "https://arxiv.org/abs/2402.00001v2"),
+     # A link in the abstract cites another paper (the one the method builds on): not this one's id.
+     ("{a} See arxiv.org/abs/2402.00001v2 for more.", None, None),
+     ("{a} See https://huggingface.co/papers/2402.00001 for the earlier method.", None, None),
      ("{a}\n\nhttps://arxiv.org/pdf/2403.11111v1", "2403.11111", "https://arxiv.org/pdf/2403.11111v1"),
      ("{a} Code: https://github.com/x/y.", None, None),
      ("{a} Weights: https://huggingface.co/suwesh/ParallelPerceptionNetwork.", None, None),
@@ -308,6 +310,15 @@ def test_arxiv_id_from_a_visible_paper_url(text: str, arxiv_id: str | None, url:
     assert (paper.arxiv_id, paper.url) == (arxiv_id, url)
     assert paper.key == (f"arxiv:{arxiv_id}" if arxiv_id else paper.key)
     assert paper.authors_count == 2 and paper.abstract and paper.abstract.startswith("We study")
+
+
+def test_a_link_in_the_title_is_the_papers_own_and_one_in_an_abstract_cites_another() -> None:
+    cited = "https://arxiv.org/abs/2401.00001"
+    papers = parse(f"{HEADER}Earlier Method {cited}\n\n{ABSTRACT}\n\n  • 2 authors\n·\nOct 8, 2024\n\n"
+                   f"Later Method\n\n{ABSTRACT} See {cited} for the earlier method.\n\n  • 3 authors\n·\n"
+                   "Oct 8, 2024\n".encode(), date(2025, 1, 1))
+    assert [(p.arxiv_id, p.url) for p in papers] == [("2401.00001", cited), (None, None)]
+    assert papers[1].key.startswith("title:")  # its own key, not the cited paper's
 
 
 def test_paper_links_above_each_title() -> None:

@@ -328,7 +328,7 @@ def _paper(
     if org is not None:
         org_id, _, rest = org.partition(" ")
         org_name = rest.strip() or org_id
-    link = _paper_link(url, title, abstract)
+    link = _paper_link(url, title)
     return Paper.build(
         title=title,
         source=SOURCE,
@@ -344,10 +344,12 @@ def _paper(
     )
 
 
-def _paper_link(url: str | None, title: str, abstract: str | None) -> tuple[str, str] | None:
-    """(url, arXiv id) from a link line, else a paper URL in the title or the abstract."""
-    for text in (url, title, abstract):
-        # Substring tests first: a regex scan of every abstract is most of a page's parse time.
+def _paper_link(url: str | None, title: str) -> tuple[str, str] | None:
+    """(url, arXiv id) from a link line, else a paper URL in the title. Never one in the abstract:
+    prose links to the papers it builds on ("see arxiv.org/abs/..."), and taking such an id would
+    give this paper a stored paper's key (no alert, and the stored title overwritten)."""
+    for text in (url, title):
+        # Substring tests first: the regex is for the few lines that may hold a paper URL.
         if not text or "/" not in text:
             continue
         low = text.lower()
