@@ -335,6 +335,39 @@ def test_arxiv_rss_1_0_older_feed() -> None:
     assert paper.announce is None  # older feeds do not say
 
 
+def rdf_item(inner: str, about: str = "") -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/">'
+        f'<channel rdf:about="http://arxiv.org/rss/cs.CL"><title>cs.CL</title></channel><item{about}>'
+        f"{inner}</item></rdf:RDF>"
+    ).encode()
+
+
+CITING = ("<description>&lt;p&gt;We extend the method of arXiv:2101.00001 (see /abs/2101.00002).&lt;/p&gt;"
+          "</description>")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [rdf_item(f"<title>A Paper. (arXiv:2303.00001v1 [cs.CL])</title>{CITING}"
+              "<link>http://arxiv.org/abs/2303.00001</link>", ' rdf:about="http://arxiv.org/abs/2303.00001"'),
+     rdf_item(f"<title>A Paper. (arXiv:2303.00001v1 [cs.CL])</title>{CITING}",
+              ' rdf:about="http://arxiv.org/abs/2303.00001"'),
+     rdf_item(f"<title>A Paper. (arXiv:2303.00001v1 [cs.CL])</title>{CITING}"),
+     rdf_item("<title>A Paper.</title><description>arXiv:2303.00001v1 Announce Type: new Abstract: We "
+              "extend the method of arXiv:2101.00001.</description>")],
+)
+def test_arxiv_rss_an_id_cited_in_the_description_is_not_the_items_own(item: bytes) -> None:
+    (paper,) = parse(item, "arxiv-rss")
+    assert (paper.arxiv_id, paper.title, paper.url) == ("2303.00001", "A Paper.", "https://arxiv.org/abs/2303.00001")
+
+
+def test_arxiv_rss_an_item_without_an_id_of_its_own_has_none() -> None:
+    (paper,) = parse(rdf_item(f"<title>A Paper citing arXiv:2101.00003</title>{CITING}"), "arxiv-rss")
+    assert (paper.arxiv_id, paper.key.startswith("title:")) == (None, True)
+
+
 def test_xml_entity_declarations_are_refused() -> None:
     bomb = (
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'

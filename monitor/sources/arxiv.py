@@ -23,7 +23,10 @@ _UNSAFE = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 _ID_IN_TEXT = re.compile(r"(?:arXiv:|/abs/|oai:arXiv\.org:)([\w.-]+/\d{7}|\d{4}\.\d{4,5})(?:v\d+)?", re.I)
 _ANNOUNCE = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*(\S+)\s*(?:Abstract:\s*)?", re.I)
+# The item's own id where the description states it: its head, ``arXiv:<id>v1 Announce Type: new``.
+_ANNOUNCE_ID = re.compile(r"^\s*arXiv:(\S+?)\s+Announce Type:", re.I)
 _OLD_TITLE_SUFFIX = re.compile(r"\s*\(arXiv:[^)]*\)\s*$")
+RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
 # Only real HTML tags (older feeds): abstracts are full of bare ``<`` and ``>`` (``$n<m$``).
 _TAG = re.compile(r"</?(?:a|p|i|b|em|strong|br|sub|sup|span|div|font)\b[^<>]*>", re.I)
 _AUTHOR_SPLIT = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
@@ -95,7 +98,7 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
         link = _child_text(item, f"{ns}link")
         guid = _child_text(item, "guid")
         description = _child_text(item, f"{ns}description")
-        arxiv_id = _find_id(guid) or _find_id(description) or _find_id(link) or _find_id(title)
+        arxiv_id = _item_id(item, guid, link, title, description)
         day = _rfc822_day(_child_text(item, "pubDate")) or _iso_day(_child_text(item, f"{DC}date"))
         announce = _child_text(item, f"{ARXIV}announce_type") or _announce_type(description)
         papers.append(
@@ -111,6 +114,19 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
             )
         )
     return papers
+
+
+def _item_id(item: ET.Element, guid: str | None, link: str | None, title: str,
+             description: str | None) -> str | None:
+    """The item's own arXiv id: from its guid, its link (or RSS 1.0 ``rdf:about``), the older titles'
+    ``(arXiv:<id>v1 [cs.CL])`` suffix, or the description's ``arXiv:<id> Announce Type:`` head. Not
+    from anywhere else in the description: an abstract cites other papers by their ids."""
+    suffix = _OLD_TITLE_SUFFIX.search(title)
+    head = _ANNOUNCE_ID.match(description) if description else None
+    for text in (guid, link, item.get(RDF_ABOUT), suffix and suffix.group(0), head and head.group(0)):
+        if found := _find_id(text):
+            return found
+    return None
 
 
 def _items(root: ET.Element) -> Iterator[ET.Element]:
