@@ -89,8 +89,12 @@ def history_kind(url: str, fmt: str = "auto") -> str | None:
 
 def past_source(config: SourceConfig) -> SourceConfig:
     """The source to read ``config``'s past days from: itself, but for HF's Daily Papers page, whose
-    days are read from the HF API on its host (which allows five times the requests of pages)."""
-    if history_kind(config.url, config.format) != "hf-html":
+    days are read from the HF API on its host (which allows five times the requests of pages), and
+    for an arXiv listing, whose days are the arXiv API's Atom answers (whatever format it polls)."""
+    kind = history_kind(config.url, config.format)
+    if kind == "arxiv-listing":
+        return config.model_copy(update={"format": "arxiv-atom"})
+    if kind != "hf-html":
         return config
     parts = urlsplit(config.url)
     api = urlunsplit((parts.scheme, parts.netloc, "/api/daily_papers", "", ""))
@@ -318,10 +322,10 @@ def _catch_up_listing(config: SourceConfig, store: Store, fetcher: Fetcher,
     if before.caught_up != missed_from - DAY:  # kept if this fails, or the daemon stops meanwhile
         store.record_caught_up(config.name, missed_from - DAY)
     run = Run(config, fetcher, store, match, alert=True, today=today, sleep=fetcher.sleep)
-    run.tally.days = (end.date() - missed_from).days
     if arxiv_pages(listing_query(config.url, start, end), config.name, start.date(), end.date(),
                    run.fetch, fetcher.sleep, keep=listing_keep(config)):
         store.record_caught_up(config.name, None)
+        run.tally.days = (end.date() - missed_from).days  # only now are they caught up: not if it failed
     return run.tally
 
 

@@ -239,6 +239,18 @@ def test_an_arxiv_listing_is_backfilled_from_the_api_by_its_categories(
     assert counts(tmp_path / "new")[0] == 0
 
 
+def test_an_arxiv_listing_configured_as_arxiv_rss_is_backfilled_from_the_apis_atom(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    replay.route("/api/query", Reply(arxiv_page(10000, ["2026-06-14"] * 5)))
+    config = write_config(tmp_path, replay.url("/rss/cs.CL"))
+    config.write_text(config.read_text().replace("retries = 3", 'retries = 3\nformat = "arxiv-rss"'))
+    run = cli("backfill", "--config", str(config), "--since", "3d", "--today", TODAY.isoformat())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "hf-daily: 1 requests, 5 papers, 5 new, 5 matched (recorded, no alerts)" in run.stdout
+    assert counts(tmp_path)[0] == 5
+
+
 def test_a_backfill_that_lasts_shows_a_progress_bar_on_a_terminal(
     replay: ReplayServer, tmp_path: Path
 ) -> None:

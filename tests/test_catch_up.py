@@ -263,6 +263,20 @@ def test_an_arxiv_listing_down_for_days_reads_what_it_missed_from_the_api(
     assert len(api_queries(replay)) == 1
 
 
+def test_a_listing_configured_as_arxiv_rss_catches_up_from_the_apis_atom(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher
+) -> None:
+    today = datetime.now(UTC).date()
+    serve(replay, api_page(today - DAY))
+    config = arxiv(replay, format="arxiv-rss")  # the listing is RSS; the API's answers are Atom
+    assert past_source(config).format == "arxiv-atom"
+    down_for(store, config, hours=3 * 24)
+    report = poll(config, store, fetcher, ALL)
+    caught = report.caught_up
+    assert caught is not None and (caught.failures, caught.new) == ([], 5), report.line()
+    assert "; caught up on 3 past days: 1 requests, 5 papers, 5 new, 5 matched" in report.line()
+
+
 def test_a_listing_takes_from_the_api_the_announce_types_it_takes_from_the_listing(
     replay: ReplayServer, store: SqlStore, fetcher: Fetcher
 ) -> None:
@@ -287,6 +301,7 @@ def test_a_short_gap_a_failed_catch_up_and_off(
     down_for(store, config, hours=50)
     failed = poll(config, store, fetcher, ALL)
     assert failed.ok and failed.caught_up is not None and "then failed: " in failed.line()
+    assert failed.caught_up.days == 0 and "caught up on" not in failed.line()  # no day was read
     state = store.get_source_state("arxiv")
     missed_from = datetime.fromtimestamp(time.time() - 50 * 3600, UTC).date()
     assert state is not None and state.caught_up == missed_from - DAY  # what the next poll starts from
@@ -388,6 +403,7 @@ def test_a_query_catch_up_that_fails_pages_back_at_the_next_poll(
     replay.route("/api/query", results((20000, 100)), Reply(b"busy", 503))
     failed = poll(config, store, fetcher, ALL)
     assert failed.ok and failed.caught_up is not None and "then failed: " in failed.line()
+    assert failed.caught_up.days == 0 and "caught up on" not in failed.line()  # no day was read
     state = store.get_source_state("query")
     assert state is not None and state.caught_up == today - DAY  # the day before the last good poll
     # The next poll's page is known now; the record says to page back all the same.
