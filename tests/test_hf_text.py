@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import random
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
@@ -404,6 +406,20 @@ def test_a_stray_bad_byte_does_not_lose_the_page() -> None:
     data = SEED_PAGES[0].read_bytes().replace(b"Large Continual", b"Large\xe9Continual", 1)
     papers = parse(data, PAGE_TODAY[0])
     assert len(papers) == 62 and papers[0].title == "Large\ufffdContinual Instruction Assistant"
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [lambda text: text.encode("cp1252"),  # "•" and "·" are the single bytes 0x95 and 0xB7
+     lambda text: codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+     lambda text: codecs.BOM_UTF8 + text.encode("utf-8")],
+    ids=["cp1252", "utf-16-le-bom", "utf-8-bom"],
+)
+def test_a_page_in_another_encoding_reads_as_in_utf8(encode: Callable[[str], bytes]) -> None:
+    text = SEED_PAGES[0].read_text(encoding="utf-8")
+    papers = parse(encode(text), PAGE_TODAY[0])
+    assert [p.to_json() for p in papers] == [p.to_json() for p in page(0)]
+    assert sum(1 for p in papers if p.published and p.authors_count) > 50  # the "•" and "·" blocks were read
 
 
 # --- generated listings: render in the page's layout, read back ------------------------------------

@@ -442,6 +442,8 @@ def test_decode_honours_boms_and_declared_charsets() -> None:
     )
     assert parse(latin.encode("latin-1"))[0].title == "Café"
     assert decode("naïve plain text".encode("cp1252")) == "naïve plain text"
+    # A stray byte in a UTF-8 page is lost alone, not the page's every "é" and "—" to mojibake.
+    assert decode("Café — naïve ".encode() + b"caf\xe9") == "Café — naïve caf\ufffd"
     # UTF-8 wins over a "charset=" that is only text inside an abstract.
     assert decode('[{"title": "charset=latin-1 considered harmful — café"}]'.encode()).endswith('café"}]')
 

@@ -39,6 +39,7 @@ _BOMS = (
 )
 _DECLARED = re.compile(rb"""(?:encoding|charset)\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f\ufffd]")
 _JSON_START = re.compile(r'\s*(?:\[\s*(?:[\[{\]"]|$)|\{\s*(?:["}]|$))')
 # Skips the XML declaration, comments, processing instructions and a doctype to the first tag.
 _FIRST_TAG = re.compile(
@@ -47,7 +48,8 @@ _FIRST_TAG = re.compile(
 
 
 def decode(data: bytes) -> str:
-    """Page bytes as text: by BOM, else UTF-8, else the declared charset, else Windows-1252.
+    """Page bytes as text: by BOM, else UTF-8 (with a few stray bytes replaced), else the declared
+    charset, else Windows-1252.
 
     Raises ParseError for an empty input or for binary data (control bytes where text would be).
     """
@@ -70,6 +72,11 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    # A UTF-8 page with a stray byte of another encoding: read as Windows-1252, its every "•" and
+    # "é" would turn to mojibake; the stray byte alone is lost instead.
+    text = data.decode("utf-8", errors="replace")
+    if len(_NON_ASCII.findall(text)) > text.count("\ufffd"):
+        return text
     declared = _DECLARED.search(data[:1024])
     if declared:
         try:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from monitor.errors import ParseError
 from monitor.models import Paper
+from monitor.sources import decode
 
 SOURCE = "hf-text"
 
@@ -84,17 +85,11 @@ def parse(data: bytes, today: date) -> list[Paper]:
 
 
 def _decode(data: bytes) -> str:
-    if not data.strip():
-        raise ParseError("empty input")
-    if b"\x00" in data:
+    """The page as text (``monitor.sources.decode``: a BOM, UTF-8, Windows-1252 and the like), if it
+    is plain text: not markup, not JSON, no NUL anywhere (the shared check reads only the head)."""
+    text = decode(data)
+    if "\x00" in text:
         raise ParseError("binary data (NUL bytes), not a plain-text listing")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # A stray byte from another encoding should not lose a whole page; binary noise should.
-        text = data.decode("utf-8", errors="replace")
-        if text.count("\ufffd") > max(8, len(text) // 100):
-            raise ParseError("not UTF-8 text (binary data?), not a plain-text listing") from None
     head = text.lstrip()[:1]
     if head == "<" and _MARKUP.match(text):
         raise ParseError("HTML/XML markup, not a plain-text listing")
