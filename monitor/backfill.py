@@ -11,6 +11,7 @@ polls, so that today's papers still alert.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from monitor.config import Settings
 from monitor.errors import ConfigError
 from monitor.history import (
+    RATE_LIMIT_PATIENCE,
+    RateLimitStop,
     Run,
     arxiv_pages,
     hf_days,
@@ -53,16 +56,18 @@ def backfill(settings: Settings, *, since_seconds: float, source: str | None = N
                       "the arXiv API and arXiv listings (through the API) serve past days")
                 continue
             with open_fetcher(config, settings.monitor.user_agent) as fetcher:
-                run = Run(config, fetcher, store, index.match, alert, today, sleep)
-                if kind == "hf-api":
-                    hf_days(config, first, last, run.fetch)
-                elif kind == "arxiv-api":
-                    arxiv_pages(config.url, config.name, first, last, run.fetch, sleep)
-                else:
-                    start = datetime.combine(first, datetime.min.time(), UTC)
-                    end = datetime.combine(last, datetime.max.time(), UTC)
-                    arxiv_pages(listing_query(config.url, start, end), config.name, first, last, run.fetch,
-                                sleep, keep=listing_keep(config))
+                run = Run(config, fetcher, store, index.match, alert, today, sleep,
+                          patience=RATE_LIMIT_PATIENCE)
+                with contextlib.suppress(RateLimitStop):  # the tally says where and why it stopped
+                    if kind == "hf-api":
+                        hf_days(config, first, last, run.fetch)
+                    elif kind == "arxiv-api":
+                        arxiv_pages(config.url, config.name, first, last, run.fetch, sleep)
+                    else:
+                        start = datetime.combine(first, datetime.min.time(), UTC)
+                        end = datetime.combine(last, datetime.max.time(), UTC)
+                        arxiv_pages(listing_query(config.url, start, end), config.name, first, last,
+                                    run.fetch, sleep, keep=listing_keep(config))
             print(printable(run.tally.line(alert)))
             for failure in run.tally.failures:
                 print(f"  failed: {printable(failure)}")

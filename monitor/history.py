@@ -10,6 +10,7 @@ pages show only the current listing.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -23,11 +24,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from monitor.config import SourceConfig
-from monitor.errors import MonitorError
+from monitor.errors import FetchError, MonitorError
 from monitor.fetch import Fetcher
 from monitor.models import Hit, Paper
 from monitor.sources import parse_page
 from monitor.store import SourceState, Store
+
+log = logging.getLogger(__name__)
 
 HF_PAGE = 100  # the API's largest `limit`
 ARXIV_PAGE = 100
@@ -48,6 +51,14 @@ _ARCHIVES = frozenset((
 MISSED_AFTER = 20 * 3600.0
 # How long before the announcement a paper it lists may have been submitted: a weekend and a day.
 LISTING_LAG = 4 * DAY
+# A backfill sits out a rate limit (HF's windows last minutes) and asks for the page again, up to
+# this many times a page; a wait longer than an hour is no window but a ban or a broken header.
+RATE_LIMIT_PATIENCE = 3600.0
+RATE_LIMIT_WAITS = 5
+
+
+class RateLimitStop(FetchError):
+    """A server asked for a wait longer than ``Run.patience``: the run of the source stops."""
 
 
 @dataclass
@@ -156,6 +167,10 @@ class Run:
     alert: bool
     today: date
     sleep: Callable[[float], None]
+    # The longest wait a 429 may ask that is sat out before the page is asked again (a longer one
+    # stops the run: RateLimitStop); None: a 429 fails the page (a poll's catch-up, which the next
+    # poll takes up again, must not hold the poll up).
+    patience: float | None = None
     tally: Tally = field(init=False)
 
     def __post_init__(self) -> None:
@@ -164,18 +179,40 @@ class Run:
     def fetch(self, url: str, label: str, listed: date | None,
               keep: Callable[[Paper], bool]) -> list[Paper] | None:
         """Fetch one page, store the papers ``keep`` accepts as listed on ``listed`` (None: on
-        each paper's own date), and return all its papers; None if it failed."""
-        self.tally.requests += 1
-        try:
-            result = self.fetcher.get(url, timeout=self.config.timeout)
-            if result.retry_after_hint:  # HF's RateLimit says the window is used up: wait it out
-                self.sleep(result.retry_after_hint)
-            papers = parse_page(result.content or b"", self.config.format, today=self.today)
-            self._store([p for p in papers if keep(p)], listed)
-        except MonitorError as exc:
-            self.tally.failures.append(f"{label}: {exc}")
-            return None
-        return papers
+        each paper's own date), and return all its papers; None if it failed. Raises RateLimitStop
+        when the server asks for a wait beyond ``patience``."""
+        for waits in range(RATE_LIMIT_WAITS + 1):
+            self.tally.requests += 1
+            try:
+                result = self.fetcher.get(url, timeout=self.config.timeout)
+                if result.retry_after_hint:  # HF's RateLimit says the window is used up: wait it out
+                    self._wait(result.retry_after_hint, f"{label}: the rate limit window is used up")
+                papers = parse_page(result.content or b"", self.config.format, today=self.today)
+                self._store([p for p in papers if keep(p)], listed)
+            except RateLimitStop:
+                raise
+            except FetchError as exc:
+                if exc.status == 429 and exc.retry_after is not None and self.patience is not None \
+                        and waits < RATE_LIMIT_WAITS:
+                    self._wait(exc.retry_after, f"{label}: HTTP 429")
+                    continue
+                self.tally.failures.append(f"{label}: {exc}")
+                return None
+            except MonitorError as exc:
+                self.tally.failures.append(f"{label}: {exc}")
+                return None
+            return papers
+        return None  # not reached: the last try returns
+
+    def _wait(self, seconds: float, why: str) -> None:
+        """Sit out a wait the server asked for, saying so; RateLimitStop if it is beyond patience."""
+        if self.patience is not None and seconds > self.patience:
+            reason = (f"{why}: the server asks to wait {seconds:.0f}s, more than the {self.patience:.0f}s a "
+                      "backfill waits: stopped here, run it again later")
+            self.tally.failures.append(reason)
+            raise RateLimitStop(reason)
+        log.warning("%s: %s: waiting %.0fs as the server asks, then going on", self.config.name, why, seconds)
+        self.sleep(seconds)
 
     def _store(self, papers: list[Paper], listed: date | None) -> None:
         """Papers as seen on the day they were listed (noon UTC; no later than now)."""

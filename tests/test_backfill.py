@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.backfill import backfill, history_kind
@@ -287,3 +288,44 @@ def test_a_used_up_rate_limit_window_is_waited_out_before_the_next_day(
     waits: list[float] = []
     assert backfill(load_settings(config), since_seconds=3 * 86_400, today=TODAY, sleep=waits.append) == 0
     assert waits == [42.0] and counts(tmp_path)[0] == 30
+
+
+def test_a_429_asking_a_wait_is_waited_out_and_the_page_asked_again(
+    replay: ReplayServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    items = serve_three_days(replay)
+    limited = Reply(b"Too Many Requests", status=429, headers={"RateLimit": '"api";r=0;t=200'})
+    replay.route(day_url(DAYS[1]), limited, Reply(json.dumps(items[10:20]).encode()))
+    config = write_config(tmp_path, replay.url("/api/daily_papers"), retries=0)
+    waits: list[float] = []
+    assert backfill(load_settings(config), since_seconds=3 * 86_400, today=TODAY, sleep=waits.append) == 0
+    assert waits == [200.0] and counts(tmp_path)[0] == 30
+    asked = [r.path for r in replay.requests]
+    assert asked == [day_url(DAYS[0]), day_url(DAYS[1]), day_url(DAYS[1]), day_url(DAYS[2])]
+    assert "hf-daily: 2026-06-13 page 0: HTTP 429: waiting 200s as the server asks" in caplog.text
+
+
+def test_a_429_asking_an_absurd_wait_stops_the_source_with_a_clear_line(
+    replay: ReplayServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve_three_days(replay)
+    replay.route(day_url(DAYS[1]), Reply(b"", status=429, headers={"Retry-After": "86400"}))
+    config = write_config(tmp_path, replay.url("/api/daily_papers"), retries=0)
+    waits: list[float] = []
+    assert backfill(load_settings(config), since_seconds=3 * 86_400, today=TODAY, sleep=waits.append) == 1
+    assert waits == [] and counts(tmp_path)[0] == 10  # the first day is kept, the third not asked
+    assert [r.path for r in replay.requests] == [day_url(DAYS[0]), day_url(DAYS[1])]
+    out = capsys.readouterr().out
+    assert ("failed: 2026-06-13 page 0: HTTP 429: the server asks to wait 86400s, more than the 3600s a "
+            "backfill waits: stopped here, run it again later") in out
+
+
+def test_a_429_that_keeps_coming_fails_the_page_after_a_few_waits(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    serve_three_days(replay)
+    replay.route(day_url(DAYS[1]), Reply(b"", status=429, headers={"Retry-After": "1"}))
+    config = write_config(tmp_path, replay.url("/api/daily_papers"), retries=0)
+    waits: list[float] = []
+    assert backfill(load_settings(config), since_seconds=3 * 86_400, today=TODAY, sleep=waits.append) == 1
+    assert waits == [1.0] * 5 and counts(tmp_path)[0] == 20  # the other two days are kept
