@@ -162,6 +162,8 @@ def test_hf_api_empty_day_is_not_an_error() -> None:
         (b'{"papers": [], "\\u001b[31mred": 1}', "not a Hugging Face paper (keys: [31mred, papers)"),
         (b'[{"paper": {"id": "2401.00001", "summary": "no title"}}]', "item 0: a paper without a title"),
         (b'[{"paper": {"id": "2401.00001", "title": "  "}}]', "item 0: a paper without a title"),
+        # Control characters and bidirectional overrides are cleaned out of titles: none is left.
+        (b'[{"paper": {"id": "2401.00001", "title": "\\b \\u202e"}}]', "item 0: a paper without a title"),
         (b"[1, 2, 3]", "item 0"),
         (b'"a string"', "JSON str"),
         (b"[" * 100_000, "not valid JSON"),
@@ -361,6 +363,11 @@ CITING = ("<description>&lt;p&gt;We extend the method of arXiv:2101.00001 (see /
 def test_arxiv_rss_an_id_cited_in_the_description_is_not_the_items_own(item: bytes) -> None:
     (paper,) = parse(item, "arxiv-rss")
     assert (paper.arxiv_id, paper.title, paper.url) == ("2303.00001", "A Paper.", "https://arxiv.org/abs/2303.00001")
+
+
+def test_arxiv_a_title_of_nothing_but_a_bidirectional_override_is_no_title() -> None:
+    reason = one_line_error(rdf_item("<title>\u202e </title>"), "arxiv-rss")
+    assert "item 0: a paper without a title" in reason
 
 
 def test_arxiv_rss_an_item_without_an_id_of_its_own_has_none() -> None:
