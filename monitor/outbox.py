@@ -65,12 +65,13 @@ class Digest:
         return cls(clock_time(int(hours), int(minutes)), ZoneInfo(zone))
 
     def last_slot(self, now: float) -> float:
-        """The latest send time at or before ``now`` (epoch seconds)."""
-        local = datetime.fromtimestamp(now, self.zone)
-        slot = datetime.combine(local.date(), self.at, tzinfo=self.zone)
-        if slot > local:
-            slot = datetime.combine(local.date() - timedelta(days=1), self.at, tzinfo=self.zone)
-        return slot.timestamp()
+        """The latest send time at or before ``now`` (epoch seconds). Compared as instants: on the
+        day the clocks go forward, 02:30 (no such time) is an hour later than the wall clock says."""
+        today = datetime.fromtimestamp(now, self.zone).date()
+        slot = datetime.combine(today, self.at, tzinfo=self.zone).timestamp()
+        if slot > now:
+            slot = datetime.combine(today - timedelta(days=1), self.at, tzinfo=self.zone).timestamp()
+        return slot
 
 
 @dataclass

@@ -318,6 +318,16 @@ def test_digest_slot_follows_the_time_zone() -> None:
     assert datetime.fromtimestamp(digest.last_slot(early), UTC) == datetime(2026, 1, 14, 12, 30, tzinfo=UTC)
 
 
+def test_digest_slot_is_never_ahead_of_now_on_the_day_the_clocks_go_forward() -> None:
+    digest = Digest.parse("02:30", "America/New_York")  # 2026-03-08: 02:00 EST is 03:00 EDT
+    for minute in (10, 25):
+        now = datetime(2026, 3, 8, 7, minute, tzinfo=UTC).timestamp()  # 03:10, 03:25 EDT
+        assert digest.last_slot(now) <= now
+        assert datetime.fromtimestamp(digest.last_slot(now), UTC) == datetime(2026, 3, 7, 7, 30, tzinfo=UTC)
+    later = datetime(2026, 3, 8, 8, 0, tzinfo=UTC).timestamp()  # 04:00 EDT: that day's slot went by
+    assert datetime.fromtimestamp(digest.last_slot(later), UTC) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args], cwd=REPO, capture_output=True, text=True, timeout=120
