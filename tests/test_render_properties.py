@@ -19,7 +19,7 @@ from selectolax.lexbor import LexborHTMLParser
 from monitor.channels.base import Alert, Batch
 from monitor.channels.email_body import compose
 from monitor.channels.rss import render_feed, xml_text
-from monitor.channels.slack import build_messages
+from monitor.channels.slack import MAX_SECTION, build_messages, paper_section
 from monitor.config import EmailConfig, RssConfig
 from monitor.models import Paper
 
@@ -63,6 +63,23 @@ def test_slack_text_has_no_markup_but_its_own_links(batch: Batch) -> None:
             assert not re.search(r"&(?!amp;|lt;|gt;)", bare), text  # & only as Slack's entities
         for link in SLACK_LINK.findall("".join(texts)):
             assert link.startswith(("<https://", "<http://")), link
+
+
+BIG = st.text(st.sampled_from("&|<>a 😀é\u200d"), min_size=200, max_size=3000)
+# Up to 500 characters, Slack's escaping of "&" makes up to 2,500.
+QUERY = st.text(st.sampled_from("&&&|<>a😀"), min_size=300, max_size=480)
+
+
+@settings(max_examples=40, deadline=None)
+@given(title=BIG, abstract=BIG, url=QUERY, authors=st.lists(BIG, max_size=5), org=BIG, rule=BIG,
+       reasons=st.lists(BIG, max_size=5))
+def test_a_slack_section_is_within_slacks_limit_whatever_the_paper(
+        title: str, abstract: str, url: str, authors: list[str], org: str, rule: str,
+        reasons: list[str]) -> None:
+    found = Paper.build(title=title or "t", source="hf-json", abstract=abstract, authors=authors,
+                        organization=org, url="https://x.org/?" + url.replace(" ", ""), upvotes=10**6)
+    text = paper_section(Alert(found, reasons, 1, rule), rule)["text"]["text"]
+    assert len(text.encode("utf-16-le")) // 2 <= MAX_SECTION  # in UTF-16 units: an emoji is two
 
 
 @SETTINGS

@@ -149,6 +149,27 @@ def test_huge_scraped_text_is_cut_to_section_and_message_limits(slack: SlackStan
         assert "<" not in json.dumps(sent.payload).replace("\\u003c", "<").replace("*<https", "")
 
 
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_an_ampersand_heavy_url_does_not_push_its_section_past_slacks_limit(slack: SlackStandIn) -> None:
+    # 470 "&" are 2,350 characters once escaped: the section passed 3,000, Slack answered invalid_blocks
+    # and the batch went dead, the good paper with it.
+    heavy = paper(2, url="https://example.org/p?" + "&" * 470, title="T " * 300, abstract="A " * 1000)
+    emoji = paper(3, title="😀" * 400, abstract="🧪 " * 1000, authors=["😀" * 80] * 5,
+                  organization="😀" * 200, url="https://example.org/?" + "😀&" * 120)
+    channel = bot(slack, min_interval=0.0)
+    channel.send(Batch("team", "r", [Alert(p, ["😀 & <x>" * 100], i)
+                                     for i, p in enumerate([paper(1), heavy, emoji])], "amp"))
+
+    (sent,) = slack.messages
+    texts = sections(sent.payload)
+    assert len(texts) == 3 and "Speculative Decoding Study 1" in texts[0]
+    assert all(utf16(text) <= 3000 for text in texts), [utf16(text) for text in texts]
+    assert texts[1].startswith("*T T T")  # the title stays, unlinked: its link would not fit
+
+
 @pytest.mark.parametrize("way", ["bot", "webhook"])
 def test_scraped_text_is_escaped_and_pings_no_one(slack: SlackStandIn, way: str) -> None:
     nasty = paper(

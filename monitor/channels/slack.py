@@ -33,8 +33,12 @@ MAX_SECTION = 3000
 MAX_TEXT = 40_000
 HEADER_LIMIT = 150
 FALLBACK_LIMIT = 900
-# Per-piece budgets, in escaped characters; with the markup they stay under MAX_SECTION.
-_TITLE, _URL, _FACTS, _REASONS, _ABSTRACT, _RULE = 600, 1000, 500, 400, 400, 100
+# Per-piece budgets, in UTF-16 units of escaped text (Slack's own count may be in UTF-16, where an
+# emoji is two; counting so is never less than characters). With the markup they add up to about
+# 2,530, under MAX_SECTION; _fit_section makes sure of it whatever the pieces.
+_TITLE, _URL, _FACTS, _REASONS, _ABSTRACT, _RULE = 600, 500, 500, 400, 400, 100
+# A section stops this far under Slack's limit: room for a count of Slack's that differs from ours.
+_SECTION_BUDGET = MAX_SECTION - 100
 
 # Web API errors that no retry can fix: credentials, the channel, or the message itself.
 PERMANENT_ERRORS = frozenset({
@@ -53,14 +57,19 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def units(text: str) -> int:
+    """The length of ``text`` in UTF-16 code units, as JavaScript counts it: an emoji is two."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 def fit(text: str, budget: int) -> str:
-    """``text`` escaped, cut so the escaped form is at most ``budget`` characters (never mid-entity)."""
+    """``text`` escaped, cut so the escaped form is at most ``budget`` UTF-16 units (never mid-entity)."""
     out = escape(text)
-    if len(out) <= budget:
+    if units(out) <= budget:
         return out
     used, kept = 0, []
     for ch in text:
-        cost = len(escape(ch))
+        cost = units(escape(ch))
         if used + cost > budget - 1:
             break
         kept.append(ch)
@@ -68,10 +77,15 @@ def fit(text: str, budget: int) -> str:
     return escape("".join(kept)) + "…"
 
 
+def link_url(url: str) -> str:
+    """``url`` as it stands in a link: no ``|`` or angle bracket left to end it early, ``&`` escaped
+    (so it may be up to five times as long as ``url``)."""
+    return escape(url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E"))
+
+
 def link(url: str, label: str) -> str:
-    """``<url|label>`` with the label escaped and no ``|`` or angle bracket left to end it early."""
-    safe_url = escape(url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E"))
-    return f"<{safe_url}|{label.replace('|', '∣')}>"
+    """``<url|label>`` with the label escaped (``label`` already is) and the URL made safe."""
+    return f"<{link_url(url)}|{label.replace('|', '∣')}>"
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,7 @@ class SlackMessage:
 
 def _block_text_len(block: Mapping[str, Any]) -> int:
     text = block.get("text")
-    return len(text["text"]) if isinstance(text, Mapping) else 0
+    return units(text["text"]) if isinstance(text, Mapping) else 0
 
 
 def paper_section(alert: Alert, rule: str | None = None) -> dict[str, Any]:
@@ -97,7 +111,9 @@ def paper_section(alert: Alert, rule: str | None = None) -> dict[str, Any]:
     paper = alert.paper
     title = fit(render.shorten(paper.title or "(untitled)", 250), _TITLE)
     url = render.http_url(paper.url)
-    lines = [f"*{link(url, title) if url and len(url) <= _URL // 2 else title}*"]
+    # The budget is on the URL as sent: "&" grows five-fold into "&amp;".
+    linked = url is not None and units(link_url(url)) <= _URL
+    lines = [f"*{link(url, title) if url and linked else title}*"]
     facts = render.facts(paper)
     if facts:
         lines.append(fit(" · ".join(facts), _FACTS))
@@ -107,9 +123,19 @@ def paper_section(alert: Alert, rule: str | None = None) -> dict[str, Any]:
     abstract = render.snippet(paper.abstract)
     if abstract:
         lines.append("> " + fit(abstract, _ABSTRACT))
-    text = "\n".join(lines)
+    text = _fit_section(lines, f"*{title}*")
     # verbatim: Slack must not turn scraped "@here" or "#channel" words into mentions or links.
     return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+
+
+def _fit_section(lines: list[str], unlinked: str) -> str:
+    """The lines as one section text within ``_SECTION_BUDGET``: the budgets above already see to it,
+    but should they ever not, the last lines (abstract, then reasons, then facts) go, then the link;
+    a text Slack refuses would fail the whole batch for good."""
+    while len(lines) > 1 and units("\n".join(lines)) > _SECTION_BUDGET:
+        lines = lines[:-1]
+    text = "\n".join(lines)
+    return text if units(text) <= _SECTION_BUDGET else unlinked
 
 
 def build_messages(batch: Batch) -> list[SlackMessage]:
