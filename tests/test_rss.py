@@ -12,7 +12,7 @@ import feedparser
 import pytest
 
 from monitor.channels.base import Alert, Batch
-from monitor.channels.rss import RssChannel, render_feed, write_atomic
+from monitor.channels.rss import SUFFIX, RssChannel, render_feed, write_atomic
 from monitor.config import RssConfig
 from monitor.outbox import Dispatcher
 from tests.outbox_support import open_test_store, paper, record
@@ -111,6 +111,37 @@ def test_one_item_per_paper_even_when_several_rules_matched(store: Any, tmp_path
     (entry,) = read(tmp_path / "feeds" / "feed.xml").entries
     assert "keyword: llm" in entry.summary and "upvotes >= 50" in entry.summary
     assert sorted(t.term for t in entry.tags) == ["hot", "llm"]
+
+
+def test_the_served_feed_holds_max_items_papers_when_each_matched_several_rules(
+    store_url: str, tmp_path: Path
+) -> None:
+    # 20 papers, each matched by 5 rules in one poll: 100 rows; 3 * 10 of them made 6 papers.
+    store = open_test_store(store_url)
+    try:
+        cfg = RssConfig(name="feed", type="rss", max_items=10)
+        t0 = time.time() - 3600
+        found = [paper(f"Paper {i:02d}") for i in range(20)]
+        for n in range(5):
+            record(store, f"rule-{n}", found, ["feed"], at=t0, reasons=[f"reason {n}"])
+        early = paper("Early, matched again later")
+        record(store, "first", [early], ["feed"], at=t0 - 600)
+        record(store, "later", [early], ["feed"], at=t0 + 60)  # its newest row makes it the newest
+        deliver(store, tmp_path / "feeds", cfg)
+        for kind in ("rss", "atom"):
+            served = feedparser.parse(render_feed(store, cfg, kind))
+            written = read(tmp_path / "feeds" / f"feed{SUFFIX[kind]}")
+            for parsed in (served, written):
+                assert [e.title for e in parsed.entries] == (
+                    ["Early, matched again later"] + [f"Paper {i:02d}" for i in range(19, 10, -1)])
+                assert "later" in [t.term for t in parsed.entries[0].tags]
+                # every rule of each paper, though its rows lie among other papers' rows
+                assert all(len(e.tags) == 5 for e in parsed.entries[1:])
+                assert "reason 0" in parsed.entries[1].summary and "reason 4" in parsed.entries[1].summary
+            one = feedparser.parse(render_feed(store, cfg, kind, rule="rule-3"))
+            assert [e.title for e in one.entries] == [f"Paper {i:02d}" for i in range(19, 9, -1)]
+    finally:
+        store.close()
 
 
 def test_a_test_alert_not_in_the_store_shows_as_the_newest_item(store: Any, tmp_path: Path) -> None:

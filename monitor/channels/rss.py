@@ -49,7 +49,7 @@ def feed_items(store: FeedRows, cfg: RssConfig, batch: Batch | None = None,
     """The feed's items, newest first: sent deliveries of the channel (of ``rule`` alone, if given)
     plus ``batch``; one per paper."""
     ids = [a.delivery_id for a in batch.alerts] if batch else []
-    rows = store.feed_rows(cfg.name, cfg.max_items * 3, include=ids, rule=rule)
+    rows = store.feed_rows(cfg.name, cfg.max_items, include=ids, rule=rule)
     found = {row[0] for row in rows}
     at = time.time() if now is None else now
     # A batch alert without a stored row (``test-channel``) shows as the newest item.

@@ -271,25 +271,45 @@ class DeliveryQueries(Transactions):
     def feed_rows(
         self, channel: str, limit: int, include: Sequence[int] = (), rule: str | None = None
     ) -> list[tuple[int, str, Paper, list[str], float]]:
-        """The newest ``limit`` deliveries of ``channel`` (of ``rule`` alone, if given) that were
-        sent, or are in ``include``: ``(delivery id, rule, paper, reasons, matched at)``, newest first.
+        """The deliveries of the newest ``limit`` papers of ``channel`` (of ``rule`` alone, if given)
+        that were sent, or are in ``include``: ``(delivery id, rule, paper, reasons, matched at)``,
+        newest first. A paper sent for several rules has a row per rule, and its newest row places it.
         """
         d, m = deliveries.c, matches.c
         rows_of = (
-            sa.select(d.id, d.rule, m.reasons, d.created_at, *_PAPER_COLS)
+            sa.select(d.id, d.rule, d.paper_id, m.reasons, d.created_at, *_PAPER_COLS)
             .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
             .where(d.channel == channel)
         )
         if rule is not None:
             rows_of = rows_of.where(d.rule == rule)
-        newest = (rows_of.where(d.state == "sent")  # the newest end of ix_deliveries_state
-                  .order_by(d.created_at.desc(), d.id.desc()).limit(limit))
+        newest = (rows_of.where(d.state == "sent")  # the newest end of ix_deliveries_state (or _rule)
+                  .order_by(d.created_at.desc(), d.id.desc()))
+        # Sent rows are read newest first, a page at a time, until ``limit`` papers are found and
+        # every row as new as the last of them (one poll records a paper's rules at one time): a
+        # limit on rows alone came short of ``limit`` papers when papers matched several rules.
+        page = max(3 * limit, 30)
         with self.read("reading feed rows") as conn:
-            rows = list(conn.execute(newest))
-            if include:
-                rows += conn.execute(rows_of.where(d.state != "sent", d.id.in_(list(include))))
+            unsent = rows_of.where(d.state != "sent", d.id.in_(list(include)))
+            rows = list(conn.execute(unsent)) if include else []
+            sent: list[Any] = []
+            while limit > 0:
+                older = newest
+                if sent:
+                    last = sent[-1]
+                    older = newest.where(sa.or_(d.created_at < last.created_at,
+                                                sa.and_(d.created_at == last.created_at, d.id < last.id)))
+                found = list(conn.execute(older.limit(page)))
+                sent += found
+                edge = _newest_papers([*rows, *sent], limit, sent[-1])[1] if found else None
+                if len(found) < page or (edge is not None and sent[-1].created_at < edge):
+                    break
+                page *= 2
+        rows += sent
+        kept = _newest_papers(rows, limit)[0]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at) for r in rows[:limit]]
+        return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at)
+                for r in rows if r.paper_id in kept]
 
     def feed_versions(self, channels: Sequence[str]) -> dict[str, tuple[float, int]]:
         """Per channel with sent rows, (the last time rows were sent, how many were sent then): a
@@ -323,3 +343,18 @@ class DeliveryQueries(Transactions):
         with self.read("counting matches") as conn:
             counted = conn.execute(sa.select(m.rule, sa.func.count()).group_by(m.rule))
             return {rule: int(n) for rule, n in counted}
+
+
+def _newest_papers(rows: Sequence[Any], limit: int, oldest: Any = None) -> tuple[set[int], float | None]:
+    """The ids of the newest ``limit`` papers among feed ``rows`` (of those no older than the row
+    ``oldest``, if given: rows past it are not all read yet), and when the last of them was
+    recorded (``None`` while there are fewer)."""
+    bound = (oldest.created_at, oldest.id) if oldest is not None else None
+    found: set[int] = set()
+    for row in sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True):
+        if bound is not None and (row.created_at, row.id) < bound:
+            break
+        found.add(row.paper_id)
+        if len(found) >= limit:
+            return found, float(row.created_at)
+    return found, None
