@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from monitor.config import RssConfig
 from monitor.outbox import Dispatcher
 from tests.outbox_support import open_test_store, paper, record
 
+ATOM = "{http://www.w3.org/2005/Atom}"
 CFG = RssConfig(name="feed", type="rss", title="My papers", max_items=3)
 
 
@@ -153,6 +155,17 @@ def test_a_test_alert_not_in_the_store_shows_as_the_newest_item(store: Any, tmp_
     assert [e.title for e in read(tmp_path / "feeds" / "feed.xml").entries] == [
         "paper-monitor test alert", "Stored",
     ]
+
+
+def test_an_atom_entry_without_authors_has_the_feeds_author(store: Any, tmp_path: Path) -> None:
+    record(store, "r", [paper("Nobody wrote this", authors=[])], ["feed"])
+    deliver(store, tmp_path / "feeds")
+    root = ET.fromstring((tmp_path / "feeds" / "feed.atom").read_bytes())
+    (entry,) = root.findall(f"{ATOM}entry")
+    assert entry.find(f"{ATOM}author") is None
+    # RFC 4287 4.1.1: then the feed has an author with a name
+    assert root.findtext(f"{ATOM}author/{ATOM}name") == "paper-monitor"
+    assert read(tmp_path / "feeds" / "feed.atom").feed.author == "paper-monitor"
 
 
 def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:

@@ -84,6 +84,9 @@ def render_feed(store: FeedRows, cfg: RssConfig, kind: FeedKind, *, batch: Batch
     fg.link(href=SITE, rel="alternate")
     fg.language("en")
     fg.generator("paper-monitor")
+    # RFC 4287 4.1.1: an Atom entry without an author of its own (a paper listed without names)
+    # takes the feed's; RSS shows it nowhere (it would need an email address).
+    fg.author(name="paper-monitor")
     newest = _stamp(items[0].at) if items else _stamp(time.time() if now is None else now)
     fg.updated(newest)
     fg.lastBuildDate(newest)
