@@ -25,11 +25,14 @@ from monitor.models import Paper
 
 HOSTILE = st.sampled_from(["<b>", "</p>", "<script>alert(1)</script>", "&amp;", "&", "<!channel>", "<@U123>",
                            "*bold*", "_it_", "`x`", "|", "\r\n", "\n", "\x00", "\x07", "\x1b[31m", "\u2028",
-                           "\ufeff", "é", "日本", "]]>", '"', "'", "javascript:x", "@here", "\ud7ff"])
+                           "\ufeff", "é", "日本", "]]>", '"', "'", "javascript:x", "@here", "\ud7ff",
+                           "\x85", "\x9b", "\x7f", "\u202e", "\u2066"])
 TEXT = st.lists(HOSTILE | st.text(max_size=8), min_size=1, max_size=8).map("".join)
 URLS = st.sampled_from([None, "https://huggingface.co/papers/2401.00001", "javascript:alert(1)",
                         "https://x.org/?a=<b>&c=|d>", "http://x.org/a b", "data:text/html,<b>", "//x.org/p"])
 IDS = st.none() | st.sampled_from(["2401.00001", "2401.00002"])
+# C1 controls (feedparser reads them as Windows-1252) and bidirectional overrides: never shown.
+INVISIBLE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 SLACK_LINK = re.compile(r"<https?://[^|<>\s]*\|[^<>]*>")
 
 
@@ -61,6 +64,8 @@ def test_slack_text_has_no_markup_but_its_own_links(batch: Batch) -> None:
             bare = re.sub(r"(?m)^> ", "", SLACK_LINK.sub("", text))  # (our quote of the abstract)
             assert "<" not in bare and ">" not in bare, text  # no mention, no link of the page's
             assert not re.search(r"&(?!amp;|lt;|gt;)", bare), text  # & only as Slack's entities
+            assert not INVISIBLE.search(text), text
+        assert not INVISIBLE.search(message.blocks[0]["text"]["text"])  # the header: the rule's name
         for link in SLACK_LINK.findall("".join(texts)):
             assert link.startswith(("<https://", "<http://")), link
 
@@ -121,6 +126,7 @@ class Rows:
 def test_feeds_parse_and_show_the_titles_as_written(batch: Batch, kind: Any) -> None:
     body = render_feed(Rows(batch), RssConfig(name="feed", type="rss"), kind)
     root = ET.fromstring(body)  # well-formed XML, whatever the titles held
+    assert not INVISIBLE.search(body.decode())  # (rule names and reasons are not cleaned by Paper.build)
     parsed = feedparser.parse(body)
     assert not parsed.bozo, parsed.bozo_exception
     by_key: dict[str, Paper] = {}

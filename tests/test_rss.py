@@ -96,10 +96,14 @@ def test_a_rules_feed_holds_that_rules_papers_of_the_channel(store: Any, tmp_pat
 
 def test_hostile_titles_make_valid_xml(store: Any, tmp_path: Path) -> None:
     nasty = "<script>alert(1)</script> & \x00\x01\x0b\x1f\ufffe <![CDATA[ ]]> \"quotes\" 'n' é"
-    record(store, "r", [paper(nasty, abstract="a < b && c > d\x08")], ["feed"], reasons=["why <b>&</b>"])
+    # a rule's name and reasons, from the config, are not cleaned as a paper's text is
+    record(store, "r\x85ul\u202ee", [paper(nasty, abstract="a < b && c > d\x08")], ["feed"],
+           reasons=["why <b>&</b>\x9b\u2066"])
     deliver(store, tmp_path / "feeds")
     for name in ("feed.xml", "feed.atom"):
         (entry,) = read(tmp_path / "feeds" / name).entries
+        assert [t.term for t in entry.tags] == ["rule"]  # "\x85" was read as Windows-1252 "…"
+        assert "why <b>&</b>\n" in entry.summary
         assert "<script>alert(1)</script> &" in entry.title and entry.title.endswith("é")
         assert "\x00" not in entry.title and "\x01" not in entry.title
         assert "a < b && c > d" in entry.summary and "why <b>&</b>" in entry.summary

@@ -12,13 +12,17 @@ from monitor.models import Paper
 _WS = re.compile(r"\s+")
 # Unicode categories Cc (C0, DEL, C1), Zl and Zp: nothing a one-line field may hold.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional embeddings, overrides and isolates: invisible, they make a line read other than
+# it is written (a rule name or reason from the config may hold them); removed, not spaced.
+BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _NAME_LIMIT = 80
 _ORG_LIMIT = 120
 
 
 def one_line(text: str) -> str:
-    """Control characters (CR, LF, NUL, line and paragraph separators...) made spaces, runs collapsed."""
-    return _WS.sub(" ", _CONTROL.sub(" ", text)).strip()
+    """Control characters (CR, LF, NUL, line and paragraph separators...) made spaces, runs collapsed;
+    bidirectional overrides removed."""
+    return _WS.sub(" ", _CONTROL.sub(" ", BIDI.sub("", text))).strip()
 
 
 def shorten(text: str, limit: int) -> str:
@@ -78,7 +82,7 @@ def http_url(url: str | None) -> str | None:
     url = url.strip()
     if not url.lower().startswith(("https://", "http://")) or any(ch.isspace() for ch in url):
         return None
-    if _CONTROL.search(url):
+    if _CONTROL.search(url) or BIDI.search(url):
         return None
     return url
 

@@ -28,11 +28,14 @@ FeedKind = Literal["rss", "atom"]
 SUFFIX: dict[FeedKind, str] = {"rss": ".xml", "atom": ".atom"}
 SITE = "https://huggingface.co/papers"
 # Characters XML 1.0 cannot carry at all (lxml refuses them): C0 controls but tab, LF, CR; surrogates.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# And those it can but should not: DEL and the C1 controls (feedparser reads them as Windows-1252,
+# so "\x85" shows as "…"), and bidirectional overrides (see render.BIDI).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+                      "\u202a-\u202e\u2066-\u2069]")
 
 
 def xml_text(text: str) -> str:
-    """``text`` with the characters XML cannot hold removed (escaping itself is feedgen's)."""
+    """``text`` with the characters XML cannot (or should not) hold removed (escaping itself is feedgen's)."""
     return _NOT_XML.sub("", text)
 
 

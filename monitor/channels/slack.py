@@ -118,7 +118,7 @@ def paper_section(alert: Alert, rule: str | None = None) -> dict[str, Any]:
     if facts:
         lines.append(fit(" · ".join(facts), _FACTS))
     if alert.reasons:
-        by = f" ({fit(rule, _RULE)})" if rule else ""
+        by = f" ({fit(render.one_line(rule), _RULE)})" if rule else ""
         lines.append(f"_Matched{by}:_ " + fit(render.reasons_line(alert.reasons), _REASONS))
     abstract = render.snippet(paper.abstract)
     if abstract:
