@@ -176,7 +176,7 @@ class App:
                                 ((b"Content-Type", b"text/plain; charset=utf-8"),))
             return _not_found()
         feed = self.feeds.get(cfg, kind, rule)
-        zipped = b"gzip" in headers.get(b"accept-encoding", b"")
+        zipped = _accepts_gzip(headers.get(b"accept-encoding", b""))
         etag = feed.etag[:-1] + '-gz"' if zipped else feed.etag
         common = [
             (b"ETag", etag.encode()),
@@ -190,6 +190,36 @@ class App:
         if zipped:
             common.append((b"Content-Encoding", b"gzip"))
         return Response(200, feed.gzipped if zipped else feed.body, tuple(common))
+
+
+def _accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether an ``Accept-Encoding`` value admits gzip (RFC 9110 12.5.3): listed, or ``*`` when
+    gzip is not, with a weight above 0; ``gzip;q=0`` refuses it. A weight we cannot read admits
+    nothing: the plain feed is always acceptable."""
+    star = False
+    for item in accept_encoding.lower().split(b","):
+        coding, _, params = item.partition(b";")
+        coding = coding.strip()
+        if coding not in (b"gzip", b"x-gzip", b"*"):
+            continue
+        weight = _weight(params)
+        if coding != b"*":
+            return weight > 0
+        star = weight > 0
+    return star
+
+
+def _weight(params: bytes) -> float:
+    """The ``q`` of an ``Accept-Encoding`` item's parameters: 1 when absent, 0 when unreadable."""
+    for param in params.split(b";"):
+        name, _, value = param.partition(b"=")
+        if name.strip() == b"q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
 
 
 def _not_modified(headers: Mapping[bytes, bytes], feed: CachedFeed) -> bool:

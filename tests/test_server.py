@@ -137,6 +137,22 @@ def test_gzip_for_clients_that_ask(srv: Running) -> None:
 
 
 @pytest.mark.parametrize(
+    ("accept", "zipped"),
+    [("gzip;q=0, identity", False), ("gzip; q=0.0", False), ("identity, gzip;q=0", False),
+     ("*;q=0", False), ("gzip;q=nonsense", False), ("gzip_not", False), ("br", False), ("", False),
+     ("GZIP", True), ("identity;q=0.5, gzip;q=0.8", True), ("x-gzip", True), ("*", True),
+     ("br, *;q=0.1", True), ("gzip;q=0, *", False)],
+)
+def test_gzip_only_when_the_client_accepts_it(srv: Running, accept: str, zipped: bool) -> None:
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=5) as sock:
+        sock.sendall(b"GET /feeds/public.xml HTTP/1.1\r\nHost: x\r\nAccept-Encoding: " + accept.encode()
+                     + b"\r\nConnection: close\r\n\r\n")
+        head, _, body = _read_all(sock).partition(b"\r\n\r\n")
+    assert (b"content-encoding: gzip" in head.lower()) is zipped
+    assert (b"First paper" in body) is not zipped
+
+
+@pytest.mark.parametrize(
     ("path", "status"),
     [
         ("/feeds/private.xml", 404),
