@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024
 IDLE_TIMEOUT = 30.0
+# The end of a request head: lines end in CRLF, or in a bare LF, which RFC 9112 2.2 lets a server
+# take as one (curl, nginx and most servers do; waiting for a CRLF that never comes hung the client).
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
 _KINDS = {".xml": "rss", ".atom": "atom"}
 _TYPES = {"rss": b"application/rss+xml; charset=utf-8", "atom": b"application/atom+xml; charset=utf-8"}
 _REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 404: "Not Found",
@@ -290,26 +295,29 @@ class _Connection(asyncio.Protocol):
 
     def _process(self) -> None:
         while self.transport is not None and not self.transport.is_closing() and not self.paused:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEAD:
+            # Only a head's worth is searched: a longer one is refused whether its end has come in
+            # the same read or not yet.
+            end = _HEAD_END.search(self.buffer, 0, MAX_HEAD + 4)
+            if end is None:
+                if len(self.buffer) >= MAX_HEAD + 4:
                     self._reply(Response(431, b"request head too large\n"), "GET", close=True)
                 return
-            head = bytes(self.buffer[:end])
-            del self.buffer[: end + 4]
+            head = bytes(self.buffer[: end.start()])
+            del self.buffer[: end.end()]
             self._one(head)
 
     def _one(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
+        lines = _LINE_END.split(head)
         request = lines[0].split(b" ")
         headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
+            # A bare CR is no line end (RFC 9112 2.2): refused, never taken for one.
+            if not colon or not name or name != name.strip() or b"\r" in line:
                 self._reply(Response(400, b"bad header\n"), "GET", close=True)
                 return
             headers[name.lower()] = value.strip()
-        if len(request) != 3 or not request[2].startswith(b"HTTP/1."):
+        if len(request) != 3 or not request[2].startswith(b"HTTP/1.") or b"\r" in lines[0]:
             self._reply(Response(400, b"bad request line\n"), "GET", close=True)
             return
         if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:

@@ -319,6 +319,31 @@ def test_http_details_keepalive_pipelining_head_and_bad_requests(srv: Running) -
         assert _read_all(sock).startswith(b"HTTP/1.1 431")
 
 
+def test_bare_lf_line_ends_are_answered_at_once(srv: Running) -> None:
+    # It waited for a CRLF CRLF that never came: the client hung until the 30 s idle timeout.
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\nHost: x\n\n"
+                     b"GET /feeds/public.xml HTTP/1.1\r\nHost: x\n\r\n"
+                     b"HEAD /healthz HTTP/1.1\nHost: x\nConnection: close\n\n")
+        raw = _read_all(sock)
+    assert raw.count(b"HTTP/1.1 200 OK") == 3 and b"First paper" in raw
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\rX-Smuggled: 1\r\n\r\n")  # a bare CR
+        assert _read_all(sock).startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("ending", [b"\r\n\r\n", b""])
+def test_a_head_over_16_kb_is_refused_though_it_came_whole(srv: Running, ending: bytes) -> None:
+    # It was refused only while its end had not come: in one read, 100 KB were taken.
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + ending)
+        assert _read_all(sock).startswith(b"HTTP/1.1 431")
+    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 16_000
+                     + b"\r\nConnection: close\r\n\r\n")
+        assert _read_all(sock).startswith(b"HTTP/1.1 200")
+
+
 def _read_all(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):
