@@ -71,7 +71,8 @@ class PollReport:
             return ""
         failed = f", then failed: {past.failures[0]}" if past.failures else ""
         days = f" on {past.days} past day{'s' if past.days != 1 else ''}" if past.days else ""
-        return (f"; caught up{days}: {past.requests} requests, {past.papers} papers, {past.new} new,"
+        what = f"caught up{days}" if past.days or not past.failures else "catching up"
+        return (f"; {what}: {past.requests} requests, {past.papers} papers, {past.new} new,"
                 f" {past.matched} matched{failed}")
 
     def fields(self) -> dict[str, object]:

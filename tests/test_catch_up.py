@@ -301,7 +301,8 @@ def test_a_short_gap_a_failed_catch_up_and_off(
     down_for(store, config, hours=50)
     failed = poll(config, store, fetcher, ALL)
     assert failed.ok and failed.caught_up is not None and "then failed: " in failed.line()
-    assert failed.caught_up.days == 0 and "caught up on" not in failed.line()  # no day was read
+    assert failed.caught_up.days == 0 and "; catching up: " in failed.line()  # no day was read
+    assert "caught up" not in failed.line()
     state = store.get_source_state("arxiv")
     missed_from = datetime.fromtimestamp(time.time() - 50 * 3600, UTC).date()
     assert state is not None and state.caught_up == missed_from - DAY  # what the next poll starts from
@@ -403,7 +404,8 @@ def test_a_query_catch_up_that_fails_pages_back_at_the_next_poll(
     replay.route("/api/query", results((20000, 100)), Reply(b"busy", 503))
     failed = poll(config, store, fetcher, ALL)
     assert failed.ok and failed.caught_up is not None and "then failed: " in failed.line()
-    assert failed.caught_up.days == 0 and "caught up on" not in failed.line()  # no day was read
+    assert failed.caught_up.days == 0 and "; catching up: " in failed.line()  # no day was read
+    assert "caught up" not in failed.line()
     state = store.get_source_state("query")
     assert state is not None and state.caught_up == today - DAY  # the day before the last good poll
     # The next poll's page is known now; the record says to page back all the same.
