@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.metrics import OTHER_RULES, RULE_SERIES, Metrics
+from monitor.models import Hit
 from monitor.store import open_store
 from monitor.store.schema import SCHEMA_VERSION, meta
 from monitor.store.sql import SqlStore
@@ -189,6 +190,24 @@ def _send_all(store: SqlStore, channel: str, at: float) -> None:
     while (head := store.queue_head(channel)) is not None and head.next_attempt_at <= at:
         key, _ = store.claim_batch(channel, at, head=head, limit=100)
         store.mark_sent(key, at)
+
+
+def test_a_feed_keeps_its_newest_papers_however_many_rules_each_matched(store_url: str) -> None:
+    def three_rules(paper: Any) -> list[Hit]:
+        return [Hit(rule=rule, reasons=("every paper",), notify=("feed",)) for rule in ("a", "b", "c")]
+
+    store = open_store(store_url)
+    try:
+        now, papers = time.time(), hf_papers()
+        for i in range(10):  # a poll a day, a paper each, matched by three rules
+            store.apply_poll(papers[i : i + 1], three_rules, now=now - (400 - i) * DAY)
+        _send_all(store, "feed", now - 300 * DAY)
+        assert store.prune_sent(now - 200 * DAY, keep={"feed": 4}) == 6 * 3
+        assert [paper.key for _, _, paper, _, _ in store.feed_rows("feed", 4)][::3] == [
+            paper.key for paper in papers[9:5:-1]
+        ]
+    finally:
+        store.close()
 
 
 def test_old_sent_deliveries_go_but_feeds_keep_their_newest_and_nothing_is_alerted_again(

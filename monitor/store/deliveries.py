@@ -179,24 +179,22 @@ class DeliveryQueries(Transactions):
             return int(conn.execute(stmt.values(state="pending", next_attempt_at=now)).rowcount)
 
     def prune_sent(self, before: float, keep: Mapping[str, int] | None = None, chunk: int = 5_000) -> int:
-        """Delete the deliveries sent before ``before``, but each channel in ``keep`` keeps its
-        newest ``keep[channel]`` sent rows (a feed's items). Rows not sent and the matches stay, so
-        nothing is alerted again. A transaction per ``chunk`` rows, so that a long history does
-        not hold the database for long. Returns how many rows went."""
+        """Delete the deliveries sent before ``before``, but each channel in ``keep`` keeps the rows
+        of its newest ``keep[channel]`` papers (a feed's items, as ``feed_rows`` finds them). Rows
+        not sent and the matches stay, so nothing is alerted again. A transaction per ``chunk``
+        rows, so that a long history does not hold the database for long. Returns how many went."""
         d = deliveries.c
         keep = keep or {}
         deleted = 0
         for channel in self._channels():
             old = sa.and_(d.channel == channel, d.sent_at < before, d.state == "sent")  # ix_deliveries_sent
-            if keep.get(channel):  # in the feed's order (feed_rows): newest created first
-                newest = (sa.select(d.created_at, d.id).where(d.state == "sent", d.channel == channel)
-                          .order_by(d.created_at.desc(), d.id.desc()).offset(keep[channel] - 1).limit(1))
-                with self.read("reading a feed's oldest item") as conn:
-                    last = conn.execute(newest).first()
-                if last is None:
-                    continue  # no more sent rows than the feed shows
-                old = sa.and_(old, sa.or_(d.created_at < last.created_at,
-                                          sa.and_(d.created_at == last.created_at, d.id < last.id)))
+            if keep.get(channel):
+                items = self.feed_rows(channel, keep[channel])
+                if len({paper.key for _, _, paper, _, _ in items}) < keep[channel]:
+                    continue  # no more papers sent than the feed shows
+                created_at, last_id = min((at, id_) for id_, _, _, _, at in items)
+                old = sa.and_(old, sa.or_(d.created_at < created_at,
+                                          sa.and_(d.created_at == created_at, d.id < last_id)))
             while True:
                 with self._write("deleting old sent deliveries") as conn:
                     gone = int(conn.execute(
