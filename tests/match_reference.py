@@ -22,11 +22,28 @@ def term_regex(words: tuple[str, ...], prefix: bool) -> str:
     return r"\b" + " ".join(map(re.escape, words)) + ("" if prefix else r"\b")
 
 
-def _given(word: str) -> str:
-    """A paper's given name that agrees with the watched one: itself, its initial, or, for a watched
-    initial, any name that starts with it."""
+def _part(word: str) -> str:
+    """A word that agrees with the watched one: itself, its initial, or, for a watched initial, any
+    word that starts with it."""
     first = re.escape(word[0])
     return first + r"\w*" if len(word) == 1 else f"(?:{re.escape(word)}|{first})"
+
+
+def _given(word: str) -> str:
+    """A paper's given name that agrees with the watched one. A hyphenated ``jun-yan`` agrees with
+    ``jun-yan``, ``j-y`` (part by part), ``junyan``, ``jy`` and ``j``; a one-word name with itself,
+    its initial, or a hyphenated name that is the word split up (``jun-yan`` for ``junyan``) or
+    whose initials spell it (``j-y`` for ``jy``)."""
+    parts = word.split("-")
+    if len(parts) > 1:
+        joined, initials = "".join(parts), "".join(part[0] for part in parts)
+        return (f"(?:{'-'.join(map(_part, parts))}|{re.escape(joined)}|{re.escape(initials)}"
+                f"|{re.escape(word[0])})")
+    if len(word) == 1:
+        return re.escape(word) + r"[\w-]*"
+    split_up = "-?".join(map(re.escape, word))  # the word itself among them
+    by_initials = "-".join(re.escape(letter) + r"\w*" for letter in word)
+    return f"(?:{split_up}|{re.escape(word[0])}|{by_initials})"
 
 
 def author_regex(name: str) -> str:
@@ -35,10 +52,10 @@ def author_regex(name: str) -> str:
     parsed = parse_name(name)
     assert parsed is not None
     surname = re.escape(parsed.surname)
-    watch_in_author = r"^(?:\w+ )*?" + "".join(_given(w) + r" (?:\w+ )*?" for w in parsed.given)
+    watch_in_author = r"^(?:[\w-]+ )*?" + "".join(_given(w) + r" (?:[\w-]+ )*?" for w in parsed.given)
     pattern = watch_in_author + surname + "$"
     if parsed.given:
-        author_in_watch = r"^(?=\w+ \w)" + "".join(f"(?:{_given(w)} )?" for w in parsed.given)
+        author_in_watch = r"^(?=[\w-]+ \w)" + "".join(f"(?:{_given(w)} )?" for w in parsed.given)
         pattern = f"(?:{pattern})|(?:{author_in_watch}{surname}$)"
     return pattern
 

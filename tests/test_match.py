@@ -11,6 +11,7 @@ import pytest
 from monitor.config import RuleConfig
 from monitor.errors import ConfigError
 from monitor.match import compile_rules, explain
+from monitor.match.names import Name, parse_name
 from monitor.models import Hit, Paper
 from monitor.sources import parse_page
 from tests.helpers import HF_JSON, SEED_PAGES
@@ -105,12 +106,45 @@ AUTHORS = [
     ("Dao", "Tri Dao", True),  # a watched surname alone
     ("Jurgen Schmidhuber", "Jürgen Schmidhuber", True),
     ("Niccolo Biondi", "Niccolò Biondi", True),
+    # A hyphenated given name is one name: other people share a part of it.
+    ("Jun-Yan Zhu", "Jun Zhu", False),
+    ("Jun-Yan Zhu", "Yan Zhu", False),
+    ("Jun Zhu", "Jun-Yan Zhu", False),
+    ("Yu Wang", "Yu-Xiang Wang", False),
+    ("Ming-Hsuan Yang", "Hsuan Yang", False),
+    ("Jean-Pierre Dupont", "Pierre Dupont", False),
+    ("Jun-Yan Zhu", "Jun-Yan Zhu", True),
+    ("Jun-Yan Zhu", "Junyan Zhu", True),
+    ("Junyan Zhu", "Jun-Yan Zhu", True),
+    ("Jun-Yan Zhu", "J.-Y. Zhu", True),
+    ("Jun-Yan Zhu", "JY Zhu", True),
+    ("Jun-Yan Zhu", "J. Zhu", True),
+    ("Jun-Yan Zhu", "Zhu, Jun-Yan", True),
+    ("J.-Y. Zhu", "Jun-Yan Zhu", True),
+    ("Jun-Yan Zhu", "Jun-Yang Zhu", False),
+    ("Tri Dao", "Tri Dao Jr.", True),
+    ("Henry Ford II", "Henry Ford", True),  # a suffix is dropped: pages leave it out as often
 ]
 
 
 @pytest.mark.parametrize(("watch", "author", "expected"), AUTHORS)
 def test_author_names(watch: str, author: str, expected: bool) -> None:
     assert matches({"authors": [watch]}, paper(authors=["Someone Else", author])) is expected
+
+
+@pytest.mark.parametrize(("raw", "given", "surname"), [
+    ("Dao Jr.", (), "dao"),
+    ("Tri Dao Jr.", ("tri",), "dao"),
+    ("Henry Ford II", ("henry",), "ford"),
+    ("Dao, Tri, Jr.", ("tri",), "dao"),
+    ("Jun-Yan Zhu", ("jun-yan",), "zhu"),
+    ("J.-Y. Zhu", ("j-y",), "zhu"),
+    ("J.Y. Zhu", ("j", "y"), "zhu"),  # initials without a hyphen may be two given names
+    ("Zhu, Jun-Yan", ("jun-yan",), "zhu"),
+    ("Jr.", (), "jr"),
+])
+def test_parse_name(raw: str, given: tuple[str, ...], surname: str) -> None:
+    assert parse_name(raw) == Name(given, surname)
 
 
 @pytest.mark.parametrize(("watch", "author", "expected"), AUTHORS)

@@ -15,7 +15,8 @@ WORDS = ["kv", "cache", "cached", "caches", "quantization", "quantized", "quant"
          "speculative", "decoding", "survey", "large", "language", "café", "straße", "x", "4"]
 SEPARATORS = [" ", " ", " ", "-", "/", "_", ", ", "  \n"]
 PEOPLE = [("Tri", "Dao"), ("Kaiming", "He"), ("Kai", "He"), ("Song", "Han"), ("Han", "Song"),
-          ("Tri", "Dang"), ("Yang", "He"), ("Trí", "Đào"), ("Kaiming", "Hefner")]
+          ("Tri", "Dang"), ("Yang", "He"), ("Trí", "Đào"), ("Kaiming", "Hefner"), ("Jun-Yan", "Zhu"),
+          ("Jun", "Zhu"), ("Junyan", "Zhu"), ("Yan", "Zhu"), ("J.-Y.", "Zhu"), ("JY", "Zhu")]
 ORGS = ["caltech", "MIT", "ibm-research", "Kolors Team"]
 
 word = st.sampled_from(WORDS)

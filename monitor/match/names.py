@@ -1,21 +1,41 @@
 """Author names: a watched name matches a paper's author despite case, accents, punctuation,
 middle names and initials (``Tri Dao`` = ``T. Dao`` = ``Dao, Tri``), never on a different
 surname or a different full given name (``Kaiming He`` is not ``Kai He`` nor ``Kaiming Hefner``).
+
+A hyphenated given name is one name, not two: ``Jun-Yan`` is kept as ``jun-yan`` and agrees with
+``Junyan``, ``J.-Y.``, ``JY`` and ``J.``, never with ``Jun`` or ``Yan`` alone (other people).
+Suffixes (Jr., Sr., II, III, IV) are dropped: ``Henry Ford II`` is written ``Henry Ford`` as often.
 """
 
 from __future__ import annotations
 
+import re
 from itertools import combinations
 from typing import NamedTuple
 
 from monitor.match.text import tokenize
 
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
+# Hyphens and dashes that join the parts of one given name (`Jun-Yan`, `J.-Y.`, `Jean‐Pierre`).
+_HYPHEN = re.compile("[-\u2010\u2011\u2012\u2013]")
+_CHUNK_BREAK = re.compile(r"[\s,]+")
 
 
 class Name(NamedTuple):
-    given: tuple[str, ...]  # folded given names and initials, in order
+    given: tuple[str, ...]  # folded given names and initials, in order; a hyphenated one as `jun-yan`
     surname: str  # the folded last word of the family name
+
+
+def _given_names(text: str) -> list[str]:
+    """The given names written in ``text``: a hyphenated one joined by ``-`` into one name."""
+    names: list[str] = []
+    for chunk in _CHUNK_BREAK.split(text):
+        words = tokenize(chunk)
+        if len(words) > 1 and _HYPHEN.search(chunk):
+            names.append("-".join(words))
+        else:
+            names.extend(words)
+    return [name for name in names if name not in _SUFFIXES]
 
 
 def parse_name(raw: str) -> Name | None:
@@ -23,19 +43,49 @@ def parse_name(raw: str) -> Name | None:
     family, comma, rest = raw.partition(",")
     rest_words = tokenize(rest)
     if comma and rest_words and not set(rest_words) <= _SUFFIXES:
-        words = rest_words + tokenize(family)
+        given = _given_names(rest)
+        family_words = tokenize(family)
     else:
-        words = tokenize(raw)
-    while len(words) > 2 and words[-1] in _SUFFIXES:
-        words.pop()
-    if not words:
+        chunks = [chunk for chunk in _CHUNK_BREAK.split(raw) if tokenize(chunk)]
+        # `Dao Jr.`, `Henry Ford II`: the suffix is no surname (a name of a suffix alone is kept).
+        while len(chunks) > 1 and set(tokenize(chunks[-1])) <= _SUFFIXES:
+            chunks.pop()
+        if not chunks:
+            return None
+        given = _given_names(" ".join(chunks[:-1]))
+        family_words = tokenize(chunks[-1])
+    if not family_words:
         return None
-    return Name(tuple(words[:-1]), words[-1])
+    # Words of the family name before its last (`van der Berg`, `Smith-Jones`) count as given names.
+    return Name((*given, *family_words[:-1]), family_words[-1])
+
+
+def _parts(name: str) -> list[str]:
+    return name.split("-")
 
 
 def _compatible(a: str, b: str) -> bool:
-    """Equal, or one is the other's initial."""
-    return a == b or (len(a) == 1 and b.startswith(a)) or (len(b) == 1 and a.startswith(b))
+    """Equal, or one is the other's initial; a hyphenated name agrees with itself written as one
+    word (``junyan``), by its initials (``jy``, ``j-y``) or part by part."""
+    if a == b or (len(a) == 1 and b.startswith(a)) or (len(b) == 1 and a.startswith(b)):
+        return True
+    a_parts, b_parts = _parts(a), _parts(b)
+    if len(a_parts) == 1 and len(b_parts) == 1:
+        return False
+    if len(a_parts) == len(b_parts):
+        return all(_compatible(x, y) for x, y in zip(a_parts, b_parts, strict=True))
+    if len(b_parts) > 1:
+        a_parts, b_parts = b_parts, a_parts
+    # Now a_parts are of a hyphenated name; the other agrees only as one word.
+    return len(b_parts) == 1 and b_parts[0] in ("".join(a_parts), "".join(part[0] for part in a_parts))
+
+
+def spellings(name: str) -> tuple[str, ...]:
+    """The one-word spellings that agree with the hyphenated ``name`` (``junyan``, ``jy``)."""
+    parts = _parts(name)
+    if len(parts) == 1:
+        return ()
+    return tuple(dict.fromkeys(("".join(parts), "".join(part[0] for part in parts))))
 
 
 def _embeds(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
@@ -100,7 +150,9 @@ class AuthorWatches:
             (atom_id, given))
         self.wide.pop(surname, None)
         if len(given) == 1:
-            self.one_given.setdefault((surname, given[0]), []).append(atom_id)
+            # a hyphenated `jun-yan` is also filed as the one-word `junyan` and `jy` it agrees with
+            for spelled in (given[0], *spellings(given[0])):
+                self.one_given.setdefault((surname, spelled), []).append(atom_id)
         for initial in {g[0] for g in given} if len(given) > 1 else ():
             self.more_given.setdefault((surname, initial), []).append((atom_id, given))
 
@@ -124,7 +176,7 @@ class AuthorWatches:
         if name is None or not buckets:
             return ()
         given = name.given
-        if len(given) == 1 and len(given[0]) > 1:
+        if len(given) == 1 and len(given[0]) > 1 and "-" not in given[0]:
             # "Wei Zhang" is "Zhang", "Wei Zhang", "W. Zhang", or a longer name with "Wei" or "W."
             first = given[0]
             found = [atom_id for atom_id, _ in buckets.get(_NO_INITIALS, ())]
