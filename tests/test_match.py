@@ -236,7 +236,7 @@ QUERIES = [
     ("kv OR cache quantiz*", "cache quantized", None, True),  # AND binds tighter than OR
     ("kv OR cache quantiz*", "cache", None, False),
     ("NOT NOT cache", "cache", None, True),
-    ("cache and", "cache", None, False),  # lower-case "and" is a word
+    ('cache "and"', "cache", None, False),  # a quoted "and" is a word (a bare one is an error)
 ]
 
 

@@ -31,6 +31,8 @@ PARSES = [
     ("upvotes:10", Upvotes(">=", 10)),
     ("upvotes:<3", Upvotes("<", 3)),
     ("NOT survey", Not(Term(("survey",), False, "any", "survey"))),
+    ('"and" OR "not"', Or((Term(("and",), False, "any", "and"), Term(("not",), False, "any", "not")))),
+    ("x-ray", Term(("x", "ray"), False, "any", "x-ray")),
     ('"kv cache" OR a AND b', Or((KV, And((A, B))))),
     ("title:(a OR b)", Or((Term(("a",), False, "title", "a"), Term(("b",), False, "title", "b")))),
     (
@@ -64,6 +66,15 @@ ERRORS = [
     ("kv AND ++", 8, '"++" has no letters or digits'),
     ('author:"."', 8, 'expected a name, got "."'),
     ("NOT", 4, "expected a term"),
+    # Look-alikes that read as words would quietly change what the rule means.
+    ("agents and not survey", 8, '"and": write AND, or quote "and" to mean the word'),
+    ("agents Or tools", 8, '"Or": write OR, or quote "Or" to mean the word'),
+    ("not survey", 1, '"not": write NOT, or quote "not" to mean the word'),
+    ("agents -survey", 8, "-survey: write NOT survey"),
+    ('authors:"Tri Dao"', 1, 'unknown field "authors:" (title:, abstract:, author:, org:, upvotes:)'),
+    ("kv AND titel:kv", 8, 'unknown field "titel:" (title:, abstract:, author:, org:, upvotes:)'),
+    ("upvote:>=10", 1, 'unknown field "upvote:" (title:, abstract:, author:, org:, upvotes:)'),
+    ("upvotes>=10", 1, "upvotes>=10: write upvotes:>=10"),
 ]
 
 

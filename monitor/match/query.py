@@ -7,7 +7,9 @@
     primary := "(" or ")" | FIELD ":" primary | "upvotes:" [>=|>|<=|<|=] INT | "phrase" | word
 
 Fields are ``title:``, ``abstract:``, ``author:``, ``org:`` (a field before a group applies to
-the group). Operators are upper case; a lower-case ``and`` is a word. Errors carry a 1-based column.
+the group). Operators are upper case. Look-alikes that would quietly mean something else (``and``,
+``-survey``, ``titel:kv``, ``upvotes>=10``) are errors with a hint; quoted, ``"and"`` is a word.
+Errors carry a 1-based column.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ MAX_DEPTH = 50
 _FIELDS = ("title", "abstract", "author", "org", "upvotes")
 _FIELD_PREFIX = re.compile(r"(title|abstract|author|org|upvotes):", re.I)
 _UPVOTES = re.compile(r"(>=|<=|>|<|=)?(\d+)")
+# A word that looks like a field (`titel:kv`, `authors:`), or upvotes with no colon (`upvotes>=10`).
+_FIELD_LIKE = re.compile(r"([^\W\d_][\w-]*):")
+_UPVOTES_NO_COLON = re.compile(r"upvotes?(>=|<=|>|<|=)(.*)", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,24 @@ def _lex(text: str) -> list[_Token]:
             while i < n and not text[i].isspace() and text[i] not in '()"':
                 i += 1
             word = text[start:i]
+            _refuse_look_alike(word, start + 1)
             kind: Kind = word if word in ("AND", "OR", "NOT") else "word"  # type: ignore[assignment]
             tokens.append(_Token(kind, word, start + 1))
     return tokens
+
+
+def _refuse_look_alike(word: str, column: int) -> None:
+    """A bare word that a person most likely meant as an operator, a field or an exclusion: read as
+    words it would change the rule's meaning without a sound, so it is an error with the fix."""
+    if word.upper() in ("AND", "OR", "NOT") and word != word.upper():
+        raise QuerySyntaxError(f'"{word}": write {word.upper()}, or quote "{word}" to mean the word', column)
+    if word.startswith("-") and len(word) > 1:
+        raise QuerySyntaxError(f"{word}: write NOT {word.lstrip('-')}", column)
+    if upvotes := _UPVOTES_NO_COLON.fullmatch(word):
+        raise QuerySyntaxError(f"{word}: write upvotes:{upvotes.group(1)}{upvotes.group(2)}", column)
+    if field := _FIELD_LIKE.match(word):
+        fields = ", ".join(f"{name}:" for name in _FIELDS)
+        raise QuerySyntaxError(f'unknown field "{field.group(0)}" ({fields})', column)
 
 
 class _Parser:
