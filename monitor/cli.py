@@ -50,7 +50,10 @@ def _try_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="paper-monitor", description="Watch paper listings and alert on matching papers.")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    # Upper-cased first, so that `--log-level debug` is a choice too; logging itself would raise.
+    parser.add_argument("--log-level", default="INFO", type=str.upper, metavar="LEVEL",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

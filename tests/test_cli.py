@@ -65,6 +65,7 @@ def test_console_script_is_the_same_program() -> None:
         (("parse", "README.md", "--today", "yesterday"), '--today: expected YYYY-MM-DD, got "yesterday"'),
         (("parse", "no/such/file.json"), "no/such/file.json: cannot read: No such file or directory"),
         (("match", "x.json"), "the following arguments are required: --config"),
+        (("--log-level", "FOO", "check-config"), "argument --log-level: invalid choice: 'FOO'"),
     ],
 )
 def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
@@ -74,6 +75,11 @@ def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], message: 
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_log_level_is_any_case(tmp_path: Path) -> None:
+    result = run("--log-level", "debug", "check-config", "--config", str(REPO / "config" / "monitor.toml"))
+    assert result.returncode == 0, result.stderr
 
 
 def test_default_config_comes_from_the_environment(tmp_path: Path) -> None:
