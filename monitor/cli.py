@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from monitor.config import Settings, default_config_path, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError, ParseError
+from monitor.redact import redact_url, redact_urls
 
 FORMATS = ("auto", "hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom")
 _LISTED_RULES = 20  # check-config's summary stays one screen, whatever the number of rules
@@ -189,11 +190,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     compile_rules(settings.rules)
     print(f"{path}: ok")
-    print(f"  database: {_redact(settings.monitor.database)}")
+    print(f"  database: {redact_url(settings.monitor.database)}")
     print(f"  server:   {settings.server.listen}")
     print(f"  sources ({len(settings.sources)}):")
     for source in settings.sources:
-        print(f"    {source.name:<16} every {_seconds(source.every):<6} {source.url}")
+        print(f"    {source.name:<16} every {_seconds(source.every):<6} {redact_url(source.url)}")
     print(f"  channels ({len(settings.channels)}):")
     for channel in settings.channels:
         print(f"    {channel.name:<16} {channel.type}")
@@ -210,15 +211,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         listed = ", ".join(f"{name} ({count})" for name, count in files.items()) or "none found"
         print(f"  rule files: {listed}")
     return 0
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, for printing."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 def _seconds(value: float) -> str:
@@ -307,7 +299,7 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
     try:
         sa.make_url(args.to)
     except (sa.exc.ArgumentError, ValueError) as exc:
-        raise _Usage(f"--to: not a database URL: {exc}") from None
+        raise _Usage(f"--to: not a database URL: {redact_urls(str(exc))}") from None
     return copy_store(_settings(args), args.to)
 
 

@@ -29,6 +29,7 @@ from pydantic import (
 
 from monitor.config_check import cross_check, describe, interpolate
 from monitor.errors import ConfigError
+from monitor.redact import redact_url, redact_urls
 from monitor.rule_files import read_rule_files, relocate
 from monitor.toml_text import in_file_order, parse_toml
 
@@ -58,15 +59,17 @@ def _not_too_long(seconds: float, shown: str) -> float:
 
 
 def http_url(value: str) -> str:
-    """``value`` if it is an http(s) URL with a host; ValueError saying what is wrong if not."""
+    """``value`` if it is an http(s) URL with a host; ValueError saying what is wrong if not (the
+    URL shown without its password or secret parameters)."""
+    shown = redact_url(value)
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f'expected an http(s) URL, got "{value}"')
+        raise ValueError(f'expected an http(s) URL, got "{shown}"')
     try:
         host = httpx.URL(value).host
     except httpx.InvalidURL as exc:
-        raise ValueError(f'not a valid URL: "{value}": {exc}') from None
+        raise ValueError(f'not a valid URL: "{shown}": {redact_urls(str(exc))}') from None
     if not host:
-        raise ValueError(f'no host in the URL "{value}"')
+        raise ValueError(f'no host in the URL "{shown}"')
     return value
 
 
@@ -222,7 +225,7 @@ class EmailConfig(_Digestible):
     @classmethod
     def _smtp_scheme(cls, value: str) -> str:
         if not value.startswith(("smtp://", "smtps://", "smtp+plain://")):
-            raise ValueError(f'expected smtp://, smtps:// or smtp+plain://, got "{value}"')
+            raise ValueError(f'expected smtp://, smtps:// or smtp+plain://, got "{redact_url(value)}"')
         return value
 
 

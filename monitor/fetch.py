@@ -26,6 +26,7 @@ import tenacity
 
 from monitor import __version__
 from monitor.errors import FetchError
+from monitor.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class Fetcher:
             stop=self._stop,
             sleep=self.sleep,
             before_sleep=lambda state: log.info(
-                "GET %s: %s; retry %d in %.2fs", url, _describe(state), state.attempt_number,
+                "GET %s: %s; retry %d in %.2fs", redact_url(url), _describe(state), state.attempt_number,
                 state.upcoming_sleep,
             ),
             reraise=True,
@@ -221,13 +222,15 @@ class Fetcher:
             result = retrying(self._attempt, url, headers, limits, timeout)
         except _RetryableStatus as exc:
             raise FetchError(
-                f"GET {url}: {exc} ({_gave_up(retrying, started)})", status=exc.status,
+                f"GET {redact_url(url)}: {exc} ({_gave_up(retrying, started)})", status=exc.status,
                 retry_after=exc.retry_after,
             ) from exc
         except httpx.HTTPError as exc:
-            raise FetchError(f"GET {url}: {_transport_reason(exc)} ({_gave_up(retrying, started)})") from exc
+            raise FetchError(
+                f"GET {redact_url(url)}: {_transport_reason(exc)} ({_gave_up(retrying, started)})"
+            ) from exc
         except httpx.InvalidURL as exc:
-            raise FetchError(f"GET {url}: invalid URL: {exc}") from exc
+            raise FetchError(f"GET {redact_url(url)}: invalid URL: {exc}") from exc
         return replace(result, attempts=_attempts(retrying))
 
     def _attempt(
@@ -246,7 +249,7 @@ class Fetcher:
                 wait = _server_wait(response)
                 raise _RetryableStatus(f"HTTP {status}", status=status, retry_after=wait)
             if status >= 400:
-                raise FetchError(f"GET {url}: HTTP {status} (not retried)", status=status)
+                raise FetchError(f"GET {redact_url(url)}: HTTP {status} (not retried)", status=status)
             remaining, reset = parse_ratelimit(response.headers.get("RateLimit"))
             hint = reset if remaining == 0 else None
             content = None if status == 304 else self._read_capped(url, response, deadline)
@@ -262,19 +265,21 @@ class Fetcher:
     def _read_capped(self, url: str, response: httpx.Response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchError(f"GET {url}: response of {declared} bytes exceeds the {self.max_bytes} byte cap")
+            raise FetchError(
+                f"GET {redact_url(url)}: response of {declared} bytes exceeds the {self.max_bytes} byte cap"
+            )
         chunks: list[bytes] = []
         size = 0
         try:
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise FetchError(f"GET {url}: response exceeds the {self.max_bytes} byte cap")
+                    raise FetchError(f"GET {redact_url(url)}: response exceeds the {self.max_bytes} byte cap")
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("body took too long", request=response.request)
                 chunks.append(chunk)
         except httpx.DecodingError as exc:
-            raise FetchError(f"GET {url}: undecodable body: {exc}") from exc
+            raise FetchError(f"GET {redact_url(url)}: undecodable body: {exc}") from exc
         return b"".join(chunks)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:

@@ -97,3 +97,17 @@ def test_default_config_is_config_monitor_toml_in_the_working_directory(tmp_path
     result = run("check-config", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert result.stderr.splitlines() == ['server.listen: expected "host:port", got "nonsense"']
+
+
+def test_parse_of_a_url_with_secrets_logs_and_tells_it_without_them() -> None:
+    """Each retry is logged and the failure told with the URL, never its password or key."""
+    import socket
+
+    with socket.socket() as closed:  # a port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run("parse", f"http://bob:hunter2@127.0.0.1:{port}/feed?api_key=hunter2&limit=5")
+    assert result.returncode == 1
+    assert "hunter2" not in result.stdout + result.stderr
+    assert f"GET http://bob:***@127.0.0.1:{port}/feed?api_key=***&limit=5" in result.stderr
+    assert "retry 1" in result.stderr, result.stderr

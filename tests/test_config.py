@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -490,3 +491,43 @@ def test_problems_are_told_in_the_order_they_are_written(tmp_path: Path) -> None
         'rules[0].notify: unknown channel "nope"',
         "rules[0].bogus: unknown key",
     ]
+
+
+# -- secrets never shown: check-config's summary and its problems --------------------------------------
+
+SECRET = "hunter2-s3cret"
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('smtp_url = "smtp//user:${SECRET}@smtp.example.org"',
+     'channels[1].smtp_url: expected smtp://, smtps:// or smtp+plain://, got "smtp//***@smtp.example.org"'),
+    ('smtp_url = "http://user:${SECRET}@smtp.example.org/?password=${SECRET}"',
+     'channels[1].smtp_url: expected smtp://, smtps:// or smtp+plain://, got '
+     '"http://user:***@smtp.example.org/?password=***"'),
+])
+def test_a_bad_smtp_url_is_told_without_its_secrets(line: str, expected: str) -> None:
+    text = MINIMAL + f'\n[[channels]]\nname = "m"\ntype = "email"\n{line}\nfrom = "a@x"\nto = ["b@x"]\n'
+    assert problems_of(text, env={"SECRET": SECRET}) == [expected]
+
+
+def test_a_bad_source_url_is_told_without_its_secrets() -> None:
+    text = MINIMAL.replace('url = "http://127.0.0.1:9/api/daily_papers"',
+                           'url = "htps://bob:${SECRET}@example.org/feed?api_key=${SECRET}"')
+    assert problems_of(text, env={"SECRET": SECRET}) == [
+        'sources[0].url: expected an http(s) URL, got "htps://bob:***@example.org/feed?api_key=***"'
+    ]
+
+
+def test_check_config_summary_shows_no_secret_of_a_url(tmp_path: Path) -> None:
+    config = tmp_path / "secret.toml"
+    config.write_text(
+        '[monitor]\ndatabase = "postgresql+psycopg://monitor:${SECRET}@db/papers?password=${SECRET}"\n'
+        + MINIMAL.replace("http://127.0.0.1:9/api/daily_papers",
+                          "https://bob:${SECRET}@example.org/feed?api_key=${SECRET}&limit=5"),
+        encoding="utf-8",
+    )
+    done = _run("check-config", "--config", str(config), env={**os.environ, "SECRET": SECRET})
+    assert done.returncode == 0, done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    assert "database: postgresql+psycopg://monitor:***@db/papers?password=***" in done.stdout
+    assert "https://bob:***@example.org/feed?api_key=***&limit=5" in done.stdout
