@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config_check import cross_check, describe, interpolate
+from monitor.config_check import cross_check, describe, interpolate, without_echoes
 from monitor.errors import ConfigError
 from monitor.redact import redact_url, redact_urls
 from monitor.rule_files import read_rule_files, relocate
@@ -378,9 +378,9 @@ def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None 
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         schema = [relocate(describe(error), where) for error in exc.errors()]
-        raise ConfigError(in_file_order(schema + problems, raw)) from None
+        raise ConfigError(in_file_order(without_echoes(schema + problems), raw)) from None
     if problems:
-        raise ConfigError(in_file_order(problems, raw))
+        raise ConfigError(in_file_order(without_echoes(problems), raw))
     for rule, place in zip(settings.rules, where, strict=True):
         if not place.startswith("rules["):
             rule._where = place

@@ -10,6 +10,9 @@ from typing import Any
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+_MISSING = ": environment variable "
+
+
 def interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], problems: list[str]) -> Any:
     """``value`` (the tables, down from ``where``) with each ``${NAME}`` replaced from ``env``; a
     variable not set is a problem, and its reference is kept."""
@@ -17,7 +20,7 @@ def interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], prob
         def fill(ref: re.Match[str]) -> str:
             name = ref.group(1)
             if name not in env:
-                problems.append(f"{_where(where)}: environment variable {name} is not set")
+                problems.append(f"{_where(where)}{_MISSING}{name} is not set")
                 return ref.group(0)  # keep the reference, so no second error follows from it
             return env[name]
 
@@ -27,6 +30,15 @@ def interpolate(value: Any, env: Mapping[str, str], where: tuple[Any, ...], prob
     if isinstance(value, list):
         return [interpolate(v, env, (*where, i), problems) for i, v in enumerate(value)]
     return value
+
+
+def without_echoes(problems: list[str]) -> list[str]:
+    """``problems`` less those at (or within) a place whose ``${NAME}`` is not set: the reference
+    left in the value fails that place's checks too (`expected an http(s) URL, got "${NOPE_URL}"`),
+    and the missing variable is the one thing to fix there."""
+    places = [problem.partition(_MISSING)[0] for problem in problems if _MISSING in problem]
+    shadowed = tuple(place + after for place in places for after in (": ", ".", "["))
+    return [problem for problem in problems if _MISSING in problem or not problem.startswith(shadowed)]
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -78,6 +90,7 @@ def cross_check(data: dict[str, Any]) -> list[str]:
     for i, rule in enumerate(tables("rules")):
         notify = rule.get("notify") if isinstance(rule, dict) else None
         for target in notify if isinstance(notify, list) else []:
-            if isinstance(target, str) and target not in channels:
+            # (a reference kept in place of a missing variable is told as that)
+            if isinstance(target, str) and target not in channels and not _ENV_REF.search(target):
                 problems.append(f'rules[{i}].notify: unknown channel "{target}"')
     return problems

@@ -92,6 +92,29 @@ def test_missing_environment_variable_names_it_and_where() -> None:
     assert problems_of(text) == ["channels[1].webhook_url: environment variable SLACK_HOOK is not set"]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    (MINIMAL.replace('"http://127.0.0.1:9/api/daily_papers"', '"${NOPE_URL}"'),
+     ["sources[0].url: environment variable NOPE_URL is not set"]),
+    (MINIMAL + '\n[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "https://example.org/h"\n'
+     'signing_secret = "${NOPE_SECRET}"\n',
+     ["channels[1].signing_secret: environment variable NOPE_SECRET is not set"]),
+    (MINIMAL.replace('notify = ["team"]', 'notify = ["${NOPE_CHANNEL}"]'),
+     ["rules[0].notify[0]: environment variable NOPE_CHANNEL is not set"]),
+])
+def test_a_missing_variable_is_told_once_not_again_as_a_bad_value(text: str, expected: list[str]) -> None:
+    assert problems_of(text) == expected
+
+
+def test_the_webhook_example_without_its_environment_tells_only_the_missing_variables() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(REPO / "config" / "examples" / "webhook.toml", env={})
+    assert caught.value.problems == [
+        "channels[0].headers.Authorization: environment variable WEBHOOK_TOKEN is not set",
+        "channels[0].signing_secret: environment variable WEBHOOK_SECRET is not set",
+        "channels[1].token: environment variable FEED_TOKEN is not set",
+    ]
+
+
 def test_unknown_channel_in_notify() -> None:
     text = MINIMAL.replace('notify = ["team"]', 'notify = ["tem"]')
     assert problems_of(text) == ['rules[0].notify: unknown channel "tem"']
