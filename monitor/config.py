@@ -10,12 +10,15 @@ import base64
 import os
 import re
 from collections.abc import Mapping
+from email.utils import getaddresses
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ByteSize,
@@ -35,6 +38,7 @@ from monitor.toml_text import in_file_order, parse_toml
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # The longest duration taken: longer ones are typos, and past the calendar's range as dates.
 MAX_DURATION = 100 * 365 * 86400.0
@@ -58,18 +62,47 @@ def _not_too_long(seconds: float, shown: str) -> float:
     return seconds
 
 
-def http_url(value: str) -> str:
-    """``value`` if it is an http(s) URL with a host; ValueError saying what is wrong if not (the
-    URL shown without its password or secret parameters)."""
-    shown = redact_url(value)
+def http_url(value: str, secret: bool = False) -> str:
+    """``value`` if it is an http(s) URL with a host; ValueError saying what is wrong if not. The
+    URL is shown without its password or secret parameters; a ``secret`` one (a Slack webhook's
+    URL is its key) by its scheme alone."""
+    if secret:
+        scheme, sep, _ = value.partition("://")
+        shown = f'"{scheme}://..." (the rest not shown: it may be secret)' if sep else "a value without http(s)://"
+    else:
+        shown = f'"{redact_url(value)}"'
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f'expected an http(s) URL, got "{shown}"')
+        raise ValueError(f"expected an http(s) URL, got {shown}")
     try:
         host = httpx.URL(value).host
     except httpx.InvalidURL as exc:
-        raise ValueError(f'not a valid URL: "{shown}": {redact_urls(str(exc))}') from None
+        why = "" if secret else f": {redact_urls(str(exc))}"
+        raise ValueError(f"not a valid URL: {shown}{why}") from None
     if not host:
-        raise ValueError(f'no host in the URL "{shown}"')
+        raise ValueError(f"no host in the URL {shown}")
+    return value
+
+
+def database_url(value: str) -> str:
+    """``value`` if SQLAlchemy reads it as a SQLite or PostgreSQL URL; ValueError if not."""
+    import sqlalchemy as sa
+
+    shown = redact_url(value)
+    try:
+        backend = sa.make_url(value).get_backend_name()
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError(f'not a database URL: "{shown}" (e.g. sqlite:///var/paper-monitor.db or '
+                         "postgresql+psycopg://user@host/db)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f'unsupported database "{backend}" in "{shown}" (sqlite or postgresql)')
+    return value
+
+
+def email_address(value: str) -> str:
+    """``value`` if it is one address, bare or with a name (``Paper Monitor <monitor@example.org>``)."""
+    found = getaddresses([value])
+    if len(found) != 1 or not _ADDRESS.fullmatch(found[0][1]):
+        raise ValueError(f'not an email address: "{value}" (e.g. "Paper Monitor <monitor@example.org>")')
     return value
 
 
@@ -109,6 +142,11 @@ class MonitorSection(_Model):
     # More [[rules]], from these files (glob patterns, relative to the config file's directory):
     # one file a person or a team, say; the daemon reloads when one changes, comes or goes.
     rule_files: list[str] = Field(default_factory=list)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return database_url(value)
 
 
 class ServerSection(_Model):
@@ -202,6 +240,16 @@ class SlackConfig(_Digestible):
     base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a stand-in
     timeout: Duration = 30.0
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value, secret=True)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
+
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackConfig:
         if bool(self.webhook_url) == bool(self.token):
@@ -217,7 +265,7 @@ class EmailConfig(_Digestible):
     username: str | None = None
     password: str | None = None
     from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
+    to: list[Annotated[str, AfterValidator(email_address)]] = Field(min_length=1)
     ca_file: str | None = None  # trust this CA (a self-signed relay) besides the system's
     timeout: Duration = 30.0
 
@@ -226,8 +274,25 @@ class EmailConfig(_Digestible):
     def _smtp_scheme(cls, value: str) -> str:
         if not value.startswith(("smtp://", "smtps://", "smtp+plain://")):
             raise ValueError(f'expected smtp://, smtps:// or smtp+plain://, got "{redact_url(value)}"')
+        if problem := _smtp_problem(value):
+            raise ValueError(problem)
         return value
 
+    @field_validator("from_")
+    @classmethod
+    def _from_address(cls, value: str) -> str:
+        return email_address(value)
+
+
+
+def _smtp_problem(url: str) -> str | None:
+    """What stops ``url`` from naming an SMTP server (no host, a port that is no number), if anything."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (it raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        return f'not a valid URL: "{redact_url(url)}": {redact_urls(str(exc))}'
+    return None if parts.hostname else f'no host in the URL "{redact_url(url)}"'
 
 
 class RssConfig(_ChannelBase):
@@ -244,6 +309,11 @@ class WebhookConfig(_ChannelBase):
     timeout: Duration = 30.0
     # Standard Webhooks signing (webhook-id, webhook-timestamp, webhook-signature): "whsec_<base64>".
     signing_secret: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value, secret=True)  # its path may be its key (Discord, Teams)
 
     @field_validator("signing_secret")
     @classmethod

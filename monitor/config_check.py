@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# An rss channel's name is a file name in feeds_dir and a path segment of /feeds/<name>.xml.
+_FEED_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 _MISSING = ": environment variable "
@@ -85,6 +87,13 @@ def cross_check(data: dict[str, Any]) -> list[str]:
             if name in seen:
                 problems.append(f'{section}[{i}].name: duplicate name "{name}"')
             seen.add(name)
+    for i, channel in enumerate(tables("channels")):
+        if not isinstance(channel, dict) or channel.get("type") != "rss":
+            continue
+        name = channel.get("name")
+        if isinstance(name, str) and name and not _FEED_NAME.fullmatch(name):
+            problems.append(f'channels[{i}].name: "{name}" cannot name a feed: use letters, digits, ".", "_"'
+                            ' and "-", not starting with "."')
     names = [c.get("name") for c in tables("channels") if isinstance(c, dict)]
     channels = {name for name in names if isinstance(name, str)}  # the schema tells of the others
     for i, rule in enumerate(tables("rules")):

@@ -157,7 +157,7 @@ notify = ["b"]
 
 
 def test_slack_needs_exactly_one_way_in() -> None:
-    both = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\nwebhook_url = "x"\ntoken = "y"\n'
+    both = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\nwebhook_url = "https://x"\ntoken = "y"\n'
     neither = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\n'
     no_channel = MINIMAL + '\n[[channels]]\nname = "s"\ntype = "slack"\ntoken = "y"\n'
     assert problems_of(both) == ['channels[1]: give either webhook_url, or token with channel = "#name"']
@@ -554,3 +554,63 @@ def test_check_config_summary_shows_no_secret_of_a_url(tmp_path: Path) -> None:
     assert SECRET not in done.stdout + done.stderr
     assert "database: postgresql+psycopg://monitor:***@db/papers?password=***" in done.stdout
     assert "https://bob:***@example.org/feed?api_key=***&limit=5" in done.stdout
+
+
+# -- settings that cannot work are config errors, not failures at run time ----------------------------
+
+def channel(lines: str) -> str:
+    return MINIMAL + f'\n[[channels]]\nname = "c"\n{lines}\n'
+
+
+EMAIL = 'type = "email"\nsmtp_url = "smtp://mail.example.org"\nfrom = "Paper Monitor <m@example.org>"\n' \
+    'to = ["me@example.org"]'
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (channel('type = "webhook"\nurl = "not a url"'),
+     "channels[1].url: expected an http(s) URL, got a value without http(s)://"),
+    (channel('type = "webhook"\nurl = "ftp://example.org/hook"'),
+     'channels[1].url: expected an http(s) URL, got "ftp://..." (the rest not shown: it may be secret)'),
+    (channel('type = "slack"\nwebhook_url = "hooks.slack.com/services/T/B/s3cret"'),
+     "channels[1].webhook_url: expected an http(s) URL, got a value without http(s)://"),
+    (channel('type = "slack"\ntoken = "t"\nchannel = "#p"\nbase_url = "slack.com/api"'),
+     'channels[1].base_url: expected an http(s) URL, got "slack.com/api"'),
+    (channel(EMAIL.replace("smtp://mail.example.org", "smtp://")), 'channels[1].smtp_url: no host in the URL "smtp://"'),
+    (channel(EMAIL.replace("smtp://mail.example.org", "smtp://u:s3cret@mail:x")),
+     'channels[1].smtp_url: not a valid URL: "smtp://u:***@mail:x": Port could not be cast to integer'
+     " value as 'x'"),
+    (channel(EMAIL.replace("Paper Monitor <m@example.org>", "not an address")),
+     'channels[1].from: not an email address: "not an address" (e.g. "Paper Monitor <monitor@example.org>")'),
+    (channel(EMAIL.replace('["me@example.org"]', '["me@example.org", "you"]')),
+     'channels[1].to[1]: not an email address: "you" (e.g. "Paper Monitor <monitor@example.org>")'),
+    ('[monitor]\ndatabase = "nonsense"\n' + MINIMAL,
+     'monitor.database: not a database URL: "nonsense" (e.g. sqlite:///var/paper-monitor.db or '
+     "postgresql+psycopg://user@host/db)"),
+    ('[monitor]\ndatabase = "mysql://u:s3cret@x/db"\n' + MINIMAL,
+     'monitor.database: unsupported database "mysql" in "mysql://u:***@x/db" (sqlite or postgresql)'),
+    (channel('type = "rss"').replace('name = "c"', 'name = "../escape"'),
+     'channels[1].name: "../escape" cannot name a feed: use letters, digits, ".", "_" and "-", not starting'
+     ' with "."'),
+    (channel('type = "rss"').replace('name = "c"', 'name = "team/papers"'),
+     'channels[1].name: "team/papers" cannot name a feed: use letters, digits, ".", "_" and "-", not starting'
+     ' with "."'),
+    (channel('type = "rss"').replace('name = "c"', 'name = ".hidden"'),
+     'channels[1].name: ".hidden" cannot name a feed: use letters, digits, ".", "_" and "-", not starting'
+     ' with "."'),
+])
+def test_settings_that_cannot_work_are_config_errors(text: str, expected: str) -> None:
+    assert problems_of(text) == [expected]
+    assert "s3cret" not in expected
+
+
+@pytest.mark.parametrize("text", [
+    channel(EMAIL),
+    channel(EMAIL.replace('["me@example.org"]', '["Me <me@example.org>", "you@example.org"]')),
+    channel('type = "webhook"\nurl = "http://127.0.0.1:8000/hook"'),
+    channel('type = "rss"').replace('name = "c"', 'name = "team.papers_2-x"'),
+    channel('type = "console"').replace('name = "c"', 'name = "team/papers"'),  # no feed: any name
+    '[monitor]\ndatabase = "postgresql+psycopg://monitor@db/papers"\n' + MINIMAL,
+    '[monitor]\ndatabase = "sqlite:///var/x.db"\n' + MINIMAL,
+])
+def test_settings_that_work_still_load(text: str) -> None:
+    parse_settings(text, env={})
