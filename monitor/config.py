@@ -116,6 +116,14 @@ def _duration_or_number(value: Any) -> Any:
     return value
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # TOML's true would pass for 1 byte
+        raise ValueError(f"not a size: {str(value).lower()} (use e.g. 20MiB, 500kB, or a number of bytes)")
+    return value
+
+
+# Bytes, written as a number or a size string ("20MiB", "500kB").
+Size = Annotated[ByteSize, BeforeValidator(_not_bool)]
 # Seconds, written as a number or a duration string ("30s", "15m").
 Duration = Annotated[float, Field(gt=0), BeforeValidator(_duration_or_number)]
 
@@ -182,8 +190,10 @@ class SourceConfig(_Model):
     every: Duration = 900.0
     format: Format = "auto"
     timeout: Duration = 30.0
-    retries: int = Field(default=3, ge=0, le=10)  # more tries after a failed one (5xx, 429, network)
-    max_size: ByteSize = Field(default=ByteSize(20 * 1024 * 1024), gt=0)  # "20MiB", "500kB", or bytes
+    # Integers and booleans are strict: TOML's true is no 1, nor "10" a number, nor "no" false.
+    # More tries after a failed one (5xx, 429, network).
+    retries: int = Field(default=3, ge=0, le=10, strict=True)
+    max_size: Size = Field(default=ByteSize(20 * 1024 * 1024), gt=0)
     # The arXiv listing items to take: a new version of a paper from months ago is not a new paper.
     announce_types: frozenset[AnnounceType] = frozenset({"new", "cross"})
     # After a good poll, read what the daemon missed (HF: the past days not read whole since, from
@@ -298,7 +308,7 @@ def _smtp_problem(url: str) -> str | None:
 class RssConfig(_ChannelBase):
     type: Literal["rss"]
     title: str | None = None
-    max_items: int = Field(default=100, ge=1, le=10_000)
+    max_items: int = Field(default=100, ge=1, le=10_000, strict=True)
     token: str | None = None  # private feed: /feeds/<name>.xml?token=... or /feeds/<token>/<name>.xml
 
 
@@ -348,11 +358,11 @@ class RuleConfig(_Model):
     organizations: list[str] = Field(default_factory=list)
     query: str | None = None
     exclude: list[str] = Field(default_factory=list)
-    min_upvotes: int | None = Field(default=None, ge=0)
+    min_upvotes: int | None = Field(default=None, ge=0, strict=True)
     notify: list[str] = Field(default_factory=list)
     # A rule that is off is checked like any other but matches nothing in polls: a draft, tried
     # with `backtest --rule NAME` or `match --rule NAME` before it is switched on.
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
     # Where the rule is written, for problems found when it is compiled: "rules.d/a.toml: rules[0]"
     # for a rule of a rule file; None for the config's own (``rules[N]``).
     _where: str | None = PrivateAttr(default=None)

@@ -3,6 +3,7 @@ errors worded as ``<where>: <what>``, and the checks across sections (names, the
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -65,8 +66,18 @@ def describe(error: Mapping[str, Any]) -> str:
         return f"{_where(loc)}.type: must be one of slack, email, rss, webhook, console"
     if kind == "union_tag_not_found":
         return f"{_where(loc)}.type: required key is missing"
+    if kind in ("int_type", "bool_type"):
+        expected = "an integer" if kind == "int_type" else "true or false"
+        return f"{_where(loc)}: expected {expected}, got {_toml(error['input'])}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{_where(loc)}: {message}"
+
+
+def _toml(value: Any) -> str:
+    """``value`` as the TOML that wrote it: ``true``, ``"10"``, ``1.5``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
 def cross_check(data: dict[str, Any]) -> list[str]:

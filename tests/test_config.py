@@ -614,3 +614,27 @@ def test_settings_that_cannot_work_are_config_errors(text: str, expected: str) -
 ])
 def test_settings_that_work_still_load(text: str) -> None:
     parse_settings(text, env={})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (with_source_line("retries = true"), "sources[0].retries: expected an integer, got true"),
+    (with_source_line('retries = "3"'), 'sources[0].retries: expected an integer, got "3"'),
+    (with_source_line("max_size = true"),
+     "sources[0].max_size: not a size: true (use e.g. 20MiB, 500kB, or a number of bytes)"),
+    (MINIMAL.replace('keywords = ["kv cache"]', "min_upvotes = true"),
+     "rules[0].min_upvotes: expected an integer, got true"),
+    (MINIMAL.replace('keywords = ["kv cache"]', 'min_upvotes = "10"'),
+     'rules[0].min_upvotes: expected an integer, got "10"'),
+    (MINIMAL.replace('keywords = ["kv cache"]', 'enabled = "no"'),
+     'rules[0].enabled: expected true or false, got "no"'),
+    (MINIMAL + '\n[[channels]]\nname = "f"\ntype = "rss"\nmax_items = "5"\n',
+     'channels[1].max_items: expected an integer, got "5"'),
+])
+def test_integers_and_booleans_are_not_coerced(text: str, expected: str) -> None:
+    assert problems_of(text) == [expected]
+
+
+def test_sizes_and_durations_are_still_written_as_strings_from_the_environment() -> None:
+    text = with_source_line('max_size = "${SIZE}"\nevery = "${EVERY}"\nretries = 0')
+    source = parse_settings(text, env={"SIZE": "1MiB", "EVERY": "1h"}).sources[0]
+    assert (source.max_size, source.every, source.retries) == (1024 * 1024, 3600.0, 0)
