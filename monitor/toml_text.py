@@ -17,6 +17,9 @@ _AT = re.compile(r"(.*) \(at (line \d+, column \d+|end of document)\)", re.DOTAL
 
 def parse_toml(data: bytes) -> dict[str, Any]:
     """The tables of a TOML file's bytes; ``ConfigError`` with one ``<where>: <what>`` line."""
+    # A byte order mark (Notepad writes one) is no TOML statement; columns count from after it, as
+    # editors show them.
+    data = data.removeprefix(b"\xef\xbb\xbf")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -192,6 +192,14 @@ def test_slack_takes_a_digest_time_too() -> None:
     assert problems_of(text.replace('"09:30"', '"9h"')) == ['channels[1].digest: expected "HH:MM", got "9h"']
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    config = tmp_path / "bom.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
+    assert load_settings(config, env={}).rules[0].name == "r"
+    assert problems_of("\ufeff[monitor\n") == [
+        "line 1, column 9: TOML syntax error: Expected ']' at the end of a table declaration"]
+
+
 def test_toml_syntax_error_is_one_line() -> None:
     assert problems_of("[monitor\ndatabase = 1\n") == [
         "line 1, column 9: TOML syntax error: Expected ']' at the end of a table declaration"]
