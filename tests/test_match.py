@@ -79,6 +79,19 @@ def test_a_phrase_does_not_run_from_title_into_abstract() -> None:
     assert not matches({"keywords": ["kv cache"]}, paper("Budgets for KV", abstract="Cache sizes grow."))
 
 
+@pytest.mark.parametrize(("keyword", "title", "expected"), [
+    ("alpha divergence", r"Rényi $\alpha$-divergence", True),
+    ("alpha-divergence", r"R\'enyi $\alpha$-divergence bounds", True),
+    ("gamma", r"A $\Gamma$-convergence view", True),
+    ("kv cache", r"\mathrm{KV}-\textbf{cache}", True),
+    ("textbf", r"\textbf{Bold} claims", False),  # formatting commands are no words
+    ("alphabet", r"$\alpha$bet", False),
+])
+def test_latex_macros_in_titles(keyword: str, title: str, expected: bool) -> None:
+    assert matches({"keywords": [keyword]}, paper(title)) is expected
+    assert matches({"query": f'"{keyword}"'}, paper(title)) is expected
+
+
 # (watch, author as the page prints it, expected)
 AUTHORS = [
     ("Tri Dao", "Tri Dao", True),

@@ -1,7 +1,8 @@
 """Text normalization shared by rules and papers: one fold, one tokenizer, so both sides agree.
 
 Folding is NFKC, casefold, Latin accents dropped (é = e, ß = ss, Đ = d); every run of characters
-that is not a letter or digit (hyphens, slashes, underscores, LaTeX and markup noise) breaks words.
+that is not a letter or digit (hyphens, slashes, underscores, LaTeX and markup noise) breaks words;
+a LaTeX macro of a Greek letter or a function (``\\alpha``, ``\\log``) is its name, others go.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ _LETTERS = str.maketrans({
 })
 # `\mathrm{KV}` reads as KV; `<i>KV</i>` as KV. Only tags a title plausibly carries, so that
 # `a<b and c>d` in an abstract is left alone.
-_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)")
+# LaTeX macros that stand for a word a person would search for keep it: `Rényi $\alpha$-divergence`
+# is found by "alpha divergence". Any other macro (\mathrm, \textbf, \emph, \frac, \left...) is
+# formatting and goes.
+_LATEX_WORDS = frozenset({
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
+    "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "varpi", "rho", "varrho", "sigma", "varsigma",
+    "tau", "upsilon", "phi", "varphi", "chi", "psi", "omega",
+    "log", "exp", "ln", "sin", "cos", "tan", "max", "min", "sup", "inf", "lim", "det", "argmax", "argmin",
+})
 _MARKUP = re.compile(r"</?(?:i|b|em|strong|sub|sup|span|tt|code|br|p|a|math|mi|mo|mn|mrow|msub|msup)"
                      r"(?:\s[^<>]{0,200})?/?>", re.I)
 # ASCII bytes to what the fold makes of them: letters lowercased, digits kept, the rest a space.
@@ -29,14 +39,20 @@ _ASCII_FOLD = bytes(
 )
 
 
+def _latex_word(command: re.Match[str]) -> str:
+    """The word a LaTeX macro stands for (``\\alpha``: alpha, ``\\Gamma``: gamma), else a word break."""
+    name = command.group(1).lower()
+    return f" {name} " if name in _LATEX_WORDS else " "
+
+
 def fold(text: str) -> str:
     """Case- and accent-folded text; word breaks are left as they are."""
     if text.isascii():
         if "\\" in text or "<" in text:
-            text = _MARKUP.sub(" ", _LATEX_COMMAND.sub(" ", text))
+            text = _MARKUP.sub(" ", _LATEX_COMMAND.sub(_latex_word, text))
         return text.lower()
     text = unicodedata.normalize("NFKC", text).casefold()
-    text = _MARKUP.sub(" ", _LATEX_COMMAND.sub(" ", text))
+    text = _MARKUP.sub(" ", _LATEX_COMMAND.sub(_latex_word, text))
     text = _LATIN_MARKS.sub("", unicodedata.normalize("NFKD", text)).translate(_LETTERS)
     return unicodedata.normalize("NFC", text)
 
