@@ -23,14 +23,17 @@ _CANDIDATES = 10
 
 
 def why(settings: Settings, wanted: str, names: Sequence[str] = ()) -> int:
-    """Print the story of the stored paper ``wanted`` names; 1 if none does, 2 if several do."""
+    """Print the story of the stored paper ``wanted`` names; 2 (a mistake of the asker) if none or
+    several do. ``ConfigError`` for a rule of ``names`` that is not in the config."""
+    if names:  # told before the story, not after it
+        tried_rules(settings.rules, names)
     with opened_store(settings) as store:
         found = store.find_papers(_from_url(wanted), limit=_CANDIDATES + 1)
         story = store.paper_story(found[0].key) if len(found) == 1 else None
     if not found:
         print(f'paper-monitor why: no stored paper is "{printable(wanted)}" (give its key, its arXiv id, '
               "or words of its title)", file=sys.stderr)
-        return 1
+        return 2
     if story is None:
         more = " (and more)" if len(found) > _CANDIDATES else ""
         print(f'paper-monitor why: {len(found[:_CANDIDATES])} stored papers{more} have "{printable(wanted)}" '

@@ -130,6 +130,14 @@ def test_words_of_several_titles_list_them_and_unknown_papers_are_one_line(confi
     assert sorted(line.split("  ")[2] for line in listed[1:]) == sorted(
         t for t in titles if word in normalize_title(t))
     missing = why(config, "2601.00001")
-    assert (missing.returncode, missing.stdout) == (1, "")
+    assert (missing.returncode, missing.stdout) == (2, "")
     assert missing.stderr == ('paper-monitor why: no stored paper is "2601.00001" (give its key, '
                               "its arXiv id, or words of its title)\n")
+
+
+def test_an_unknown_rule_is_one_line_before_any_story(config: Path) -> None:
+    key = parse_page(HF_JSON.read_bytes())[0].key
+    done = why(config, key, "--rule", "nope")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith('--rule: no rule named "nope" (rules: ')
+    assert len(done.stderr.splitlines()) == 1
