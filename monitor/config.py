@@ -128,6 +128,21 @@ Size = Annotated[ByteSize, BeforeValidator(_not_bool)]
 Duration = Annotated[float, Field(gt=0), BeforeValidator(_duration_or_number)]
 
 
+def _at_least(minimum: float, shown: str) -> AfterValidator:
+    def check(seconds: float) -> float:
+        if seconds < minimum:
+            raise ValueError(f"at least {shown}, got {seconds * 1000:g}ms")
+        return seconds
+
+    return AfterValidator(check)
+
+
+# A poll at most once a second: a shorter interval is a typo ("1ms"), and no site takes it kindly.
+Interval = Annotated[Duration, _at_least(1.0, "1s")]
+# A network timeout under 100 ms fails every request (a typo: "0.001ms").
+Timeout = Annotated[Duration, _at_least(0.1, "100ms")]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -187,9 +202,9 @@ ANNOUNCE_TYPES: tuple[str, ...] = get_args(AnnounceType)
 class SourceConfig(_Model):
     name: str = Field(min_length=1)
     url: str
-    every: Duration = 900.0
+    every: Interval = 900.0
     format: Format = "auto"
-    timeout: Duration = 30.0
+    timeout: Timeout = 30.0
     # Integers and booleans are strict: TOML's true is no 1, nor "10" a number, nor "no" false.
     # More tries after a failed one (5xx, 429, network).
     retries: int = Field(default=3, ge=0, le=10, strict=True)
@@ -248,7 +263,7 @@ class SlackConfig(_Digestible):
     token: str | None = None
     channel: str | None = None
     base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a stand-in
-    timeout: Duration = 30.0
+    timeout: Timeout = 30.0
 
     @field_validator("webhook_url")
     @classmethod
@@ -277,7 +292,7 @@ class EmailConfig(_Digestible):
     from_: str = Field(alias="from")
     to: list[Annotated[str, AfterValidator(email_address)]] = Field(min_length=1)
     ca_file: str | None = None  # trust this CA (a self-signed relay) besides the system's
-    timeout: Duration = 30.0
+    timeout: Timeout = 30.0
 
     @field_validator("smtp_url")
     @classmethod
@@ -316,7 +331,7 @@ class WebhookConfig(_ChannelBase):
     type: Literal["webhook"]
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = 30.0
+    timeout: Timeout = 30.0
     # Standard Webhooks signing (webhook-id, webhook-timestamp, webhook-signature): "whsec_<base64>".
     signing_secret: str | None = None
 

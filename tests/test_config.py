@@ -646,3 +646,18 @@ def test_sizes_and_durations_are_still_written_as_strings_from_the_environment()
     text = with_source_line('max_size = "${SIZE}"\nevery = "${EVERY}"\nretries = 0')
     source = parse_settings(text, env={"SIZE": "1MiB", "EVERY": "1h"}).sources[0]
     assert (source.max_size, source.every, source.retries) == (1024 * 1024, 3600.0, 0)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('every = "1ms"', "sources[0].every: at least 1s, got 1ms"),
+    ("every = 0.5", "sources[0].every: at least 1s, got 500ms"),
+    ('timeout = "0.001ms"', "sources[0].timeout: at least 100ms, got 0.001ms"),
+    ('timeout = "50ms"', "sources[0].timeout: at least 100ms, got 50ms"),
+])
+def test_an_interval_under_1s_or_a_timeout_under_100ms_is_an_error(line: str, expected: str) -> None:
+    assert problems_of(with_source_line(line)) == [expected]
+
+
+def test_the_shortest_interval_and_timeout_are_taken() -> None:
+    source = parse_settings(with_source_line('every = "1s"\ntimeout = "100ms"'), env={}).sources[0]
+    assert (source.every, source.timeout) == (1.0, 0.1)
