@@ -18,6 +18,7 @@ from monitor.errors import FetchError, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.history import Tally, catch_up, polled_url
 from monitor.models import Hit, Paper
+from monitor.redact import redact_urls
 from monitor.sources import detect_format, parse_page
 from monitor.store import PollDiff, Store, open_store
 from monitor.store.deliveries import DeliveryQueries
@@ -113,7 +114,7 @@ def poll(
     papers_read = 0
 
     def failed(exc: Exception, retry_after: float | None = None) -> PollReport:
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = redact_urls(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, MonitorError):
             log.warning("source %s: %s", source.name, reason)
         else:  # a bug, not bad input: keep the traceback, but let the other sources run
