@@ -124,7 +124,8 @@ def test_copy_store_refuses_a_target_that_is_not_empty_or_the_store_itself_and_w
     again = cli(lite, "copy-store", "--to", backup)
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.strip() == (f"paper-monitor copy-store: the target holds rows already "
-                                    f"({counts['papers']} in papers, {counts['matches']} in matches, "
+                                    f"({counts['papers']} in papers, {counts['titles']} in titles, "
+                                    f"{counts['matches']} in matches, "
                                     f"{counts['deliveries']} in deliveries, 1 in sources): copy-store fills "
                                     "empty stores only")
     assert row_counts(open_store(backup)) == counts  # untouched

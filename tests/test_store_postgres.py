@@ -226,7 +226,7 @@ def shared_store(pg_server: PgServer) -> Iterator[SqlStore]:
 def test_random_pages_on_postgres(shared_store: SqlStore, pages: list[list[Paper]]) -> None:
     store = shared_store
     with store.engine.begin() as conn:  # a fresh store per example, cheaper than a database
-        conn.exec_driver_sql("TRUNCATE deliveries, matches, papers RESTART IDENTITY")
+        conn.exec_driver_sql("TRUNCATE deliveries, matches, titles, papers RESTART IDENTITY")
     announced: list[str] = []
     matched: list[str] = []
     for page in pages:
