@@ -173,6 +173,16 @@ def test_hf_api_garbage_is_a_parse_error(data: bytes, reason: str) -> None:
     assert reason in one_line_error(data, "hf-json")
 
 
+def test_hf_api_one_item_without_a_title_leaves_the_other_papers(caplog: pytest.LogCaptureFixture) -> None:
+    items = json.loads(HF_JSON.read_bytes())
+    del items[3]["paper"]["title"], items[3]["title"]
+    papers = parse(json.dumps(items).encode())
+    assert len(papers) == len(items) - 1 and items[3]["paper"]["id"] not in {p.arxiv_id for p in papers}
+    assert "left out item 3: a paper without a title" in caplog.text
+    half = [items[0], {"paper": {"id": "2401.00002"}}]  # mostly broken: no page
+    assert "item 1: a paper without a title" in one_line_error(json.dumps(half).encode(), "hf-json")
+
+
 # --- hf-html -------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ and one ``/api/papers/{id}``. ``papers_from_items`` also reads the DailyPapers d
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -13,6 +14,8 @@ from urllib.parse import quote
 from monitor.errors import ParseError
 from monitor.models import Paper, clean_arxiv_id, collapse
 from monitor.sources import decode, one_line
+
+log = logging.getLogger(__name__)
 
 SOURCE = "hf-json"
 PAPER_URL = "https://huggingface.co/papers/"
@@ -53,8 +56,21 @@ def papers_from_items(items: Sequence[Any], source: str, page_day: date | None =
     """Papers from API items, ``{paper: {...}, ...}`` or flat paper objects, in page order.
 
     ``page_day`` is the listing's day, used when an item does not say when it was on Daily Papers.
+    An item that is no paper (no title, say) is left out when most items are papers: one broken
+    item must not hold back the page's other papers at every poll. Mostly broken items are no page.
     """
-    return [_paper(item, index, source, page_day) for index, item in enumerate(items)]
+    papers: list[Paper] = []
+    problems: list[ParseError] = []
+    for index, item in enumerate(items):
+        try:
+            papers.append(_paper(item, index, source, page_day))
+        except ParseError as exc:
+            problems.append(exc)
+    if problems and len(problems) * 2 >= len(items):
+        raise problems[0]
+    for problem in problems:
+        log.warning("%s: left out %s", source, problem)
+    return papers
 
 
 def _paper(item: Any, index: int, source: str, page_day: date | None) -> Paper:
