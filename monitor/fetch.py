@@ -250,6 +250,9 @@ class Fetcher:
                 raise _RetryableStatus(f"HTTP {status}", status=status, retry_after=wait)
             if status >= 400:
                 raise FetchError(f"GET {redact_url(url)}: HTTP {status} (not retried)", status=status)
+            if 300 <= status < 400 and status != 304:  # a redirect with nowhere to go: no page
+                raise FetchError(f"GET {redact_url(url)}: HTTP {status} without a Location to follow "
+                                 "(not retried)", status=status)
             remaining, reset = parse_ratelimit(response.headers.get("RateLimit"))
             hint = reset if remaining == 0 else None
             content = None if status == 304 else self._read_capped(url, response, deadline)

@@ -97,6 +97,14 @@ def test_other_4xx_is_never_retried(replay: ReplayServer, status: int) -> None:
     assert replay.hits("/p") == 1
 
 
+def test_a_redirect_without_a_location_is_no_page(replay: ReplayServer) -> None:
+    replay.route("/p", Reply(b"moved", 301))
+    with fetcher() as f, pytest.raises(FetchError) as err:
+        f.get(replay.url("/p"))
+    assert err.value.status == 301 and "HTTP 301 without a Location" in str(err.value)
+    assert replay.hits("/p") == 1
+
+
 def test_429_waits_as_long_as_retry_after_says(replay: ReplayServer) -> None:
     replay.route("/p", Reply(b"slow down", 429, headers={"Retry-After": "2"}), Reply(b"ok"))
     waits = Waits()
