@@ -106,6 +106,18 @@ def email_address(value: str) -> str:
     return value
 
 
+def plain_name(value: str) -> str:
+    """``value`` if it is a name a person can tell apart: something, without spaces around it or
+    control characters in it (" a" and "a" would be two rules that read the same)."""
+    if not value.strip() or value != value.strip() or not value.isprintable():
+        raise ValueError(f"a name with spaces around it, or nothing but spaces, or a control character: "
+                         f"{value!r}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(plain_name)]
+
+
 def _duration_or_number(value: Any) -> Any:
     if isinstance(value, str):
         return parse_duration(value)
@@ -200,7 +212,7 @@ ANNOUNCE_TYPES: tuple[str, ...] = get_args(AnnounceType)
 
 
 class SourceConfig(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     url: str
     every: Interval = 900.0
     format: Format = "auto"
@@ -229,7 +241,7 @@ class SourceConfig(_Model):
 
 
 class _ChannelBase(_Model):
-    name: str = Field(min_length=1)
+    name: Name
 
 
 class _Digestible(_ChannelBase):
@@ -367,7 +379,7 @@ ChannelConfig = Annotated[
 
 
 class RuleConfig(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     keywords: list[str] = Field(default_factory=list)
     authors: list[str] = Field(default_factory=list)
     organizations: list[str] = Field(default_factory=list)

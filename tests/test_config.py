@@ -170,6 +170,14 @@ def test_duplicate_names_are_errors() -> None:
     assert problems_of(text) == ['rules[1].name: duplicate name "r"']
 
 
+def test_names_that_read_alike_or_as_nothing_are_errors() -> None:
+    text = MINIMAL + '\n[[rules]]\nname = " r"\nmin_upvotes = 3\n\n[[rules]]\nname = "  "\nmin_upvotes = 3\n'
+    assert [problem.split(":")[0] for problem in problems_of(text)] == ["rules[1].name", "rules[2].name"]
+    assert "a name with spaces around it" in problems_of(text)[0]
+    tab = MINIMAL + '\n[[sources]]\nname = "hf\\tx"\nurl = "https://huggingface.co/api/daily_papers"\n'
+    assert [problem.split(":")[0] for problem in problems_of(tab)] == ["sources[1].name"]
+
+
 def test_email_checks_scheme_digest_and_zone() -> None:
     text = MINIMAL + (
         '\n[[channels]]\nname = "m"\ntype = "email"\nsmtp_url = "http://x"\nfrom = "a@x"\nto = ["b@x"]\n'

@@ -19,6 +19,7 @@ B = Term(("b",), False, "any", "b")
 
 PARSES = [
     ('"kv cache"', KV),
+    ("\u201ckv cache\u201d", KV),  # typographic quotes, as pasted from a document or a chat
     ("kv cache", And((Term(("kv",), False, "any", "kv"), Term(("cache",), False, "any", "cache")))),
     ("KV-cache", Term(("kv", "cache"), False, "any", "KV-cache")),
     ("quantiz*", Term(("quantiz",), True, "any", "quantiz*")),

@@ -40,7 +40,12 @@ class _Token:
     column: int  # 1-based
 
 
+# Typographic quotes, as a word processor or a chat app writes "kv cache", quote as '"' does.
+_QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'))
+
+
 def _lex(text: str) -> list[_Token]:
+    text = text.translate(_QUOTES)
     tokens: list[_Token] = []
     i, n = 0, len(text)
     while i < n:
