@@ -48,7 +48,8 @@ class Backoff:
     least: float = 1.0
 
     def delay(self, attempts: int, rng: random.Random) -> float:
-        raw = min(self.cap, self.base * self.factor ** max(0, attempts - 1))
+        # The exponent is bounded: tries are not (a peer asking for 1 s pauses makes thousands).
+        raw = min(self.cap, self.base * self.factor ** min(max(0, attempts - 1), 64))
         return raw / 2 + rng.uniform(0, raw / 2)
 
 

@@ -4,6 +4,7 @@ loopback, real dispatchers."""
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import subprocess
 import sys
@@ -140,6 +141,11 @@ def test_a_permanent_error_goes_dead_and_the_queue_moves_on(store: Any, replay: 
     assert (report.dead, report.sent) == (1, 1)
     dead, sent = rows(store, "hook")
     assert dead.state == "dead" and "HTTP 400" in dead.last_error and sent.state == "sent"
+
+
+def test_backoff_after_thousands_of_tries_is_the_cap() -> None:
+    rng = random.Random(1)
+    assert 1800 <= Backoff().delay(5000, rng) <= 3600  # 2.0 ** 4999 overflowed a float
 
 
 def test_gives_up_two_days_after_the_first_failure(store: Any, replay: ReplayServer) -> None:
