@@ -282,6 +282,19 @@ def test_a_title_only_sighting_finds_a_paper_by_a_title_it_had_before(store: Sql
     again = store.apply_poll([paper("Scaling Laws for Cats", source="hf-text")], everything)
     assert (again.new, again.matches) == ([], [])
     assert store.count_papers() == 1
+    stored = store.get_paper("arxiv:2401.00001")
+    assert stored is not None and stored.title == "Scaling Laws for Cats and Dogs"  # not back and forth
+
+
+def test_a_short_old_title_may_be_another_papers_now(store: SqlStore) -> None:
+    store.apply_poll([paper("Technical Report", arxiv_id="2601.00001", abstract="Kimi's.")], everything)
+    store.apply_poll([paper("Kimi K2: Open Agentic Intelligence", arxiv_id="2601.00001")], everything)
+    other = store.apply_poll([paper("Technical Report", abstract="Another lab's.", source="hf-text")],
+                             everything)
+    assert [p.title for p in other.new] == ["Technical Report"] and len(other.matches) == 1
+    kimi = store.get_paper("arxiv:2601.00001")
+    assert kimi is not None
+    assert (kimi.title, kimi.abstract) == ("Kimi K2: Open Agentic Intelligence", "Kimi's.")
 
 
 def test_a_title_rendered_with_other_spacing_is_the_same_paper(store: SqlStore) -> None:

@@ -12,6 +12,9 @@ from monitor.models import Paper, normalize_title
 # A normalized title longer than this is stored cut, with a digest of the whole: PostgreSQL refuses
 # unique-index entries over 2704 bytes, and 400 characters are at most 1600 bytes of UTF-8.
 _TITLE_NORM_MAX = 400
+# The words an old title needs to find its paper still (a title-only page may show a title from
+# before an edit); fewer say too little ("Technical Report").
+_OLD_TITLE_WORDS = 4
 
 
 def stored_title_norm(title: str) -> str:
@@ -136,9 +139,17 @@ def plan(
     taken = set(by_title)
     result = Plan(fresh=[], seen={})
     for paper in incoming:
-        title = norm(paper.title)
+        title, paper_form = norm(paper.title), form(paper.title)
         row = by_key.get(paper.key) or (by_id.get(paper.arxiv_id) if paper.arxiv_id else None)
-        candidate = None if row is not None else by_title.get(title) or by_form.get(form(paper.title))
+        candidate, recognised = None, False
+        if row is None:
+            candidate = by_title.get(title)
+            if candidate is None and (found := by_form.get(paper_form)) is not None:
+                stored = result.seen[found.id].merged if found.id in result.seen else found.paper
+                # Its current title in other spacing, or an old title of its own that says enough:
+                # "Technical Report", once a paper's title, may well be another paper's now.
+                if form(stored.title) == paper_form or len(title.split()) >= _OLD_TITLE_WORDS:
+                    candidate, recognised = found, True
         if candidate is not None:
             current = result.seen.get(candidate.id)
             stored_id = current.merged.arxiv_id if current else candidate.paper.arxiv_id
@@ -152,8 +163,13 @@ def plan(
         sighting = result.seen.get(row.id)
         if sighting is None:
             sighting = result.seen[row.id] = Sighting(row, row.paper, row.title_norm)
+        sighting.forms.add(paper_form)
+        if recognised:  # found by another rendering or an old title: it tells nothing newer of them
+            kept = sighting.merged
+            abstract = kept.abstract or paper.abstract
+            paper = paper.model_copy(update={"title": kept.title, "abstract": abstract})
+            title = sighting.title_norm
         sighting.merged = merge(sighting.merged, paper)
-        sighting.forms.add(form(paper.title))
         if title != sighting.title_norm and title not in taken:
             # The title was edited: follow it, so a later title-only sighting still finds the paper.
             taken.add(title)

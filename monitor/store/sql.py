@@ -340,11 +340,13 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
             arxiv_ids = {p.arxiv_id for p in chunk if p.arxiv_id}
             wanted = {title_form(p.title) for p in chunk}
             stored = sa.select(titles.c.form, titles.c.paper_id).where(titles.c.form.in_(wanted))
-            forms.update((form, paper_id) for form, paper_id in conn.execute(stored))
+            by_form = {form: paper_id for form, paper_id in conn.execute(stored)}
+            forms.update(by_form)
+            # Ids, not a subquery: PostgreSQL reads the whole table for an OR with a subquery in it.
             query = sa.select(paper_table).where(sa.or_(
                 paper_table.c.key.in_({p.key for p in chunk}),
                 paper_table.c.title_norm.in_({norms[p.title] for p in chunk}),
-                paper_table.c.id.in_(sa.select(titles.c.paper_id).where(titles.c.form.in_(wanted))),
+                *([paper_table.c.id.in_(set(by_form.values()))] if by_form else []),
                 *([paper_table.c.arxiv_id.in_(arxiv_ids)] if arxiv_ids else []),
             ))
             for row in conn.execute(query):
