@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="paper-monitor", description="Watch paper listings and alert on matching papers.")
     # Upper-cased first, so that `--log-level debug` is a choice too; logging itself would raise.
     parser.add_argument("--log-level", default="INFO", type=str.upper, metavar="LEVEL",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        choices=("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"),
                         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

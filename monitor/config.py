@@ -38,7 +38,8 @@ from monitor.toml_text import in_file_order, parse_toml
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+")
+# user@host, or a local mailbox ("alice") that a relay on the same machine delivers.
+_ADDRESS = re.compile(r"[^@\s<>,]+(?:@[^@\s<>,]+)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # The longest duration taken: longer ones are typos, and past the calendar's range as dates.
 MAX_DURATION = 100 * 365 * 86400.0
@@ -101,7 +102,8 @@ def database_url(value: str) -> str:
 def email_address(value: str) -> str:
     """``value`` if it is one address, bare or with a name (``Paper Monitor <monitor@example.org>``)."""
     found = getaddresses([value])
-    if len(found) != 1 or not _ADDRESS.fullmatch(found[0][1]):
+    bare = value.strip()
+    if len(found) != 1 or not _ADDRESS.fullmatch(found[0][1]) or ("<" not in bare and bare != found[0][1]):
         raise ValueError(f'not an email address: "{value}" (e.g. "Paper Monitor <monitor@example.org>")')
     return value
 
@@ -116,6 +118,16 @@ def plain_name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(plain_name)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {str(value).lower()}")
+    return value
+
+
+# A whole number, as TOML writes it or as "${NAME}" gives it ("10"); TOML's true is no 1.
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
 def _duration_or_number(value: Any) -> Any:
@@ -217,9 +229,8 @@ class SourceConfig(_Model):
     every: Interval = 900.0
     format: Format = "auto"
     timeout: Timeout = 30.0
-    # Integers and booleans are strict: TOML's true is no 1, nor "10" a number, nor "no" false.
     # More tries after a failed one (5xx, 429, network).
-    retries: int = Field(default=3, ge=0, le=10, strict=True)
+    retries: Count = Field(default=3, ge=0, le=10)
     max_size: Size = Field(default=ByteSize(20 * 1024 * 1024), gt=0)
     # The arXiv listing items to take: a new version of a paper from months ago is not a new paper.
     announce_types: frozenset[AnnounceType] = frozenset({"new", "cross"})
@@ -335,7 +346,7 @@ def _smtp_problem(url: str) -> str | None:
 class RssConfig(_ChannelBase):
     type: Literal["rss"]
     title: str | None = None
-    max_items: int = Field(default=100, ge=1, le=10_000, strict=True)
+    max_items: Count = Field(default=100, ge=1, le=10_000)
     token: str | None = None  # private feed: /feeds/<name>.xml?token=... or /feeds/<token>/<name>.xml
 
 
@@ -385,11 +396,11 @@ class RuleConfig(_Model):
     organizations: list[str] = Field(default_factory=list)
     query: str | None = None
     exclude: list[str] = Field(default_factory=list)
-    min_upvotes: int | None = Field(default=None, ge=0, strict=True)
+    min_upvotes: Count | None = Field(default=None, ge=0)
     notify: list[str] = Field(default_factory=list)
     # A rule that is off is checked like any other but matches nothing in polls: a draft, tried
     # with `backtest --rule NAME` or `match --rule NAME` before it is switched on.
-    enabled: bool = Field(default=True, strict=True)
+    enabled: bool = True
     # Where the rule is written, for problems found when it is compiled: "rules.d/a.toml: rules[0]"
     # for a rule of a rule file; None for the config's own (``rules[N]``).
     _where: str | None = PrivateAttr(default=None)

@@ -77,8 +77,9 @@ def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], message: 
     assert "Traceback" not in result.stderr
 
 
-def test_log_level_is_any_case(tmp_path: Path) -> None:
-    result = run("--log-level", "debug", "check-config", "--config", str(REPO / "config" / "monitor.toml"))
+@pytest.mark.parametrize("level", ["debug", "warn", "Fatal"])
+def test_log_level_is_any_case_and_logging_s_own_names(level: str) -> None:
+    result = run("--log-level", level, "check-config", "--config", str(REPO / "config" / "monitor.toml"))
     assert result.returncode == 0, result.stderr
 
 

@@ -597,22 +597,19 @@ EMAIL = 'type = "email"\nsmtp_url = "smtp://mail.example.org"\nfrom = "Paper Mon
      " value as 'x'"),
     (channel(EMAIL.replace("Paper Monitor <m@example.org>", "not an address")),
      'channels[1].from: not an email address: "not an address" (e.g. "Paper Monitor <monitor@example.org>")'),
-    (channel(EMAIL.replace('["me@example.org"]', '["me@example.org", "you"]')),
-     'channels[1].to[1]: not an email address: "you" (e.g. "Paper Monitor <monitor@example.org>")'),
+    (channel(EMAIL.replace('["me@example.org"]', '["me@example.org", "you and me"]')),
+     'channels[1].to[1]: not an email address: "you and me" (e.g. "Paper Monitor <monitor@example.org>")'),
     ('[monitor]\ndatabase = "nonsense"\n' + MINIMAL,
      'monitor.database: not a database URL: "nonsense" (e.g. sqlite:///var/paper-monitor.db or '
      "postgresql+psycopg://user@host/db)"),
     ('[monitor]\ndatabase = "mysql://u:s3cret@x/db"\n' + MINIMAL,
      'monitor.database: unsupported database "mysql" in "mysql://u:***@x/db" (sqlite or postgresql)'),
     (channel('type = "rss"').replace('name = "c"', 'name = "../escape"'),
-     'channels[1].name: "../escape" cannot name a feed: use letters, digits, ".", "_" and "-", not starting'
-     ' with "."'),
+     'channels[1].name: "../escape" cannot name a feed file: no "/" or "\\" in it, nor a "." first'),
     (channel('type = "rss"').replace('name = "c"', 'name = "team/papers"'),
-     'channels[1].name: "team/papers" cannot name a feed: use letters, digits, ".", "_" and "-", not starting'
-     ' with "."'),
+     'channels[1].name: "team/papers" cannot name a feed file: no "/" or "\\" in it, nor a "." first'),
     (channel('type = "rss"').replace('name = "c"', 'name = ".hidden"'),
-     'channels[1].name: ".hidden" cannot name a feed: use letters, digits, ".", "_" and "-", not starting'
-     ' with "."'),
+     'channels[1].name: ".hidden" cannot name a feed file: no "/" or "\\" in it, nor a "." first'),
 ])
 def test_settings_that_cannot_work_are_config_errors(text: str, expected: str) -> None:
     assert problems_of(text) == [expected]
@@ -624,6 +621,8 @@ def test_settings_that_cannot_work_are_config_errors(text: str, expected: str) -
     channel(EMAIL.replace('["me@example.org"]', '["Me <me@example.org>", "you@example.org"]')),
     channel('type = "webhook"\nurl = "http://127.0.0.1:8000/hook"'),
     channel('type = "rss"').replace('name = "c"', 'name = "team.papers_2-x"'),
+    channel('type = "rss"').replace('name = "c"', 'name = "Équipe Papers"'),  # served as %C3%89quipe%20...
+    channel(EMAIL.replace('["me@example.org"]', '["alice", "Bob <bob>"]')),  # a local relay's mailboxes
     channel('type = "console"').replace('name = "c"', 'name = "team/papers"'),  # no feed: any name
     '[monitor]\ndatabase = "postgresql+psycopg://monitor@db/papers"\n' + MINIMAL,
     '[monitor]\ndatabase = "sqlite:///var/x.db"\n' + MINIMAL,
@@ -634,20 +633,24 @@ def test_settings_that_work_still_load(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     (with_source_line("retries = true"), "sources[0].retries: expected an integer, got true"),
-    (with_source_line('retries = "3"'), 'sources[0].retries: expected an integer, got "3"'),
+    (with_source_line('retries = "three"'), 'sources[0].retries: expected an integer, got "three"'),
     (with_source_line("max_size = true"),
      "sources[0].max_size: not a size: true (use e.g. 20MiB, 500kB, or a number of bytes)"),
     (MINIMAL.replace('keywords = ["kv cache"]', "min_upvotes = true"),
      "rules[0].min_upvotes: expected an integer, got true"),
-    (MINIMAL.replace('keywords = ["kv cache"]', 'min_upvotes = "10"'),
-     'rules[0].min_upvotes: expected an integer, got "10"'),
-    (MINIMAL.replace('keywords = ["kv cache"]', 'enabled = "no"'),
-     'rules[0].enabled: expected true or false, got "no"'),
-    (MINIMAL + '\n[[channels]]\nname = "f"\ntype = "rss"\nmax_items = "5"\n',
-     'channels[1].max_items: expected an integer, got "5"'),
+    (MINIMAL.replace('keywords = ["kv cache"]', 'enabled = "maybe"'),
+     'rules[0].enabled: expected true or false, got "maybe"'),
+    (MINIMAL + '\n[[channels]]\nname = "f"\ntype = "rss"\nmax_items = 2.5\n',
+     "channels[1].max_items: expected an integer, got 2.5"),
 ])
 def test_integers_and_booleans_are_not_coerced(text: str, expected: str) -> None:
     assert problems_of(text) == [expected]
+
+
+def test_integers_and_booleans_may_come_from_the_environment() -> None:
+    text = MINIMAL.replace('keywords = ["kv cache"]', 'min_upvotes = "${MINUP}"\nenabled = "${ON}"')
+    rule = parse_settings(text, env={"MINUP": "10", "ON": "false"}).rules[0]
+    assert (rule.min_upvotes, rule.enabled) == (10, False)
 
 
 def test_sizes_and_durations_are_still_written_as_strings_from_the_environment() -> None:

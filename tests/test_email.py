@@ -143,6 +143,12 @@ def test_an_encoded_word_in_a_title_stays_text_and_adds_no_header(smtp_server: S
     assert "Your_password_expired" in msg.get_body(("plain",)).get_content()
 
 
+def test_an_encoded_name_in_the_configs_from_is_the_operators_own(smtp_server: Start) -> None:
+    inbox, port = smtp_server()
+    send(config(port, **{"from": "=?utf-8?q?J=C3=BCrgen?= <monitor@example.org>"}), batch([paper(1)]))
+    assert inbox.received[0].message["From"] == "Jürgen <monitor@example.org>"
+
+
 def test_scraped_text_is_html_escaped_and_only_http_links_are_made(smtp_server: Start) -> None:
     inbox, port = smtp_server()
     nasty = paper(1, title="<script>alert(1)</script> & \"co\"", url="javascript:alert(1)",

@@ -39,10 +39,16 @@ HTML_MESSAGE = Template(
 
 
 def header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
-    """A header value on one line: control characters (CR, LF...) become spaces; shortened. An
-    RFC 2047 encoded word (``=?us-ascii?q?=0D=0ABcc:...?=``) in it stays text: the email package
-    would decode one when the header is set, CR and LF included, and write them out as they are."""
-    return render.shorten(text, limit).replace("=?", "=\u200b?")
+    """A header value on one line: control characters (CR, LF...) become spaces; shortened."""
+    return render.shorten(text, limit)
+
+
+def scraped_header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
+    """``header_value`` of text that holds scraped words: an RFC 2047 encoded word in it
+    (``=?us-ascii?q?=0D=0ABcc:...?=``) stays text, since the email package would decode one when
+    the header is set, CR and LF included, and write them out as they are. (The config's own
+    addresses may hold encoded words of their own.)"""
+    return header_value(text, limit).replace("=?", "=\u200b?")
 
 
 def subject(batch: Batch) -> str:
@@ -53,7 +59,7 @@ def subject(batch: Batch) -> str:
         text = f"[paper-monitor] {batch.rule}: {batch.alerts[0].paper.title}"
     else:
         text = f"[paper-monitor] {render.count_line(batch.rule, len(batch.alerts))}"
-    return header_value(text)
+    return scraped_header_value(text)
 
 
 def text_part(batch: Batch) -> str:
