@@ -135,6 +135,15 @@ AUTHORS = [
     ("Jun-Yan Zhu", "Zhu, Jun-Yan", True),
     ("J.-Y. Zhu", "Jun-Yan Zhu", True),
     ("Jun-Yan Zhu", "Jun-Yang Zhu", False),
+    # ... and the same name written with a space, its parts next to each other, in order.
+    ("Jean-Pierre Dupont", "Jean Pierre Dupont", True),
+    ("Jean Pierre Dupont", "Jean-Pierre Dupont", True),
+    ("Jun-Yan Zhu", "Jun Yan Zhu", True),
+    ("Jun Yan Zhu", "Jun-Yan Zhu", True),
+    ("J.-Y. Zhu", "Jun Yan Zhu", True),
+    ("Jun-Yan Zhu", "Yan Jun Zhu", False),
+    ("Wei Zhang", "Wei-Wei Zhang", False),
+    ("Ai Li", "Ai-Ling Li", False),
     ("Tri Dao", "Tri Dao Jr.", True),
     ("Henry Ford II", "Henry Ford", True),  # a suffix is dropped: pages leave it out as often
 ]

@@ -3,7 +3,7 @@ middle names and initials (``Tri Dao`` = ``T. Dao`` = ``Dao, Tri``), never on a 
 surname or a different full given name (``Kaiming He`` is not ``Kai He`` nor ``Kaiming Hefner``).
 
 A hyphenated given name is one name, not two: ``Jun-Yan`` is kept as ``jun-yan`` and agrees with
-``Junyan``, ``J.-Y.``, ``JY`` and ``J.``, never with ``Jun`` or ``Yan`` alone (other people).
+``Junyan``, ``J.-Y.``, ``JY``, ``J.`` and ``Jun Yan``, never with ``Jun`` or ``Yan`` alone (other people).
 Suffixes (Jr., Sr., II, III, IV) are dropped: ``Henry Ford II`` is written ``Henry Ford`` as often.
 """
 
@@ -98,8 +98,34 @@ def given_match(watch: tuple[str, ...], author: tuple[str, ...]) -> bool:
     """Given names agree: one list embeds in the other, so a missing middle name is no obstacle.
 
     A watch that names only a surname matches any given names; an author shown with a surname
-    alone matches only such a watch.
+    alone matches only such a watch. A hyphenated name also agrees with its parts written apart,
+    next to each other (``Jean-Pierre`` = ``Jean Pierre``), but not with one part alone.
     """
+    if _given_match(watch, author):
+        return True
+    if not any("-" in name for name in (*watch, *author)):
+        return False
+    watch_parts, author_parts = _split(watch), _split(author)
+    return (all(_has_run(group, author_parts) for group in _groups(watch))
+            and all(_has_run(group, watch_parts) for group in _groups(author))
+            and _given_match(watch_parts, author_parts))
+
+
+def _split(given: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part for name in given for part in _parts(name))
+
+
+def _groups(given: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [tuple(_parts(name)) for name in given if "-" in name]
+
+
+def _has_run(group: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    """``group``'s parts agree, in order, with names next to each other in ``names``."""
+    return any(all(_compatible(part, name) for part, name in zip(group, names[i:], strict=False))
+               for i in range(len(names) - len(group) + 1))
+
+
+def _given_match(watch: tuple[str, ...], author: tuple[str, ...]) -> bool:
     if not watch:
         return True
     if not author:
