@@ -190,7 +190,8 @@ class Daemon:
         """Stop taking work, let what is in flight finish; False if some of it had to be abandoned."""
         self.stopping.set()
         deadline = time.monotonic() + STOP_DEADLINE
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:  # (not yet, when the start failed: the port was taken, say)
+            self.scheduler.shutdown(wait=False)
         # A batch still sending when time runs out stays "sending"; the next start releases it.
         closer = threading.Thread(target=self._close, name="dispatcher-close", daemon=True)
         closer.start()

@@ -51,7 +51,9 @@ class Standby:
                          "that held it", QUIET)
                 return False
             try:
-                store.hold("run")
+                # No waiting: it tries again at its next turn (a wait as long as the turn made
+                # the scheduler skip every other turn, with a warning each time).
+                store.hold("run", patience=0.0)
             except StoreBusy as exc:
                 if exc.holder != self.holder:
                     log.info("standing by: the store is now held by another paper-monitor (%s)", exc.holder)

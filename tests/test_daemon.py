@@ -4,6 +4,7 @@ aiosmtpd and a feed, answers /healthz and /metrics, stops on SIGTERM, and keeps 
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -208,6 +209,24 @@ def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own_and_is_gone_
     finally:
         code, _ = daemon.stop()
     assert code == 0, daemon.log_text()[-3000:]
+
+
+def test_a_port_taken_is_one_line_and_exit_1_not_a_traceback(tmp_path: Path, replay: ReplayServer) -> None:
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, port=port, sources=source("hf", replay.url("/api/daily_papers")),
+                              channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules=RULES.replace(
+                                  '["team", "me", "feed"]', '["feed"]'))
+        daemon = Daemon(config, port)
+        try:
+            assert daemon.proc.wait(timeout=30) == 1
+        finally:
+            daemon.kill()
+    text = daemon.log_text()
+    assert "Traceback" not in text and "address already in use" in text.lower(), text
 
 
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, replay: ReplayServer) -> None:

@@ -68,14 +68,15 @@ class Held:
         raise NotImplementedError
 
 
-def take(engine: Engine, command: str) -> Held | None:
+def take(engine: Engine, command: str, patience: float = 2.0) -> Held | None:
     """The lock of the store on ``engine`` (None for an in-memory SQLite store: no other process
-    can reach it); ``StoreBusy`` naming the holder if another process has it."""
+    can reach it); ``StoreBusy`` naming the holder if another process has it (on SQLite, once it
+    has for ``patience`` seconds)."""
     shown = engine.url.render_as_string(hide_password=True)
     if engine.url.get_backend_name() == "postgresql":
         return AdvisoryLock(engine, command, shown)
     path = _lock_file(engine.url)
-    return FileLock(path, command, shown) if path is not None else None
+    return FileLock(path, command, shown, patience) if path is not None else None
 
 
 def _lock_file(url: URL) -> Path | None:
@@ -97,8 +98,8 @@ def _busy(holder: str, database: str) -> StoreBusy:
 class FileLock(Held):
     """``flock`` on a file beside the SQLite database; the holder's line is the file's content."""
 
-    def __init__(self, path: Path, command: str, database: str) -> None:
-        self._path, self._command, self._database = path, command, database
+    def __init__(self, path: Path, command: str, database: str, patience: float = 2.0) -> None:
+        self._path, self._command, self._database, self._patience = path, command, database, patience
         self._fd = self._take()
         super().__init__()
 
@@ -108,7 +109,7 @@ class FileLock(Held):
         except OSError as exc:
             raise StoreError(f"cannot open the lock file {self._path}: {exc.strerror}") from exc
         try:
-            _flock_soon(fd, fcntl.LOCK_EX)
+            _flock_soon(fd, fcntl.LOCK_EX, self._patience)
         except BlockingIOError:
             holder = _written(fd) or "a process"
             os.close(fd)

@@ -179,11 +179,12 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
             engine.dispose()
             raise
 
-    def hold(self, command: str) -> None:
+    def hold(self, command: str, *, patience: float = 2.0) -> None:
         """Become the one process that polls and delivers for this store, until ``close``;
-        ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``)."""
+        ``StoreBusy`` (a line naming the holder) if another is (``monitor.store.lock``), after
+        ``patience`` seconds of trying (SQLite; ``status`` looks at the lock for a moment)."""
         if self._held is None:
-            self._held = take(self.engine, command)
+            self._held = take(self.engine, command, patience)
 
     def confirm_hold(self) -> None:
         """The lock ``hold`` took is still this process's: taken again if it was lost and is free,
