@@ -3,6 +3,7 @@ is ``monitor.status``)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
@@ -14,20 +15,37 @@ from sqlalchemy.engine import URL
 
 from monitor.channels.base import Alert, Batch
 from monitor.config import Settings
-from monitor.errors import DeliveryError
+from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Paper
 from monitor.store.sql import SqlStore
 
 
 @contextmanager
 def opened_store(settings: Settings) -> Iterator[SqlStore]:
+    """The store of the commands that read it (status, why, backtest...): ``existing_store``."""
     from monitor.store import open_store
 
-    store = open_store(settings.monitor.database)
+    store = open_store(existing_store(settings.monitor.database))
     try:
         yield store
     finally:
         store.close()
+
+
+def existing_store(url: str) -> str:
+    """``url``, unless it is a SQLite file named relative to the working directory that is not
+    there: a ``ConfigError`` that says where it was looked for, rather than an empty store made
+    beside the daemon's by a command run in another directory."""
+    import sqlalchemy as sa
+
+    from monitor.store.base import sqlite_file
+
+    path = sqlite_file(sa.make_url(url))
+    if path is not None and not path.is_absolute() and not path.exists():
+        raise ConfigError(f"monitor.database: no store at {path.absolute()} (the path of {url} is taken "
+                          "from the working directory): run this where the daemon runs, or give the "
+                          "database an absolute path")
+    return url
 
 
 def test_channel(settings: Settings, name: str) -> int:
@@ -49,7 +67,9 @@ def test_channel(settings: Settings, name: str) -> int:
         alerts=[Alert(paper=paper, reasons=["test message from paper-monitor test-channel"], delivery_id=0,
                       rule="test")],
     )
-    with opened_store(settings) as store:
+    from monitor.store import open_store
+
+    with contextlib.closing(open_store(settings.monitor.database)) as store:  # (before any run, too)
         channel = build_channel(config, settings, store)
         try:
             channel.send(batch)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
+from monitor.admin import existing_store
 from monitor.config import RuleConfig, Settings
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.match import RuleIndex, compile_rules
@@ -72,7 +73,7 @@ def backtest(settings: Settings, since_seconds: float, names: Sequence[str] = ()
     counts = dict.fromkeys(tried, 0)
     examples: dict[str, list[str]] = {name: [] for name in tried}
     seen = nameless = 0
-    store = open_store(settings.monitor.database)
+    store = open_store(existing_store(settings.monitor.database))
     try:
         papers = store.iter_papers(time.time() - since_seconds)
         # The bar goes to stderr, only for a person watching, and only once a run lasts a second.

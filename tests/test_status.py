@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,3 +70,24 @@ def test_status_json_tells_the_channels_sources_daemon_and_standbys(
 
     table = cli(config, "status").stdout  # the same, for people
     assert "hook                 (gone)          0       0      " + str(HOT) in table
+
+
+def test_commands_that_read_the_store_do_not_make_an_empty_one_elsewhere(tmp_path: Path) -> None:
+    # The daemon runs in its own directory with a relative path; an operator asks from another.
+    home, elsewhere = tmp_path / "daemon", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    config = write_config(home, port=free_port(), sources=source("hf", "http://127.0.0.1:9/papers"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n',
+                          rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["feed"]\n')
+    config.write_text(config.read_text().replace(f"sqlite:///{home}/", "sqlite:///var/"))
+    for args in (["status"], ["status", "--json"], ["why", "kv cache"], ["backtest"], ["retry-dead"],
+                 ["discard", "--dead"]):
+        ran = subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
+                             cwd=elsewhere, capture_output=True, text=True, timeout=60, check=False)
+        assert ran.returncode == 2, (args, ran.stdout, ran.stderr)
+        assert ran.stderr.strip() == (
+            f"monitor.database: no store at {elsewhere}/var/monitor.db (the path of "
+            "sqlite:///var/monitor.db is taken from the working directory): run this where the daemon "
+            "runs, or give the database an absolute path"), args
+    assert not (elsewhere / "var").exists()
