@@ -61,6 +61,7 @@ class Daemon:
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
         self.lost: str | None = None  # why the store's lock is no longer this daemon's
+        self._dispatch_failing = False  # the last dispatch failed on the store (told once an outage)
         self.standby: Standby | None = None  # while it waits for the store's lock
         self._jobs = threading.Lock()  # taking over and reloading both add poll jobs
         self.store_health = StoreHealth()
@@ -341,11 +342,16 @@ class Daemon:
             self.store.confirm_hold()
             report = dispatcher.run_due(timeout=DISPATCH_DEADLINE)
             self._after_dispatch(report)
+            if self._dispatch_failing:
+                log.info("dispatch: the store answers again")
+                self._dispatch_failing = False
         except StoreBusy as exc:  # another process delivers now: stop, rather than send beside it
             self.lost = str(exc)
             self.stopping.set()
         except MonitorError as exc:
-            log.error("dispatch failed: %s", exc)
+            # Told once an outage, not every 2 s while it lasts (/healthz and the metrics tell on).
+            log.log(logging.DEBUG if self._dispatch_failing else logging.ERROR, "dispatch failed: %s", exc)
+            self._dispatch_failing = True
         finally:
             self.heartbeat.end()
 

@@ -24,6 +24,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from monitor.config import RssConfig
+from monitor.errors import StoreError
 from monitor.feed_pages import index_page, opml, public_feeds
 
 log = logging.getLogger(__name__)
@@ -328,6 +329,10 @@ class _Connection(asyncio.Protocol):
         keep = connection != b"close" if request[2] == b"HTTP/1.1" else connection == b"keep-alive"
         try:
             response = self.app.handle(method, request[1].decode("latin-1"), headers)
+        except StoreError as exc:  # a database outage: for a while, and no bug (one line, no traceback)
+            log.warning("%s %r: the store does not answer: %s", method, _loggable(request[1]), exc)
+            response = Response(503, b"the store does not answer; try again later\n",
+                                ((b"Retry-After", b"30"),))
         except Exception:
             log.exception("%s %r failed", method, _loggable(request[1]))
             response = Response(500, b"internal error\n")

@@ -317,8 +317,8 @@ def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
     config.write_text(
         f'[monitor]\ndatabase = "{pg_url}"\nfeeds_dir = "{tmp_path}/feeds"\n\n'
         f'[server]\nlisten = "127.0.0.1:{port}"\n\n{source("hf", replay.url("/papers"))}\n'
-        '[[channels]]\nname = "console"\ntype = "console"\n\n'
-        '[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["console"]\n',
+        '[[channels]]\nname = "console"\ntype = "console"\n\n[[channels]]\nname = "feed"\ntype = "rss"\n\n'
+        '[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["console", "feed"]\n',
         encoding="utf-8",
     )
     daemon = Daemon(config, port)
@@ -341,6 +341,10 @@ def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
             metrics = daemon.get("/metrics").text
             assert 'paper_monitor_poll_errors_total{kind="store",source="hf"}' in metrics
             assert "paper_monitor_store_reachable 0.0" in metrics
+            # A rule's feed not asked for before is read from the store: not now, and a reader is told so.
+            rule_feed = daemon.get("/feeds/feed.atom?rule=hot")
+            assert (rule_feed.status_code, rule_feed.headers.get("Retry-After")) == (503, "30")
+            time.sleep(4.5)  # two dispatches more while the store is away
         finally:
             pg_server.resume()
         polls = len(daemon.polls("hf"))
@@ -367,3 +371,4 @@ def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
         line for line in log.splitlines() if "outbox" in line or "store" in line
     ]
     assert "Traceback" not in log
+    assert log.count("dispatch failed") == 1 and "dispatch: the store answers again" in log  # once an outage
