@@ -130,7 +130,10 @@ class Daemon:
         if takeover:
             self._recover_later(now)
         self.metrics.matches.seed(self.store.matches_by_rule())  # before any poll adds to them
+        configured = {source.name for source in self.settings.sources}
         for state in self.store.list_source_states():
+            if state.name not in configured:
+                continue  # a source taken out of the config: its row stays, its series go
             self.health.seed(state.name, state.last_success, state.consecutive_failures)
             self.metrics.seed_last_success(state.name, state.last_success)
 
@@ -264,6 +267,7 @@ class Daemon:
         for name in before.keys() - after.keys():
             self.scheduler.remove_job(f"poll:{name}")
             self.fetchers.pop(name).close()
+            self.metrics.forget_source(name)  # its last success would stay, ever older: an alert
         for i, (name, source) in enumerate(after.items()):
             if before.get(name) == source:
                 continue

@@ -6,6 +6,7 @@ report, outbox counts), so the stages themselves know nothing of metrics.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
@@ -170,6 +171,11 @@ class Metrics:
     def seed_last_success(self, source: str, when: float | None) -> None:
         if when is not None:
             self.last_success.labels(source).set(when)
+
+    def forget_source(self, source: str) -> None:
+        """A source taken out of the config has no last success to export any more."""
+        with contextlib.suppress(KeyError):
+            self.last_success.remove(source)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -259,9 +259,22 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
         assert daemon.get("/healthz").status_code == 200
         reloaded = [r["message"] for r in daemon.log_records() if r["message"].startswith("reloaded ")]
         assert reloaded and reloaded[-1].endswith(": 2 source(s), 1 channel(s), 1 rule(s) (1 off)")
+        gauge = "paper_monitor_source_last_success_timestamp_seconds"
+        assert f'{gauge}{{source="a"}}' in daemon.get("/metrics").text
+
+        config.write_text(good.replace(source("a", replay.url("/a")), "") + source("b", replay.url("/b")))
+        daemon.proc.send_signal(signal.SIGHUP)  # "a" taken out: its last success, ever older, goes
+        wait_for(lambda: f'{gauge}{{source="a"}}' not in daemon.get("/metrics").text, 10, "a's gauge gone")
     finally:
         code, _ = daemon.stop()
     assert code == 0, daemon.log_text()[-3000:]
+    again = Daemon(config, port, log_name="again.log")  # nor does it come back with a restart
+    try:
+        again.wait_up()
+        metrics = again.get("/metrics").text
+        assert f'{gauge}{{source="b"}}' in metrics and f'{gauge}{{source="a"}}' not in metrics
+    finally:
+        again.stop()
 
 
 def test_sigterm_stops_at_once_while_a_large_config_is_read_at_start_or_again(
