@@ -12,6 +12,7 @@ from monitor.admin import opened_store, when
 from monitor.config import Settings
 from monitor.pipeline import printable
 from monitor.standby import FRESH
+from monitor.store.lock import holder_fields
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,11 @@ def status_json(status: Status) -> str:
             source[key] = _iso(source[key])
         if source["past_days_from"] is not None:
             source["past_days_from"] = source["past_days_from"].isoformat()
+    out["daemon_process"] = holder_fields(status.daemon) if status.daemon else None
     for standby in out["standbys"]:
         standby["fresh"] = now - standby["seen"] < FRESH
         standby["seen"] = _iso(standby["seen"])
+        standby["process"] = holder_fields(standby["line"])
     return json.dumps(out, indent=2)
 
 

@@ -60,7 +60,9 @@ def test_status_json_tells_the_channels_sources_daemon_and_standbys(
     assert hf["last_success"] == hf["last_poll"] and hf["past_days_from"] is None
     assert never["last_poll"] is not None and never["last_success"] is None  # (a 404 from the replay)
     assert never["http_status"] == 404 and never["failures"] == 1 and "404" in never["last_error"]
-    assert status["daemon"] is None
+    assert status["daemon"] is None and status["daemon_process"] is None
+    assert status["standbys"][0]["process"] == {"command": "run --standby", "pid": 7, "host": "b",
+                                                "since": "2026-12-01T10:00:00Z"}
     assert [(s["line"], s["fresh"]) for s in status["standbys"]] == [
         ("run --standby, pid 7 on b, since 2026-12-01 10:00 UTC", True),
         ("run --standby, pid 8 on c, since 2026-12-01 09:00 UTC", False),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -88,6 +89,19 @@ def holder_line(command: str) -> str:
     """Who holds the lock: ``run, pid 1234 on host, since 2026-11-30 22:57 UTC``."""
     since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return f"{command}, pid {os.getpid()} on {socket.gethostname()}, since {since}"
+
+
+_HOLDER = re.compile(r"(?P<command>.+), pid (?P<pid>\d+) on (?P<host>.+), since "
+                     r"(?P<day>\d{4}-\d\d-\d\d) (?P<time>\d\d:\d\d) UTC")
+
+
+def holder_fields(line: str) -> dict[str, object] | None:
+    """``holder_line``'s parts, for scripts: command, pid, host, since (ISO 8601, UTC)."""
+    found = _HOLDER.fullmatch(line)
+    if found is None:
+        return None
+    return {"command": found["command"], "pid": int(found["pid"]), "host": found["host"],
+            "since": f"{found['day']}T{found['time']}:00Z"}
 
 
 def _busy(holder: str, database: str) -> StoreBusy:
