@@ -140,7 +140,7 @@ def _today(text: str | None) -> date:
 def cmd_parse(args: argparse.Namespace) -> int:
     today = _today(args.today)
     if args.source.startswith(("http://", "https://")):
-        from monitor.config import http_url
+        from monitor.config_values import http_url
         from monitor.fetch import fetch_once
 
         try:
@@ -240,7 +240,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from monitor.backtest import backtest
-    from monitor.config import parse_duration
+    from monitor.config_values import parse_duration
 
     try:
         since = parse_duration(args.since)
@@ -257,7 +257,7 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from monitor.backfill import backfill
-    from monitor.config import parse_duration
+    from monitor.config_values import parse_duration
 
     try:
         since = parse_duration(args.since)

@@ -18,9 +18,9 @@ from monitor.config import (
     SlackConfig,
     WebhookConfig,
     load_settings,
-    parse_duration,
     parse_settings,
 )
+from monitor.config_values import parse_duration
 from monitor.errors import ConfigError
 from tests.helpers import REPO
 
