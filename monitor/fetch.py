@@ -211,7 +211,7 @@ class Fetcher:
             wait=self._wait,
             stop=self._stop,
             sleep=self.sleep,
-            before_sleep=lambda state: log.info(
+            before_sleep=lambda state: log.debug(  # the poll line tells the attempts: one line a poll
                 "GET %s: %s; retry %d in %.2fs", redact_url(url), _describe(state), state.attempt_number,
                 state.upcoming_sleep,
             ),

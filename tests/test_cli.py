@@ -107,7 +107,7 @@ def test_parse_of_a_url_with_secrets_logs_and_tells_it_without_them() -> None:
     with socket.socket() as closed:  # a port that nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    result = run("parse", f"http://bob:hunter2@127.0.0.1:{port}/feed?api_key=hunter2&limit=5")
+    result = run("--log-level", "debug", "parse", f"http://bob:hunter2@127.0.0.1:{port}/feed?api_key=hunter2&limit=5")
     assert result.returncode == 1
     assert "hunter2" not in result.stdout + result.stderr
     assert f"GET http://bob:***@127.0.0.1:{port}/feed?api_key=***&limit=5" in result.stderr

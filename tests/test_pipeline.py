@@ -302,6 +302,19 @@ def test_a_page_over_its_sources_max_size_fails_that_source_only(
     assert "30 papers, 30 new" in summary(run.stdout, "small")
 
 
+def test_a_failing_poll_is_one_line_in_the_log(
+    replay: ReplayServer, store: SqlStore, fetcher: Fetcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    replay.route("/api", Reply(b"busy", 503))
+    report = poll(source(replay.url("/api")), store, fetcher, ALL)
+    assert replay.hits("/api") == 3 and "gave up after 3 attempts" in (report.error or "")
+    ours = [r for r in caplog.records if r.name.startswith("monitor")]  # (httpx's own are silenced)
+    told = [r.getMessage() for r in ours if r.levelno >= logging.INFO]
+    assert len(told) == 1 and "HTTP 503" in told[0], told
+    assert sum("retry" in r.getMessage() for r in ours if r.levelno == logging.DEBUG) == 2
+
+
 def test_a_404_is_reported_without_retrying(replay: ReplayServer, store: SqlStore, fetcher: Fetcher) -> None:
     replay.route("/api", Reply(b"gone", 404))
     report = poll(source(replay.url("/api")), store, fetcher, ALL)
