@@ -9,7 +9,6 @@ it get one request at a time, spaced out, from all of the process's clients (``P
 from __future__ import annotations
 
 import logging
-import math
 import random
 import re
 import threading
@@ -17,8 +16,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 
 import httpx
@@ -27,6 +24,7 @@ import tenacity
 from monitor import __version__
 from monitor.errors import FetchError
 from monitor.redact import redact_url
+from monitor.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -110,26 +108,6 @@ class FetchResult:
 
 class _RetryableStatus(FetchError):
     """A 5xx or 429 inside the retry loop."""
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delta seconds or an HTTP date; else ``None``."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def parse_ratelimit(value: str | None) -> tuple[int | None, float | None]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from email.utils import formatdate
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from monitor.channels.base import Alert, Batch
-from monitor.channels.webhook import WebhookChannel, retry_after
+from monitor.channels.webhook import WebhookChannel
 from monitor.config import WebhookConfig
 from monitor.errors import DeliveryError
+from monitor.retry_after import parse_retry_after
 from tests.helpers import ReplayServer, Reply
 from tests.outbox_support import paper
 
@@ -111,11 +113,12 @@ def test_successive_batches_reuse_one_connection(replay: ReplayServer) -> None:
 
 def test_retry_after_as_seconds_or_an_http_date() -> None:
     now = 1_800_000_000.0
-    assert retry_after("30") == 30.0
-    assert retry_after(formatdate(now + 90, usegmt=True), now=now) == 90.0
-    assert retry_after(formatdate(now - 90, usegmt=True), now=now) == 0.0
-    assert DeliveryError("busy", retry_after=retry_after("999999999")).retry_after == 86400.0
-    assert retry_after("soon") is None and retry_after(None) is None
+    at = datetime.fromtimestamp(now, UTC)
+    assert parse_retry_after("30") == 30.0
+    assert parse_retry_after(formatdate(now + 90, usegmt=True), at) == 90.0
+    assert parse_retry_after(formatdate(now - 90, usegmt=True), at) == 0.0
+    assert DeliveryError("busy", retry_after=parse_retry_after("999999999")).retry_after == 86400.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example

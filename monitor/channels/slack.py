@@ -27,6 +27,7 @@ from monitor.channels import render
 from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule
 from monitor.config import SlackConfig
 from monitor.errors import DeliveryError
+from monitor.retry_after import parse_retry_after
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -203,12 +204,7 @@ class _ShortRateLimitHandler(RateLimitErrorRetryHandler):
 
 def retry_after(headers: Mapping[str, Any]) -> float | None:
     """Seconds from a ``Retry-After`` header (any case; a value or a list of values), if readable."""
-    raw = _header(headers, "retry-after")
-    try:
-        seconds = float(raw.strip()) if raw is not None else math.nan
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return parse_retry_after(_header(headers, "retry-after"))
 
 
 def _header(headers: Mapping[str, Any], wanted: str) -> str | None:

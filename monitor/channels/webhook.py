@@ -11,9 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import time
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +20,7 @@ from monitor.channels.base import Batch
 from monitor.channels.render import shorten
 from monitor.config import WebhookConfig
 from monitor.errors import DeliveryError
+from monitor.retry_after import parse_retry_after
 
 _TRANSIENT = {408, 425, 429}
 
@@ -43,22 +42,6 @@ def signature_headers(key: bytes, message_id: str, timestamp: int, body: bytes) 
     digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
             "webhook-signature": f"v1,{digest}"}
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); ``DeliveryError``
-    keeps it within a day."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
-        except (TypeError, ValueError):
-            return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 class WebhookChannel:
@@ -90,7 +73,7 @@ class WebhookChannel:
         said = shorten(response.text, 200) if response.content else response.reason_phrase
         message = f"{self._where}: HTTP {status}: {said}"
         if status in _TRANSIENT or status >= 500:
-            raise DeliveryError(message, retry_after=retry_after(response.headers.get("Retry-After")))
+            raise DeliveryError(message, retry_after=parse_retry_after(response.headers.get("Retry-After")))
         raise DeliveryError(message, permanent=True)
 
     def close(self) -> None:
