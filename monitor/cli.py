@@ -124,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config or default_config_path())
+def _settings(args: argparse.Namespace, *, sends: bool = True) -> Settings:
+    """The config. A command that sends nothing (``sends=False``: status, why, backtest...) takes
+    it without the channels' secrets: a ``${NAME}`` not set in a [[channels]] table is no problem
+    for an operator's shell that lacks the service's environment file."""
+    return load_settings(args.config or default_config_path(), channel_secrets=sends)
 
 
 def _today(text: str | None) -> date:
@@ -164,7 +167,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     from monitor.backtest import tried_rules
     from monitor.sources import parse_page
 
-    settings = _settings(args)
+    settings = _settings(args, sends=False)
     index = tried_rules(settings.rules, args.rule, args.query)
     today = _today(args.today)
     for file in args.files:
@@ -246,13 +249,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         since = parse_duration(args.since)
     except ValueError as exc:
         raise _Usage(f"--since: {exc}") from None
-    return backtest(_settings(args), since, args.rule, args.query)
+    return backtest(_settings(args, sends=False), since, args.rule, args.query)
 
 
 def cmd_why(args: argparse.Namespace) -> int:
     from monitor.why import why
 
-    return why(_settings(args), args.paper, args.rule)
+    return why(_settings(args, sends=False), args.paper, args.rule)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -264,7 +267,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _Usage(f"--since: {exc}") from None
     today = _today(args.today) if args.today else None
-    return backfill(_settings(args), since_seconds=since, source=args.source, alert=args.alert, today=today)
+    return backfill(_settings(args, sends=False), since_seconds=since, source=args.source, alert=args.alert,
+                    today=today)
 
 
 def cmd_test_channel(args: argparse.Namespace) -> int:
@@ -276,19 +280,19 @@ def cmd_test_channel(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.status import print_status
 
-    return print_status(_settings(args), as_json=args.json)
+    return print_status(_settings(args, sends=False), as_json=args.json)
 
 
 def cmd_retry_dead(args: argparse.Namespace) -> int:
     from monitor.admin import retry_dead
 
-    return retry_dead(_settings(args), args.channel)
+    return retry_dead(_settings(args, sends=False), args.channel)
 
 
 def cmd_discard(args: argparse.Namespace) -> int:
     from monitor.admin import discard
 
-    return discard(_settings(args), args.channel, args.dead)
+    return discard(_settings(args, sends=False), args.channel, args.dead)
 
 
 def cmd_copy_store(args: argparse.Namespace) -> int:
@@ -300,7 +304,7 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
         sa.make_url(args.to)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise _Usage(f"--to: not a database URL: {redact_urls(str(exc))}") from None
-    return copy_store(_settings(args), args.to)
+    return copy_store(_settings(args, sends=False), args.to)
 
 
 COMMANDS = {

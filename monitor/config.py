@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config_check import cross_check, describe, interpolate, without_echoes
+from monitor.config_check import cross_check, describe, interpolate, unset_in_channels, without_echoes
 from monitor.config_values import (
     Count,
     Interval,
@@ -322,6 +322,8 @@ class Settings(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    # Per channel, its variables not set, when read without the channels' secrets (``load_settings``).
+    _unset: dict[str, list[str]] = PrivateAttr(default_factory=dict)
 
     @property
     def active_rules(self) -> list[RuleConfig]:
@@ -344,28 +346,46 @@ class Settings(_Model):
                 return channel
         raise KeyError(name)
 
+    def unset_variables(self, channel: str) -> list[str]:
+        """The problems of ``channel``'s variables not set (a config read without the channels'
+        secrets): the channel cannot send; [] when it can."""
+        return list(self._unset.get(channel, []))
+
 
 def default_config_path() -> Path:
     """``$PAPER_MONITOR_CONFIG``, else ``./config/monitor.toml``."""
     return Path(os.environ.get("PAPER_MONITOR_CONFIG") or DEFAULT_CONFIG)
 
 
-def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Settings:
-    """Read, interpolate and validate a config file; ``ConfigError`` lists every problem."""
+def load_settings(
+    path: Path | str, env: Mapping[str, str] | None = None, *, channel_secrets: bool = True
+) -> Settings:
+    """Read, interpolate and validate a config file; ``ConfigError`` lists every problem.
+    ``channel_secrets=False`` (see ``parse_settings``) is for the commands that send nothing."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return parse_settings(data, env=os.environ if env is None else env, base=path.parent)
+    return parse_settings(data, env=os.environ if env is None else env, base=path.parent,
+                          channel_secrets=channel_secrets)
 
 
-def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None = None) -> Settings:
+def parse_settings(
+    text: str | bytes, env: Mapping[str, str], base: Path | None = None, *, channel_secrets: bool = True
+) -> Settings:
     """Validate the text (or bytes) of a config file (and of its ``rule_files``, relative to
-    ``base``, the file's directory); ``ConfigError`` lists every problem, each saying where it is."""
+    ``base``, the file's directory); ``ConfigError`` lists every problem, each saying where it is.
+
+    ``channel_secrets=False``: a ``${NAME}`` not set within a ``[[channels]]`` table (a token, a
+    password, a webhook URL) is no problem, nor are the checks it fails there: ``status``, ``why``...
+    run by an operator without the service's environment. Such a channel keeps its name and type,
+    its other values as written, unchecked (``Settings.unset_variables``); it can send nothing."""
     raw = parse_toml(text.encode() if isinstance(text, str) else text)
     problems: list[str] = []
     data = interpolate(raw, env, (), problems)
+    unset: dict[int, list[str]] = {} if channel_secrets else unset_in_channels(problems)
+    let_go = {problem for told in unset.values() for problem in told}
     own = data.get("rules") if isinstance(data.get("rules"), list) else []
     where = [f"rules[{i}]" for i in range(len(own))]
     more = read_rule_files(data, base or Path.cwd(), partial(interpolate, env=env), problems)
@@ -377,10 +397,39 @@ def parse_settings(text: str | bytes, env: Mapping[str, str], base: Path | None 
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         schema = [relocate(describe(error), where) for error in exc.errors()]
-        raise ConfigError(in_file_order(without_echoes(schema + problems), raw)) from None
-    if problems:
-        raise ConfigError(in_file_order(without_echoes(problems), raw))
+        told = without_echoes(schema + problems)
+        if (left := [problem for problem in told if problem not in let_go]) or not unset:
+            raise ConfigError(in_file_order(left, raw)) from None
+        settings = _unchecked_channels(data, unset, told)  # their unset values failed the checks
+    if left := [problem for problem in without_echoes(problems) if problem not in let_go]:
+        raise ConfigError(in_file_order(left, raw))
+    settings._unset = {_channel_name(data, i): told for i, told in unset.items()}
     for rule, place in zip(settings.rules, where, strict=True):
         if not place.startswith("rules["):
             rule._where = place
     return settings
+
+
+_CHANNEL_MODELS: dict[str, type[_ChannelBase]] = {
+    "slack": SlackConfig, "email": EmailConfig, "rss": RssConfig, "webhook": WebhookConfig,
+    "console": ConsoleConfig,
+}
+
+
+def _channel_name(data: Mapping[str, Any], index: int) -> str:
+    return str(data["channels"][index].get("name"))
+
+
+def _unchecked_channels(data: dict[str, Any], unset: Mapping[int, list[str]], told: list[str]) -> Settings:
+    """The settings of ``data`` with the channels at ``unset`` taken as written (values not set
+    included), unchecked; ``ConfigError`` (``told``) when one has no type to take it as."""
+    channels = list(data["channels"])
+    for index in unset:
+        model = _CHANNEL_MODELS.get(str(channels[index].get("type")))
+        if model is None:
+            raise ConfigError(told)
+        channels[index] = model.model_construct(**channels[index])
+    try:
+        return Settings.model_validate({**data, "channels": channels})
+    except ValidationError:
+        raise ConfigError(told) from None

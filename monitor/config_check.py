@@ -43,6 +43,19 @@ def without_echoes(problems: list[str]) -> list[str]:
     return [problem for problem in problems if _MISSING in problem or not problem.startswith(shadowed)]
 
 
+def unset_in_channels(problems: list[str]) -> dict[int, list[str]]:
+    """Of ``problems``, the variables not set within a ``[[channels]]`` table, by the table's index:
+    a channel's credentials, which only the commands that send need."""
+    found: dict[int, list[str]] = {}
+    for problem in problems:
+        if _MISSING in problem and (table := _CHANNEL_TABLE.match(problem)):
+            found.setdefault(int(table.group(1)), []).append(problem)
+    return found
+
+
+_CHANNEL_TABLE = re.compile(r"channels\[(\d+)\][.\[:]")
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:

@@ -109,11 +109,13 @@ def unsent(tmp: Path) -> int:
         db.close()
 
 
-def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``paper-monitor ARGS --config CONFIG`` run to its end in the config's directory."""
+def cli(config: Path, *args: str, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``paper-monitor ARGS --config CONFIG`` run to its end in the config's directory (in ``env``,
+    else this process's environment)."""
     return subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          cwd=config.parent)
+                          cwd=config.parent, env=env)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

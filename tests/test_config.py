@@ -115,6 +115,72 @@ def test_the_webhook_example_without_its_environment_tells_only_the_missing_vari
     ]
 
 
+SECRET_CHANNELS = MINIMAL + """
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "${HOOK_URL}"
+signing_secret = "${HOOK_SECRET}"
+
+[[channels]]
+name = "me"
+type = "email"
+smtp_url = "smtp://smtp.example.org:587"
+username = "monitor"
+password = "${SMTP_PASSWORD}"
+from = "monitor@example.org"
+to = ["me@example.org"]
+"""
+SECRETS_UNSET = [
+    "channels[1].url: environment variable HOOK_URL is not set",
+    "channels[1].signing_secret: environment variable HOOK_SECRET is not set",
+    "channels[2].password: environment variable SMTP_PASSWORD is not set",
+]
+
+
+def test_without_the_channels_secrets_their_unset_variables_are_let_go_and_such_a_channel_cannot_send(
+    tmp_path: Path,
+) -> None:
+    from monitor.channels import build_channel
+    from monitor.store import open_store
+
+    assert problems_of(SECRET_CHANNELS) == SECRETS_UNSET  # (as run, once, test-channel read it)
+    settings = parse_settings(SECRET_CHANNELS, env={}, channel_secrets=False)  # (as status reads it)
+    assert [(c.name, c.type) for c in settings.channels] == [("team", "console"), ("hook", "webhook"),
+                                                             ("me", "email")]
+    assert settings.rules[0].notify == ["team"] and settings.sources[0].name == "hf"
+    store = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    try:
+        for name, told in (("hook", SECRETS_UNSET[:2]), ("me", SECRETS_UNSET[2:])):
+            assert settings.unset_variables(name) == told
+            with pytest.raises(ConfigError) as caught:
+                build_channel(settings.channel(name), settings, store)
+            assert caught.value.problems == told
+        build_channel(settings.channel("team"), settings, store).close()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (SECRET_CHANNELS.replace("[[sources]]", '[monitor]\ndatabase = "${DATABASE_URL}"\n\n[[sources]]'),
+     ["monitor.database: environment variable DATABASE_URL is not set"]),
+    (SECRET_CHANNELS.replace('"http://127.0.0.1:9/api/daily_papers"', '"${NOPE_URL}"'),
+     ["sources[0].url: environment variable NOPE_URL is not set"]),
+    (SECRET_CHANNELS.replace('"kv cache"', '"${TOPIC}"'),
+     ["rules[0].keywords[0]: environment variable TOPIC is not set"]),
+    (SECRET_CHANNELS.replace('password = "${SMTP_PASSWORD}"', 'password = "${SMTP_PASSWORD}"\npasword = ""'),
+     ["channels[2].pasword: unknown key"]),
+    (SECRET_CHANNELS.replace('url = "${HOOK_URL}"', 'url = "${HOOK_URL}"\ntimeout = "soon"'),
+     ['channels[1].timeout: not a duration: "soon" (use e.g. 30s, 15m, 1h, 1d)']),
+])
+def test_without_the_channels_secrets_other_unset_variables_and_problems_are_still_told(
+    text: str, expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, env={}, channel_secrets=False)
+    assert caught.value.problems == expected
+
+
 def test_unknown_channel_in_notify() -> None:
     text = MINIMAL.replace('notify = ["team"]', 'notify = ["tem"]')
     assert problems_of(text) == ['rules[0].notify: unknown channel "tem"']

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -93,3 +95,56 @@ def test_commands_that_read_the_store_do_not_make_an_empty_one_elsewhere(tmp_pat
             "sqlite:///var/monitor.db is taken from the working directory): run this where the daemon "
             "runs, or give the database an absolute path"), args
     assert not (elsewhere / "var").exists()
+
+
+def test_commands_that_send_nothing_work_in_a_shell_without_the_channels_secrets(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    # The service's environment file names every channel's secrets; an operator's shell has none.
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    replay.route("/hook", Reply(b"unknown field", 422))  # dead at once
+    signing = f"whsec_{base64.b64encode(b'k' * 32).decode()}"
+    secrets = {"HOOK_URL": replay.url("/hook"), "HOOK_SECRET": signing,
+               "SLACK_WEBHOOK_URL": replay.url("/slack"), "SMTP_PASSWORD": "hunter2", "FEED_TOKEN": "f33d"}
+    channels = ('[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "${HOOK_URL}"\n'
+                'signing_secret = "${HOOK_SECRET}"\n\n'
+                '[[channels]]\nname = "team"\ntype = "slack"\nwebhook_url = "${SLACK_WEBHOOK_URL}"\n\n'
+                '[[channels]]\nname = "me"\ntype = "email"\nsmtp_url = "smtp+plain://127.0.0.1:9"\n'
+                'username = "monitor"\npassword = "${SMTP_PASSWORD}"\nfrom = "monitor@example.org"\n'
+                'to = ["me@example.org"]\n\n'
+                '[[channels]]\nname = "feed"\ntype = "rss"\ntoken = "${FEED_TOKEN}"\n')
+    config = write_config(tmp_path, port=free_port(),
+                          sources=source("hf", replay.url("/papers"), every="1h") + 'catch_up = "off"\n',
+                          channels=channels,
+                          rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["hook", "feed"]\n')
+    assert cli(config, "once", env={**os.environ, **secrets}).returncode == 1  # (the dead webhook)
+    bare = {name: value for name, value in os.environ.items() if name not in secrets}
+
+    done = cli(config, "status", "--json", env=bare)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout)["channels"]
+    assert [(c["name"], c["type"], c["dead"], c["sent_today"]) for c in told] == [
+        ("hook", "webhook", HOT, 0), ("team", "slack", 0, 0), ("me", "email", 0, 0), ("feed", "rss", 0, HOT)]
+    assert cli(config, "status", env=bare).returncode == 0
+    paper = next(item["paper"] for item in json.loads(HF_JSON.read_bytes()) if item["paper"]["upvotes"] >= 10)
+    why = cli(config, "why", paper["id"], env=bare)
+    assert why.returncode == 0 and "hot" in why.stdout, why.stderr
+    backtest = cli(config, "backtest", env=bare)
+    assert backtest.returncode == 0 and f"\nhot {HOT:>9}  " in backtest.stdout, backtest.stderr
+    match = cli(config, "match", str(HF_JSON), env=bare)
+    assert match.returncode == 0 and len(match.stdout.splitlines()) == HOT, match.stderr
+    retry = cli(config, "retry-dead", "hook", env=bare)
+    assert (retry.returncode, retry.stdout) == (0, f"requeued {HOT} dead deliveries (channel hook)\n")
+    discard = cli(config, "discard", "--dead", env=bare)
+    assert (discard.returncode, discard.stdout) == (0, "discarded 0 dead deliveries (all channels)\n")
+
+    unset = ["channels[0].url: environment variable HOOK_URL is not set",
+             "channels[0].signing_secret: environment variable HOOK_SECRET is not set",
+             "channels[1].webhook_url: environment variable SLACK_WEBHOOK_URL is not set",
+             "channels[2].password: environment variable SMTP_PASSWORD is not set",
+             "channels[3].token: environment variable FEED_TOKEN is not set"]
+    for args in (["check-config"], ["once"], ["test-channel", "feed"], ["run"]):
+        refused = cli(config, *args, env=bare, timeout=30)
+        assert (refused.returncode, refused.stdout) == (2, ""), args
+        assert refused.stderr.splitlines()[-len(unset):] == unset and "Traceback" not in refused.stderr, args
+    assert json.loads(cli(config, "status", "--json", env=bare).stdout)["channels"][0]["pending"] == HOT

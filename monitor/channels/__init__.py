@@ -13,7 +13,7 @@ from typing import cast
 
 from monitor.channels.base import Channel, FeedRows
 from monitor.config import ChannelConfig, RssConfig, Settings
-from monitor.errors import MonitorError
+from monitor.errors import ConfigError, MonitorError
 
 Factory = Callable[[ChannelConfig, Settings, FeedRows], Channel]
 
@@ -45,7 +45,10 @@ FACTORIES: dict[str, Factory] = {
 
 
 def build_channel(cfg: ChannelConfig, settings: Settings, store: FeedRows) -> Channel:
-    """The channel ``cfg`` describes."""
+    """The channel ``cfg`` describes; ``ConfigError`` if its variables are not all set (a config
+    read for a command that sends nothing)."""
+    if unset := settings.unset_variables(cfg.name):
+        raise ConfigError(unset)
     try:
         return FACTORIES[cfg.type](cfg, settings, store)
     except ImportError as exc:
