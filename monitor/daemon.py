@@ -43,6 +43,11 @@ DISPATCH_EVERY = 2.0  # seconds between outbox checks; new matches wake it at on
 DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in the background
 STATS_EVERY = 10.0
 PRUNE_EVERY = 86_400.0
+PRUNE_FIRST = 2.0  # seconds after the start (or a takeover) of the first prune
+# A prune the store refused (busy, away) is tried again after this, then twice as long each time, up
+# to PRUNE_RETRY_CAP: not a day later.
+PRUNE_RETRY = 60.0
+PRUNE_RETRY_CAP = 3600.0
 STANDBY_EVERY = 2.0  # seconds between a standby's tries of the store's lock (and feed refreshes)
 # A daemon that lost the lock (the database went away a moment) may still be finishing a send and
 # record it: what it claimed this recently is left to it for this long after a takeover.
@@ -68,6 +73,8 @@ class Daemon:
         self._lock = threading.Lock()  # guards the swap of settings, index, dispatcher on reload
         self._feed_versions: dict[str, tuple[float, int]] = {}
         self._polls_running: dict[str, float] = {}
+        self._pruning = threading.Lock()  # the daily prune and a retry never run at once
+        self._prune_failures = 0  # in a row
         self.store: SqlStore = open_store(settings.monitor.database)
         try:
             try:
@@ -144,7 +151,8 @@ class Daemon:
             self.scheduler.add_job(self._dispatch_job, IntervalTrigger(seconds=DISPATCH_EVERY), id="dispatch",
                                    next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
             self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
-                                   next_run_time=now + timedelta(seconds=2), misfire_grace_time=3600)
+                                   next_run_time=now + timedelta(seconds=PRUNE_FIRST),
+                                   misfire_grace_time=3600)
             self.standby = None
 
     def _recover_later(self, claimed_before: float) -> None:
@@ -402,13 +410,26 @@ class Daemon:
                           time.monotonic() - started)
 
     def _prune_job(self) -> None:
-        """Deliveries sent longer ago than ``keep_sent`` go (at start, then daily)."""
-        with self._lock:
-            settings = self.settings
+        """Deliveries sent longer ago than ``keep_sent`` go (at start, then daily); if the store
+        refuses, again in ``PRUNE_RETRY`` seconds, doubling up to ``PRUNE_RETRY_CAP``."""
+        if self.stopping.is_set() or not self._pruning.acquire(blocking=False):
+            return
         try:
+            with self._lock:
+                settings = self.settings
             prune_sent(settings, self.store)
         except MonitorError as exc:
-            log.warning("old sent deliveries not deleted: %s; tried again in a day", exc)
+            self._prune_failures += 1
+            wait = min(PRUNE_RETRY_CAP, PRUNE_RETRY * 2 ** min(self._prune_failures - 1, 16))
+            log.warning("old sent deliveries not deleted: %s; trying again in %.0fs", exc, wait)
+            if not self.stopping.is_set():
+                self.scheduler.add_job(self._prune_job, "date", id="prune-again", replace_existing=True,
+                                       run_date=datetime.now(UTC) + timedelta(seconds=wait),
+                                       misfire_grace_time=3600)
+        else:
+            self._prune_failures = 0
+        finally:
+            self._pruning.release()
 
     def _fetcher(self, source: SourceConfig, settings: Settings) -> Fetcher:
         """A client per source (see ``open_fetcher``), its waits cut short by a stop."""

@@ -3,6 +3,7 @@ aiosmtpd and a feed, answers /healthz and /metrics, stops on SIGTERM, and keeps 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sqlite3
@@ -426,3 +427,46 @@ def test_old_sent_deliveries_are_deleted_at_start_and_their_papers_not_alerted_a
     finally:
         db.close()
     assert old.get("console", 0) == 0 and old.get("feed", 0) <= 5
+
+
+def test_a_prune_the_store_refused_is_tried_again_soon_not_in_a_day(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources="",
+                          channels='[[channels]]\nname = "console"\ntype = "console"\n',
+                          rules='[[rules]]\nname = "all"\nnotify = ["console"]\n')
+    config.write_text(config.read_text().replace("[monitor]\n", '[monitor]\nkeep_sent = "30d"\n'))
+    store = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    long_ago = time.time() - 100 * 86_400
+    store.apply_poll(hf_papers()[:20], everything, now=long_ago)  # 20 papers alerted 100 days ago
+    _send_all(store, "console", long_ago)
+    store.close()
+
+    def sent_rows() -> int:
+        with contextlib.closing(sqlite3.connect(tmp_path / "monitor.db", timeout=30)) as db:
+            return int(db.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone()[0])
+
+    def refused() -> list[str]:
+        return [r["message"] for r in daemon.log_records() if "not deleted" in r.get("message", "")]
+
+    assert sent_rows() == 20
+
+    # Its retries in seconds, not minutes; the first prune 4 s after the start, for this test to
+    # take the store's write lock first (another process writing, a backup holding the file...).
+    daemon = Daemon(config, port, tune={"PRUNE_RETRY": 1.0, "PRUNE_FIRST": 4.0})
+    locker = sqlite3.connect(tmp_path / "monitor.db", timeout=30, isolation_level=None)
+    try:
+        wait_for(lambda: "paper-monitor running" in daemon.log_text(), 30, "the daemon to start")
+        locker.execute("BEGIN IMMEDIATE")
+        wait_for(lambda: len(refused()) >= 2, 60, "two tries of the prune to fail on the locked store")
+        locker.execute("ROLLBACK")
+        wait_for(lambda: "deleted 20 deliveries sent over 30 days ago" in daemon.log_text(), 20,
+                 "the prune to be tried again once the store is free")
+        assert sent_rows() == 0
+    finally:
+        locker.close()
+        code, _ = daemon.stop()
+    assert code == 0
+    first, second = refused()[:2]
+    assert first.startswith("old sent deliveries not deleted: ") and "database is locked" in first
+    assert first.endswith("; trying again in 1s") and second.endswith("; trying again in 2s")
+    assert "Traceback" not in daemon.log_text()
