@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 DISPATCH_EVERY = 2.0  # seconds between outbox checks; new matches wake it at once
 DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in the background
 STATS_EVERY = 10.0
+# Seconds between the daemon's writes that change nothing, to tell /healthz the store takes writes
+# (SQLite locked by another process still answers the reads of STATS_EVERY).
+STORE_WRITE_EVERY = 30.0
 PRUNE_EVERY = 86_400.0
 PRUNE_FIRST = 2.0  # seconds after the start (or a takeover) of the first prune
 # A prune the store refused (busy, away) is tried again after this, then twice as long each time, up
@@ -150,6 +153,8 @@ class Daemon:
                 self._add_poll_job(source, first=now.timestamp() + 0.1 * i)
             self.scheduler.add_job(self._dispatch_job, IntervalTrigger(seconds=DISPATCH_EVERY), id="dispatch",
                                    next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
+            self.scheduler.add_job(self._store_write_job, IntervalTrigger(seconds=STORE_WRITE_EVERY),
+                                   id="store-writes", misfire_grace_time=int(STORE_WRITE_EVERY))
             self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
                                    next_run_time=now + timedelta(seconds=PRUNE_FIRST),
                                    misfire_grace_time=3600)
@@ -321,8 +326,14 @@ class Daemon:
             return
         now = time.time()
         ok = report.error is None
-        wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
-                                  retry_after=report.retry_after, now=now)
+        if report.error_kind == "store":  # the store's failure, not the source's
+            wait = self.health.record_store_failure(source.name, status=report.status, now=now)
+            self._writes(report.error, now)
+        else:
+            wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
+                                      retry_after=report.retry_after, now=now)
+            if ok:  # (it wrote the source's state)
+                self._writes(None, now)
         self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
                                   error_kind=report.error_kind, now=now)
         fields = report.fields()
@@ -330,9 +341,12 @@ class Daemon:
             log.info("poll %s: HTTP %s, %d papers%s, %d new, %d changed, %d matched, %.2fs%s", source.name,
                      report.status, report.papers, report.left_out_note(), report.new, report.changed,
                      report.matched, report.duration, report.caught_up_note(), extra=fields)
+        elif report.error_kind == "store":
+            answered = f" (the source answered HTTP {report.status})" if report.status is not None else ""
+            log.warning("poll %s: the store failed%s: %s; next try in %.0fs", source.name, answered,
+                        report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
         else:
-            answer = ("store error" if report.error_kind == "store" else
-                      "no answer" if report.status is None else f"HTTP {report.status}")
+            answer = "no answer" if report.status is None else f"HTTP {report.status}"
             log.warning("poll %s: %s, failed: %s; next try in %.0fs", source.name, answer,
                         report.error, wait, extra={**fields, "error": report.error, "retry_in": wait})
         if report.matched and not self.stopping.is_set():
@@ -408,6 +422,26 @@ class Daemon:
             if time.monotonic() - started > _poll_deadline(self._source(name)):
                 log.error("poll %s has been running for %.0fs, past its deadline", name,
                           time.monotonic() - started)
+
+    def _store_write_job(self) -> None:
+        """A write that changes nothing: whether the store takes writes, for /healthz and the metrics
+        (told once when writes fail, and once when they work again)."""
+        if self.stopping.is_set():
+            return
+        try:
+            self.store.check_writes()
+        except MonitorError as exc:
+            self._writes(str(exc), time.time())
+        else:
+            self._writes(None, time.time())
+
+    def _writes(self, error: str | None, now: float) -> None:
+        """Note whether a write went through; a change is one line."""
+        if self.store_health.record_write(error, now):
+            if error is None:
+                log.info("store: writes work again")
+            else:
+                log.error("store: writes fail: %s", error)
 
     def _prune_job(self) -> None:
         """Deliveries sent longer ago than ``keep_sent`` go (at start, then daily); if the store

@@ -30,6 +30,8 @@ class SourceState:
     last_error: str | None = None
     failures: int = 0
     not_before: float = 0.0  # no poll before this time (backoff, Retry-After)
+    # The last poll that failed on the store, not on the source: no step towards staleness.
+    last_store_failure: float | None = None
 
 
 class SourceHealth:
@@ -105,6 +107,22 @@ class SourceHealth:
             state.not_before = max(now + (intervals - 0.25) * state.every, now + (retry_after or 0.0))
             return wait
 
+    def record_store_failure(self, name: str, *, status: int | None, now: float | None = None) -> float:
+        """Note a poll that failed on the store (its page fetched and read, or not yet): no failure
+        of the source's, no backoff, no step towards staleness. Returns the seconds until the next
+        poll may run: the regular interval."""
+        now = time.time() if now is None else now
+        with self._lock:
+            state = self._states.get(name)
+            if state is None:
+                return 0.0
+            state.last_attempt = now
+            if status is not None:
+                state.last_status = status
+            state.last_store_failure = now
+            state.not_before = 0.0
+            return state.every
+
     def stale(self, name: str, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         with self._lock:
@@ -128,7 +146,8 @@ class SourceHealth:
 
 
 def _is_stale(state: SourceState, now: float) -> bool:
-    since = state.last_success if state.last_success is not None else state.watching_since
+    since = max(state.last_success if state.last_success is not None else state.watching_since,
+                state.last_store_failure or 0.0)
     return now - since > STALE_AFTER_INTERVALS * state.every
 
 
@@ -162,39 +181,62 @@ class Heartbeat:
 
 
 class StoreHealth:
-    """Whether the store answers the daemon's periodic read, and since when it has not."""
+    """Whether the store answers the daemon's reads (its periodic read) and takes its writes (its
+    periodic write, and each poll's), and since when it has not. SQLite locked for writes by another
+    process still answers reads: each is told apart."""
 
     def __init__(self) -> None:
-        self._down: tuple[float, str] | None = None  # since when, and the last error
+        self._lock = threading.Lock()
+        # Since when, and the last error, of reads and of writes.
+        self._down: dict[str, tuple[float, str]] = {}
 
     def record(self, error: str | None, now: float) -> None:
-        if error is None:
-            self._down = None
-        else:
-            self._down = (self._down[0] if self._down else now, error)
+        """The outcome of a read."""
+        self._note("reads", error, now)
+
+    def record_write(self, error: str | None, now: float) -> bool:
+        """The outcome of a write; whether that changed whether writes work."""
+        return self._note("writes", error, now)
+
+    def _note(self, kind: str, error: str | None, now: float) -> bool:
+        with self._lock:
+            down = self._down.pop(kind, None)
+            if error is not None:
+                self._down[kind] = (down[0] if down else now, error)
+            return (down is None) != (error is None)
 
     @property
     def ok(self) -> bool:
-        return self._down is None
+        return not self._down
+
+    @property
+    def writes_ok(self) -> bool:
+        return "writes" not in self._down
 
     @property
     def error(self) -> str | None:
-        return self._down[1] if self._down else None
+        with self._lock:
+            down = self._down.get("reads") or self._down.get("writes")
+        return down[1] if down else None
 
     def problem(self) -> str | None:
-        """``store: failing since <time> (<error>)``, or None while it answers."""
-        down = self._down
-        if down is None:
-            return None
-        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
-        return f"store: failing since {since} ({down[1]})"
+        """``store: failing since <time> (<error>)`` (reads fail), ``store: writes failing since
+        <time> (<error>)``, or None while it answers both."""
+        with self._lock:
+            found = dict(self._down)
+        for kind, what in (("reads", "failing"), ("writes", "writes failing")):
+            if (down := found.get(kind)) is not None:
+                since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
+                return f"store: {what} since {since} ({down[1]})"
+        return None
 
 
 def health_report(
     health: SourceHealth, heartbeat: Heartbeat, store: StoreHealth
 ) -> tuple[bool, dict[str, object]]:
     """/healthz of a daemon at work: healthy while every source is fresh, the dispatcher runs and
-    the store answers; the body names each problem."""
+    the store answers and takes writes; the body names each problem (a poll that failed on the store
+    is the store's problem, not its source's)."""
     sources = health.snapshot()
     alive = heartbeat.alive()
     problems = [f"source {name}: no successful poll within {STALE_AFTER_INTERVALS} intervals" + (
@@ -206,7 +248,7 @@ def health_report(
         problems.append(problem)
     body: dict[str, object] = {"status": "ok" if not problems else "unhealthy", "problems": problems,
                                "sources": sources, "dispatcher": {"alive": alive},
-                               "store": {"ok": store.ok, "error": store.error}}
+                               "store": {"ok": store.ok, "error": store.error, "writes_ok": store.writes_ok}}
     return not problems, body
 
 

@@ -119,6 +119,9 @@ def poll(
             log.warning("source %s: %s", source.name, reason)
         else:  # a bug, not bad input: keep the traceback, but let the other sources run
             log.exception("source %s: unexpected %s", source.name, reason)
+        if isinstance(exc, StoreError):  # the store failed, not the source: nothing of the source's
+            return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started,
+                              reason, error_kind="store")  # (and a second try of the store would wait)
         try:
             store.record_failure(source.name, source.url, error=reason, status=status)
         except StoreError as again:

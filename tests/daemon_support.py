@@ -38,7 +38,7 @@ def source(name: str, url: str, every: str = "1s", timeout: str = "2s", fmt: str
 
 class Daemon:
     """``paper-monitor --log-format json run`` as a child process, its log in a file; ``tune``
-    sets constants of ``monitor.daemon`` in it (``{"PRUNE_RETRY": 1.0}``: seconds, not minutes)."""
+    sets constants in it (``{"monitor.daemon.PRUNE_RETRY": 1.0}``: seconds, not minutes)."""
 
     def __init__(self, config: Path, port: int, *options: str, log_name: str = "daemon.log",
                  tune: dict[str, float] | None = None) -> None:
@@ -49,8 +49,11 @@ class Daemon:
         self._log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         program = ["-m", "monitor"] if not tune else [
-            "-c", "import sys, monitor.daemon as d; from monitor.cli import main; "
-                  f"vars(d).update({tune!r}); sys.exit(main(sys.argv[1:]))"]
+            "-c", "import importlib, sys\nfrom monitor.cli import main\n"
+                  f"for name, value in {tune!r}.items():\n"
+                  "    module, _, constant = name.rpartition('.')\n"
+                  "    setattr(importlib.import_module(module), constant, value)\n"
+                  "sys.exit(main(sys.argv[1:]))"]
         self.proc = subprocess.Popen(
             [sys.executable, *program, "--log-format", "json", "run", "--config", str(config), *options],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=config.parent, env=env,

@@ -452,7 +452,8 @@ def test_a_prune_the_store_refused_is_tried_again_soon_not_in_a_day(tmp_path: Pa
 
     # Its retries in seconds, not minutes; the first prune 4 s after the start, for this test to
     # take the store's write lock first (another process writing, a backup holding the file...).
-    daemon = Daemon(config, port, tune={"PRUNE_RETRY": 1.0, "PRUNE_FIRST": 4.0})
+    daemon = Daemon(config, port, tune={"monitor.daemon.PRUNE_RETRY": 1.0,
+                                          "monitor.daemon.PRUNE_FIRST": 4.0})
     locker = sqlite3.connect(tmp_path / "monitor.db", timeout=30, isolation_level=None)
     try:
         wait_for(lambda: "paper-monitor running" in daemon.log_text(), 30, "the daemon to start")
@@ -470,3 +471,49 @@ def test_a_prune_the_store_refused_is_tried_again_soon_not_in_a_day(tmp_path: Pa
     assert first.startswith("old sent deliveries not deleted: ") and "database is locked" in first
     assert first.endswith("; trying again in 1s") and second.endswith("; trying again in 2s")
     assert "Traceback" not in daemon.log_text()
+
+
+def test_a_store_locked_for_writes_by_another_process_is_the_store_s_problem_in_healthz_not_the_source_s(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    replay.route("/papers", Reply(HF_JSON.read_bytes()))
+    port = free_port()
+    config = write_config(tmp_path, port=port,
+                          sources=source("hf", replay.url("/papers"), every="2s") + 'catch_up = "off"\n',
+                          channels='[[channels]]\nname = "console"\ntype = "console"\n',
+                          rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["console"]\n')
+    # A write waits 1 s for the lock, not 10 (a poll every 2 s stays a poll every 2 s); the store's
+    # writes are tried every 2 s.
+    daemon = Daemon(config, port, tune={"monitor.store.sql.BUSY_TIMEOUT_MS": 1000,
+                                        "monitor.daemon.STORE_WRITE_EVERY": 2.0})
+    locker = sqlite3.connect(tmp_path / "monitor.db", timeout=30, isolation_level=None)
+    seen = []
+    try:
+        daemon.wait_up()
+        wait_for(lambda: daemon.get("/healthz").status_code == 200, 20, "a good poll")
+        locker.execute("BEGIN IMMEDIATE")  # another process writing: a sqlite3 shell, a script...
+        locked = time.monotonic()
+        while time.monotonic() - locked < 15:  # the source would be stale after 6 s without a success
+            reply = daemon.get("/healthz")
+            seen.append((reply.status_code, reply.json()))
+            time.sleep(0.5)
+        metrics = daemon.get("/metrics").text
+        locker.execute("ROLLBACK")
+        wait_for(lambda: daemon.get("/healthz").status_code == 200, 20, "/healthz to be ok again")
+    finally:
+        locker.close()
+        code, _ = daemon.stop()
+    assert code == 0
+    assert [p for _, body in seen for p in body["problems"] if not p.startswith("store: ")] == []
+    assert all(body["sources"]["hf"]["ok"] and body["sources"]["hf"]["failures"] == 0 for _, body in seen)
+    status, body = seen[-1]
+    assert status == 503 and body["store"]["writes_ok"] is False
+    (problem,) = body["problems"]
+    assert problem.startswith("store: writes failing since ") and "database is locked" in problem
+    assert "paper_monitor_store_reachable 0.0" in metrics
+    failed = [r["message"] for r in daemon.polls("hf") if r.get("error")]
+    assert failed and all(m.startswith("poll hf: the store failed (the source answered HTTP 200): ")
+                          for m in failed), failed
+    log = daemon.log_text()
+    assert log.count("store: writes fail: ") == 1 and log.count("store: writes work again") == 1
+    assert "cannot record the failure" not in log and "Traceback" not in log

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from monitor.config import SourceConfig
-from monitor.health import SourceHealth
+from monitor.health import SourceHealth, StoreHealth
 
 HF = SourceConfig(name="hf", url="https://huggingface.co/api/daily_papers", every=60.0)
 
@@ -52,3 +52,29 @@ def test_reconfigure_keeps_the_history_of_sources_that_stay() -> None:
     assert snapshot["hf"]["failures"] == 1 and snapshot["arxiv"]["failures"] == 0
     health.reconfigure([arxiv], now=30.0)
     assert set(health.snapshot(now=30.0)) == {"arxiv"}
+
+
+def test_a_poll_that_failed_on_the_store_is_no_failure_of_the_source_nor_a_step_to_staleness() -> None:
+    health = SourceHealth([HF], now=0.0)
+    health.record("hf", ok=True, status=200, now=0.0)
+    waits = [health.record_store_failure("hf", status=200, now=t) for t in (60.0, 120.0, 180.0, 240.0)]
+    assert waits == [60.0] * 4  # the regular interval, no backoff
+    assert health.due("hf", now=300.0) and not health.stale("hf", now=400.0)
+    assert health.snapshot(now=400.0)["hf"] == {"ok": True, "last_success": 0.0, "failures": 0,
+                                                "last_status": 200, "last_error": None}
+    assert health.stale("hf", now=421.0)  # three intervals after the store's last failure: no news
+
+
+def test_store_health_tells_reads_and_writes_apart() -> None:
+    store = StoreHealth()
+    assert store.ok and store.problem() is None
+    assert store.record_write("writing: OperationalError: database is locked", 100.0)  # a change
+    assert not store.record_write("writing: OperationalError: database is locked", 130.0)  # no change
+    assert not store.ok and not store.writes_ok
+    assert store.problem() == ("store: writes failing since 1970-01-01 00:01:40 UTC "
+                               "(writing: OperationalError: database is locked)")
+    store.record("reading outbox statistics: connection refused", 140.0)
+    assert store.problem() == ("store: failing since 1970-01-01 00:02:20 UTC "
+                               "(reading outbox statistics: connection refused)")
+    store.record(None, 150.0)
+    assert store.record_write(None, 160.0) and store.ok and store.problem() is None

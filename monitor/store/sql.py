@@ -265,6 +265,13 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
                     meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
                 )
 
+    def check_writes(self) -> None:
+        """Whether the store takes a write now (the daemon's health): a write transaction that changes
+        nothing, the schema version set to itself; ``StoreError`` if not (SQLite locked by another
+        process past busy_timeout, a database read-only or away)."""
+        with self._write("writing") as conn:
+            conn.execute(meta.update().where(meta.c.name == "schema_version").values(value=meta.c.value))
+
     def schema_version(self) -> int:
         """The schema version the database is at."""
         with self.read("reading the schema version") as conn:
