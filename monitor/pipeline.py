@@ -106,8 +106,9 @@ def poll(
 ) -> PollReport:
     """Poll ``source`` once: fetch (conditional), parse, store the diff, match what is new or changed.
 
-    Never raises: a failure (fetch, parse, store, or a bug in a stage) is recorded in the source's
-    state (the papers stay untouched), logged with its one-line reason, and returned in the report.
+    Never raises: a failure (fetch, parse, store, or a bug in a stage) is logged with its one-line
+    reason and returned in the report (the papers stay untouched); each but the store's, which is no
+    failure of the source, is recorded in the source's state.
     """
     started = time.monotonic()
     status: int | None = None
