@@ -150,7 +150,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
             http_url(args.source)
         except ValueError as exc:  # a mistake in the command, not a failure of the site
             raise _Usage(str(exc)) from None
-        data = fetch_once(args.source)
+        try:
+            data = fetch_once(args.source)
+        except FetchError as exc:
+            # The site said the page is not there or not ours to read (404, 403, 410): unreadable
+            # input, like a missing file. Refused connections, 5xx and 429 stay runtime failures.
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+                raise _Usage(str(exc)) from None
+            raise
     else:
         try:
             data = Path(args.source).read_bytes()
