@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, ReplayServer, Reply
+from tests.helpers import REPO
 
 
 def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -112,14 +112,3 @@ def test_parse_of_a_url_with_secrets_logs_and_tells_it_without_them() -> None:
     assert "hunter2" not in result.stdout + result.stderr
     assert f"GET http://bob:***@127.0.0.1:{port}/feed?api_key=***&limit=5" in result.stderr
     assert "retry 1" in result.stderr, result.stderr
-
-
-def test_parse_of_a_url_the_site_says_is_not_there_is_unreadable_input_exit_2(replay: ReplayServer) -> None:
-    """A wrong URL is the user's input, as a missing file is (exit 2); a site failing is not (exit 1)."""
-    replay.route("/busy", Reply(b"try later", 503))
-    missing = run("parse", replay.url("/nope.json"))
-    failing = run("parse", "--format", "hf-json", replay.url("/busy"))
-    assert (missing.returncode, failing.returncode) == (2, 1)
-    told = f"paper-monitor parse: GET {replay.url('/nope.json')}: HTTP 404 (not retried)"
-    assert missing.stderr.splitlines() == [told]
-    assert "Traceback" not in failing.stderr

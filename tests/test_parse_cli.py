@@ -156,9 +156,14 @@ def test_parse_a_url_from_a_loopback_server(replay: ReplayServer) -> None:
 
 
 def test_parse_a_url_that_is_not_there(replay: ReplayServer) -> None:
-    result = run_parse(replay.url("/missing"))
-    assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    """A wrong URL is the user's input, as a missing file is (exit 2); a site failing is not (exit 1)."""
+    replay.route("/busy", Reply(b"try later", 503))
+    missing = run_parse(replay.url("/missing"))
+    failing = run_parse(replay.url("/busy"), "--format", "hf-json")
+    assert (missing.returncode, failing.returncode) == (2, 1)
+    told = f"paper-monitor parse: GET {replay.url('/missing')}: HTTP 404 (not retried)"
+    assert missing.stderr.splitlines() == [told]
+    assert len(failing.stderr.splitlines()) == 1 and "Traceback" not in failing.stderr
 
 
 @pytest.mark.parametrize(("url", "problem"), [

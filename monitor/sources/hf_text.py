@@ -56,6 +56,13 @@ _PAGINATION = re.compile(
     re.I,
 )
 
+# An entry with no block under it (no authors, date, organization or upvotes) is a paper only with
+# an abstract of at least this many words: abstracts run to 100-300 words, while the notices a site
+# serves with a 200 in a listing's place (rate limits, maintenance, "something went wrong") are short.
+_BARE_ABSTRACT_WORDS = 30
+# A page with no block at all must show at least this many such papers.
+_BARE_PAGE_PAPERS = 2
+
 # Token kinds.
 _TEXT, _AUTH, _DOT, _DATE_K, _URL, _NUM, _CHROME_K = range(7)
 
@@ -76,9 +83,13 @@ def parse(data: bytes, today: date) -> list[Paper]:
     """
     text = _decode(data)
     tokens = list(_tokenize(text))
-    papers, evidence = _entries(tokens, today)
+    papers, evidence, blocks = _entries(tokens, today)
     if not papers:
         raise ParseError("no papers found in the plain-text listing (no title/abstract entries)")
+    if not blocks and len(papers) < _BARE_PAGE_PAPERS:
+        # One title over one paragraph, the listing's header above it or not: a notice as likely
+        # as a paper ("down for maintenance"); a listing shows many, or each with its block.
+        raise ParseError("not a papers listing: one title and paragraph, without authors, date or upvotes")
     if not evidence and not _prose_like(papers):
         raise ParseError("not a papers listing: no page header, no date blocks, no abstracts under titles")
     return papers
@@ -178,8 +189,9 @@ class _Entry(NamedTuple):
     had_block: bool
 
 
-def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool]:
-    """Walk the tokens once: title, abstract, optional block. Returns papers and listing evidence."""
+def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool, bool]:
+    """Walk the tokens once: title, abstract, optional block. Returns papers, listing evidence, and
+    whether any paper had its block."""
     entries: list[_Entry] = []
     evidence = False  # the page header, or at least one date block: this is a listing for sure
     pending_url: str | None = None
@@ -229,8 +241,12 @@ def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool]:
             when = (when[0] if when else None, votes)
         evidence = evidence or had_block
         entries.append(_Entry(title, abstract, count, org, when, url, had_block))
+    # A short notice under a heading ("Too Many Requests" / "You have sent too many requests ..."),
+    # kept above only so that the entries after it pair up right, is no paper.
+    entries = [e for e in entries if e.had_block or len((e.abstract or "").split()) >= _BARE_ABSTRACT_WORDS]
     # A title of nothing but control characters is no title once they are cleaned away.
-    return [paper for paper in (_paper(*e[:6]) for e in entries) if paper.title], evidence
+    papers = [paper for paper in (_paper(*e[:6]) for e in entries) if paper.title]
+    return papers, evidence, any(e.had_block for e in entries)
 
 
 def _is_prose(text: str) -> bool:
