@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.models import normalize_title
+from monitor.models import normalize_title, title_key
 from monitor.sources import parse_page
 from tests.helpers import HF_JSON, REPO, ReplayServer, Reply
 
@@ -141,3 +141,13 @@ def test_an_unknown_rule_is_one_line_before_any_story(config: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith('--rule: no rule named "nope" (rules: ')
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_paper_is_found_by_the_title_key_it_had_before_its_arxiv_id_was_known(config: Path) -> None:
+    """A text page alerts ``title:<hash>``; the paper then comes with its arXiv id and is stored under
+    ``arxiv:...``: the key in the user's alert still finds it."""
+    paper = next(p for p in parse_page(HF_JSON.read_bytes()) if "speculative decoding" in p.title.lower())
+    done = why(config, title_key(paper.title))
+    assert done.returncode == 0, done.stderr
+    assert paper.key in done.stdout and "spec" in done.stdout
+    assert why(config, "title:0123456789abcdef").returncode == 2

@@ -3,11 +3,12 @@ its title; when it was seen; the rules it matched and what became of each delive
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from monitor.models import Paper, clean_arxiv_id, normalize_title
+from monitor.models import Paper, clean_arxiv_id, normalize_title, title_key
 from monitor.store.base import Transactions, paper_from_row
 from monitor.store.schema import deliveries, matches
 from monitor.store.schema import papers as paper_table
@@ -36,13 +37,17 @@ class PaperStory:
     deliveries: list[Delivery]
 
 
+_TITLE_KEY = re.compile(r"title:[0-9a-f]{16}")
+
+
 class PaperLookup(Transactions):
     """Finding papers and their story on ``self.engine``; part of ``SqlStore``."""
 
     def find_papers(self, wanted: str, limit: int = 10) -> list[Paper]:
-        """The papers ``wanted`` names: its key (``arxiv:2401.12345``, ``title:...``), an arXiv id
-        (a version suffix allowed), else every paper whose title holds those words in that order,
-        most recently seen first, at most ``limit``."""
+        """The papers ``wanted`` names: its key (``arxiv:2401.12345``, ``title:...``, also the
+        ``title:`` key it had before its arXiv id was known), an arXiv id (a version suffix allowed),
+        else every paper whose title holds those words in that order, most recently seen first, at
+        most ``limit``."""
         p = paper_table.c
         arxiv_id = clean_arxiv_id(wanted)
         exact = p.key == wanted.strip()
@@ -50,6 +55,12 @@ class PaperLookup(Transactions):
             exact = sa.or_(exact, p.arxiv_id == arxiv_id)
         with self.read("finding a paper") as conn:
             rows = conn.execute(sa.select(paper_table).where(exact).limit(limit)).all()
+            if not rows and _TITLE_KEY.fullmatch(wanted.strip()):
+                # The key a paper was first stored (and alerted) under, before an arXiv id was
+                # known for it: the hash of its title, read from every title (no index holds it).
+                every = conn.execute(sa.select(p.id, p.title).execution_options(yield_per=2000))
+                ids = [row.id for row in every if title_key(row.title) == wanted.strip()][:limit]
+                rows = conn.execute(sa.select(paper_table).where(p.id.in_(ids))).all() if ids else []
             words = normalize_title(wanted)
             if not rows and words:
                 # A normalized title has letters, digits and single spaces only: nothing LIKE reads.
