@@ -128,15 +128,17 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
             conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN failing_since")
             conn.exec_driver_sql("ALTER TABLE sources DROP COLUMN format")
             conn.exec_driver_sql("DROP TABLE titles")
+            conn.exec_driver_sql("DROP INDEX ix_deliveries_paper")
+            conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN posted_at")
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 8
+        assert upgraded.schema_version() == SCHEMA_VERSION == 9
         assert upgraded.apply_poll([paper("K-ept", arxiv_id=None)], lambda p: []).new == []  # by its form
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
-        assert {"ix_deliveries_state", "ix_deliveries_rule"} <= indexes
+        assert {"ix_deliveries_state", "ix_deliveries_rule", "ix_deliveries_paper"} <= indexes
         assert upgraded.delivery_counts(0.0, ["team"])["team"].pending == 1
         head = upgraded.queue_head("team")
         assert head is not None
@@ -157,6 +159,41 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
         assert (upgraded.get_source_state("hf") or state).format == "hf-json"
         upgraded.note_standby("run --standby, pid 1 on b, since 2026-12-01 10:00 UTC", 1.0)
         assert upgraded.standbys() == [("run --standby, pid 1 on b, since 2026-12-01 10:00 UTC", 1.0)]
+    finally:
+        upgraded.close()
+
+
+def test_a_version_8_database_gains_the_posted_column_and_the_paper_index_and_keeps_its_data(
+    store_url: str,
+) -> None:
+    first = open_store(store_url)
+    try:
+        now = time.time()
+        record(first, "r", [paper("Sent"), paper("Old")], ["feed"], at=now - 3 * DAY)
+        _send_all(first, "feed", now - 2 * DAY)
+        record(first, "later", [paper("Pending")], ["feed", "team"], at=now - DAY)
+        with first.engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX ix_deliveries_paper")
+            conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN posted_at")
+            conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="8"))
+        assert "posted_at" not in {c["name"] for c in sa.inspect(first.engine).get_columns("deliveries")}
+    finally:
+        first.close()
+    upgraded = open_store(store_url)
+    try:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 9
+        by_paper = [ix["column_names"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")
+                    if ix["name"] == "ix_deliveries_paper"]
+        assert by_paper == [["channel", "paper_id"]]
+        assert [(rule, p.title) for _, rule, p, _, _ in upgraded.feed_rows("feed", 10)] == [
+            ("r", "Old"), ("r", "Sent")]
+        counts = upgraded.delivery_counts(0.0, ["feed", "team"])
+        assert (counts["feed"].pending, counts["feed"].sent_today, counts["team"].pending) == (1, 2, 1)
+        head = upgraded.queue_head("team")
+        assert head is not None
+        _, claimed = upgraded.claim_batch("team", now, head=head, limit=10)
+        assert [row.paper.title for row in claimed] == ["Pending"]
+        assert "posted_at" in {c["name"] for c in sa.inspect(upgraded.engine).get_columns("deliveries")}
     finally:
         upgraded.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = sa.MetaData()
 
@@ -84,6 +84,9 @@ deliveries = sa.Table(
     sa.Column("claimed_at", sa.Float),
     sa.Column("sent_at", sa.Float),
     sa.Column("failing_since", sa.Float),  # the first failure of the tries since the last success
+    # When the channel confirmed the message carrying this row while its batch went on (a Slack
+    # batch sent as several messages): a retry of the batch, after a restart too, skips it.
+    sa.Column("posted_at", sa.Float),
     sa.UniqueConstraint("rule", "paper_id", "channel", name="uq_deliveries_rule_paper_channel"),
 )
 sa.Index("ix_deliveries_due", deliveries.c.channel, deliveries.c.state, deliveries.c.next_attempt_at)
@@ -96,6 +99,8 @@ ix_deliveries_state = sa.Index("ix_deliveries_state", deliveries.c.state, delive
 # channel's others (200,000 of them took 0.2 s a request).
 ix_deliveries_rule = sa.Index("ix_deliveries_rule", deliveries.c.channel, deliveries.c.rule,
                               deliveries.c.state, deliveries.c.created_at, deliveries.c.id)
+# A feed item's every rule: the rows of a paper in a channel, however long before its newest one.
+ix_deliveries_paper = sa.Index("ix_deliveries_paper", deliveries.c.channel, deliveries.c.paper_id)
 
 # Per-source polling state: conditional GET validators and health.
 sources = sa.Table(

@@ -28,6 +28,7 @@ from monitor.store.lookup import PaperLookup
 from monitor.store.schema import (
     SCHEMA_VERSION,
     deliveries,
+    ix_deliveries_paper,
     ix_deliveries_rule,
     ix_deliveries_state,
     matches,
@@ -85,11 +86,17 @@ def _v8_titles(conn: Connection) -> None:
                       ["form"])
 
 
+def _v9_deliveries_posted_and_by_paper(conn: Connection) -> None:
+    if "posted_at" not in {column["name"] for column in sa.inspect(conn).get_columns("deliveries")}:
+        conn.exec_driver_sql("ALTER TABLE deliveries ADD COLUMN posted_at FLOAT")
+    ix_deliveries_paper.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule, _v5_standbys,
-    _v6_deliveries_failing_since, _v7_sources_format, _v8_titles,
+    _v6_deliveries_failing_since, _v7_sources_format, _v8_titles, _v9_deliveries_posted_and_by_paper,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
