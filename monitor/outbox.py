@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -262,7 +262,7 @@ class Dispatcher:
         _, rows = self._write(name, key, claim, undo=undo)
         if not rows:
             return True  # another dispatcher claimed it first
-        batch = _batch(name, key, rows, digest=slot is not None)
+        batch = _batch(name, key, rows, digest=slot is not None, on_posted=partial(self._posted, name, key))
         try:
             self._channels[name].send(batch)
         except DeliveryError as exc:
@@ -275,6 +275,16 @@ class Dispatcher:
         report.batches += 1
         log.info("delivered %d alert(s) of rule %s to channel %s", len(rows), batch.rule, name)
         return True
+
+    def _posted(self, name: str, key: str, ids: Sequence[int]) -> None:
+        """A message of batch ``key`` reached the channel, and the batch goes on: recorded, so that
+        no later try sends it again. Should the store not answer, the channel's own memory of it
+        serves this process, and only a restart before the batch is recorded sends it again."""
+        try:
+            self._store.mark_posted(key, ids, self._clock())
+        except StoreError as exc:
+            log.warning("channel %s: a message of batch %s reached it but could not be recorded (%s); "
+                        "sent again only if this process stops before the batch is done", name, key, exc)
 
     def _failed(
         self, name: str, key: str, rows: list[Claimed], exc: DeliveryError, current: float,
@@ -305,9 +315,14 @@ class Dispatcher:
         return False
 
 
-def _batch(channel: str, key: str, rows: list[Claimed], *, digest: bool) -> Batch:
-    alerts = [Alert(paper=r.paper, reasons=r.reasons, delivery_id=r.id, rule=r.rule) for r in rows]
-    return Batch(channel=channel, rule=DIGEST_RULE if digest else rows[0].rule, alerts=alerts, key=key)
+def _batch(
+    channel: str, key: str, rows: list[Claimed], *, digest: bool,
+    on_posted: Callable[[Sequence[int]], None] | None = None,
+) -> Batch:
+    alerts = [Alert(paper=r.paper, reasons=r.reasons, delivery_id=r.id, rule=r.rule, posted=r.posted)
+              for r in rows]
+    return Batch(channel=channel, rule=DIGEST_RULE if digest else rows[0].rule, alerts=alerts, key=key,
+                 on_posted=on_posted)
 
 
 def prune_sent(settings: Settings, store: DeliveryQueries, now: float | None = None) -> int:

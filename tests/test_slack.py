@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -21,6 +22,8 @@ from monitor.errors import DeliveryError
 from monitor.models import Paper
 from monitor.outbox import open_dispatcher
 from monitor.store import open_store
+from tests.daemon_support import Daemon, unsent, wait_for, write_config
+from tests.helpers import free_port
 from tests.outbox_support import paper as outbox_paper
 from tests.outbox_support import record
 from tests.slack_standin import WEBHOOK_PATH, Answer, SlackStandIn
@@ -354,3 +357,105 @@ def test_a_slack_digest_is_one_message_a_day_rule_by_rule(slack: SlackStandIn, t
     assert ["Speculative" in papers[0], "KV Cache" in papers[1], "Diffusion" in papers[2]] == [True] * 3
     assert '_Matched (llm):_ keyword "speculative decoding" in title' in papers[0]
     assert '_Matched (vision):_ keyword "diffusion" in title' in papers[2]
+
+
+class _FirstPartOnly(SlackStandIn):
+    """Confirms the first message, then holds the second until ``release`` and answers it with a 503
+    (the daemon is killed meanwhile): of a batch in three parts, Slack has seen part 1 alone."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.arrived = 0
+        super().__init__()
+
+    def _answer(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        self.arrived += 1  # (one request at a time: the channel waits for each answer)
+        if self.arrived == 2:
+            self.held.set()
+            self.release.wait(30)
+            return 503, "text/html", b"gone", {}
+        return super()._answer(path, headers, raw)
+
+
+def test_a_daemon_killed_after_part_one_of_a_batch_sends_the_other_parts_alone_after_restart(
+    tmp_path: Path,
+) -> None:
+    """Slack confirmed part 1 of 3, then the daemon was killed before the batch was recorded sent:
+    the next start sends parts 2 and 3, not part 1 again."""
+    store = open_store(f"sqlite:///{tmp_path}/monitor.db")
+    try:
+        record(store, "efficient-llm", [paper(i) for i in range(60)], ["team"])
+    finally:
+        store.close()
+    with _FirstPartOnly() as slack:
+        channels = (f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\n'
+                    f'channel = "#papers"\nbase_url = "{slack.base_url}"\ntimeout = 60\n')
+        port = free_port()
+        config = write_config(tmp_path, port=port, sources="", channels=channels,
+                              rules='[[rules]]\nname = "efficient-llm"\nnotify = ["team"]\n')
+        first = Daemon(config, port)
+        try:
+            first.wait_up()
+            wait_for(slack.held.is_set, 20, "part 2 to be on its way")
+        finally:
+            first.kill()  # SIGKILL: part 1 confirmed, the batch still "sending"
+            slack.release.set()
+        assert unsent(tmp_path) == 60
+
+        again = Daemon(config, port, log_name="again.log")
+        try:
+            again.wait_up()
+            wait_for(lambda: unsent(tmp_path) == 0, 30, "the batch to be sent")
+        finally:
+            code, _ = again.stop()
+        assert code == 0, again.log_text()[-2000:]
+        heads = [m.payload["blocks"][0]["text"]["text"] for m in slack.messages]
+        titles = _titles(slack.messages)
+    assert heads == [f"efficient-llm: 60 new papers ({i}/3)" for i in (1, 2, 3)]
+    assert sorted(titles) == sorted(f"Speculative Decoding Study {i}" for i in range(60))
+
+
+def _titles(messages: list[Any]) -> list[str]:
+    return re.findall(r"\|(Speculative Decoding Study \d+)>",
+                      "".join(text for m in messages for text in sections(m.payload)))
+
+
+@pytest.mark.parametrize("failure", ["transient", "permanent"])
+def test_the_parts_slack_confirmed_are_not_sent_again_by_the_next_dispatcher(
+    slack: SlackStandIn, tmp_path: Path, failure: str
+) -> None:
+    """Part 2 of 3 fails. A dispatcher of its own (as after a restart) retries the batch from part 2;
+    a batch that died there has part 1's alerts sent, and ``retry-dead`` sends the others alone."""
+    settings = Settings.model_validate({
+        "monitor": {"database": f"sqlite:///{tmp_path}/db.sqlite"},
+        "channels": [{"name": "team", "type": "slack", "token": slack.token, "channel": "#papers",
+                      "base_url": slack.base_url}],
+        "rules": [{"name": "efficient-llm", "notify": ["team"]}],
+    })
+    store = open_store(settings.monitor.database)
+    try:
+        record(store, "efficient-llm", [paper(i) for i in range(60)], ["team"])
+        slack.script(Answer(), Answer(500) if failure == "transient" else Answer(error="invalid_blocks"))
+        with open_dispatcher(settings, store) as dispatcher:
+            assert dispatcher.run_due().ok is False
+        counts = store.delivery_counts(0.0, ["team"])["team"]
+        if failure == "transient":
+            assert (counts.failed, counts.sent_today) == (60, 0)
+        else:
+            assert (counts.dead, counts.sent_today) == (35, 25)
+            assert store.requeue_dead(time.time(), "team") == 35
+        with open_dispatcher(settings, store, clock=lambda: time.time() + 3600) as dispatcher:
+            assert dispatcher.run_due().ok
+        assert store.delivery_counts(0.0, ["team"])["team"].sent_today == 60
+    finally:
+        store.close()
+    heads = [m.payload["blocks"][0]["text"]["text"] for m in slack.messages]
+    if failure == "transient":
+        assert heads == [f"efficient-llm: 60 new papers ({i}/3)" for i in (1, 2, 3)]
+    else:
+        assert heads == ["efficient-llm: 60 new papers (1/3)", "efficient-llm: 35 new papers (1/2)",
+                         "efficient-llm: 35 new papers (2/2)"]
+    assert sorted(_titles(slack.messages)) == sorted(f"Speculative Decoding Study {i}" for i in range(60))

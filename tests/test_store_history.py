@@ -191,9 +191,14 @@ def test_a_version_8_database_gains_the_posted_column_and_the_paper_index_and_ke
         assert (counts["feed"].pending, counts["feed"].sent_today, counts["team"].pending) == (1, 2, 1)
         head = upgraded.queue_head("team")
         assert head is not None
+        key, claimed = upgraded.claim_batch("team", now, head=head, limit=10)
+        assert [(row.paper.title, row.posted) for row in claimed] == [("Pending", False)]
+        assert upgraded.mark_posted(key, [claimed[0].id], now) == 1
+        upgraded.recover_sending(now)
+        head = upgraded.queue_head("team")
+        assert head is not None and head.batch_key == key
         _, claimed = upgraded.claim_batch("team", now, head=head, limit=10)
-        assert [row.paper.title for row in claimed] == ["Pending"]
-        assert "posted_at" in {c["name"] for c in sa.inspect(upgraded.engine).get_columns("deliveries")}
+        assert [(row.paper.title, row.posted) for row in claimed] == [("Pending", True)]
     finally:
         upgraded.close()
 

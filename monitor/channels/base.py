@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor.models import Paper
@@ -17,6 +17,7 @@ class Alert:
     reasons: list[str]
     delivery_id: int
     rule: str = ""  # the rule that matched; in a digest batch (rule "digest") it differs per alert
+    posted: bool = False  # in a message the channel confirmed at an earlier try of the batch
 
 
 DIGEST_RULE = "digest"  # the ``Batch.rule`` of a daily digest: its alerts each carry their own rule
@@ -24,15 +25,19 @@ DIGEST_RULE = "digest"  # the ``Batch.rule`` of a daily digest: its alerts each 
 
 @dataclass(frozen=True)
 class Batch:
-    """The alerts of one rule for one channel, sent as one message.
+    """The alerts of one rule for one channel, sent as one message (or, too big for one, as several).
 
-    ``key`` is stable across every retry of the same batch (the webhook's Idempotency-Key).
+    ``key`` is stable across every retry of the same batch (the webhook's Idempotency-Key). A channel
+    that sends a batch as several messages calls ``on_posted`` with the delivery ids of each message
+    the peer confirmed (before the last), so that a retry, after a restart too, skips it; those
+    already confirmed come ``posted``.
     """
 
     channel: str
     rule: str
     alerts: list[Alert]
     key: str
+    on_posted: Callable[[Sequence[int]], None] | None = field(default=None, compare=False, repr=False)
 
 
 def by_rule(batch: Batch) -> list[tuple[str, list[Alert]]]:

@@ -49,7 +49,8 @@ PERMANENT_ERRORS = frozenset({
     "is_archived", "restricted_action", "invalid_blocks", "invalid_blocks_format", "msg_too_long",
     "no_text", "too_many_attachments", "invalid_arguments", "invalid_arg_name", "invalid_charset",
 })
-# Sent pieces of batches that failed half-way, so a retry skips them; bounded, oldest dropped.
+# Sent pieces of batches that failed half-way, so a retry skips them (should the store not have
+# recorded them); bounded, oldest dropped.
 _PROGRESS_LIMIT = 1000
 
 
@@ -91,10 +92,12 @@ def link(url: str, label: str) -> str:
 
 @dataclass(frozen=True)
 class SlackMessage:
-    """One chat message: the mrkdwn ``text`` fallback (notifications) and its Block Kit blocks."""
+    """One chat message: the mrkdwn ``text`` fallback (notifications) and its Block Kit blocks, and
+    the delivery ids of the papers in it."""
 
     text: str
     blocks: list[dict[str, Any]]
+    ids: tuple[int, ...] = ()
 
     def size(self) -> int:
         """Characters of text in the message, fallback and blocks together."""
@@ -161,7 +164,8 @@ def build_messages(batch: Batch) -> list[SlackMessage]:
         blocks.pop()
         titles = "; ".join(render.shorten(alert.paper.title, 120) for alert, _ in group[:3])
         fallback = fit(render.one_line(f"{heading}: {titles}"), FALLBACK_LIMIT)
-        messages.append(SlackMessage(text=fallback, blocks=blocks))
+        ids = tuple(alert.delivery_id for alert, _ in group)
+        messages.append(SlackMessage(text=fallback, blocks=blocks, ids=ids))
     return messages
 
 
@@ -268,22 +272,29 @@ class SlackChannel:
             )
 
     def send(self, batch: Batch) -> None:
-        """Post every message of the batch; pieces confirmed before a failure are not sent again."""
+        """Post every message of the batch. A message Slack confirmed at an earlier try is not sent
+        again: this object remembers it, and the store, told through ``batch.on_posted``, across
+        restarts (its papers come ``posted``)."""
         if not batch.alerts:
             return
         messages = build_messages(batch)
+        posted = {alert.delivery_id for alert in batch.alerts if alert.posted}
         with self._lock:
             done = self._progress.get(batch.key, 0)
-            for index in range(done, len(messages)):
+            for index, message in enumerate(messages):
+                if index < done or posted.issuperset(message.ids):
+                    continue
                 with self._pace.lock:
                     wait = self._pace.next_at - time.monotonic()
                     if wait > 0:
                         self._sleep(wait)
                     try:
-                        self._post(messages[index])
+                        self._post(message)
                     finally:
                         self._pace.next_at = time.monotonic() + self.min_interval
                 self._remember(batch.key, index + 1)
+                if batch.on_posted is not None and index < len(messages) - 1:  # the last: the batch is done
+                    batch.on_posted(message.ids)
             self._progress.pop(batch.key, None)
 
     def close(self) -> None:

@@ -44,6 +44,7 @@ class Claimed:
     attempts: int
     created_at: float
     failing_since: float | None = None  # when its tries began to fail, if they have
+    posted: bool = False  # its message reached the channel at an earlier try (``mark_posted``)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class DeliveryQueries(Transactions):
         pick = pick.with_for_update(skip_locked=True)
         stmt = sa.update(deliveries).where(due, d.id.in_(pick)).values(**values)
         query = (
-            sa.select(d.id, d.rule, d.attempts, d.created_at, d.failing_since, m.reasons, *_PAPER_COLS)
+            sa.select(d.id, d.rule, d.attempts, d.created_at, d.failing_since, d.posted_at, m.reasons,
+                      *_PAPER_COLS)
             .select_from(deliveries.join(matches, d.match_id == m.id).join(papers, d.paper_id == papers.c.id))
             .where(d.batch_key == key, d.state == "sending")
             .order_by(d.id)
@@ -134,13 +136,24 @@ class DeliveryQueries(Transactions):
             rows = conn.execute(query).all()  # read before the claim commits: both happen, or neither
         return key, [
             Claimed(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.attempts, r.created_at,
-                    r.failing_since)
+                    r.failing_since, r.posted_at is not None)
             for r in rows
         ]
 
     def mark_sent(self, key: str, now: float) -> int:
         """The channel confirmed batch ``key``."""
         return self._finish(key, state="sent", sent_at=now, last_error=None)
+
+    def mark_posted(self, key: str, ids: Sequence[int], now: float) -> int:
+        """The channel confirmed the message carrying the rows ``ids`` of batch ``key``, and the
+        batch goes on (a Slack batch sent as several messages): every later try of the batch skips
+        them, in this process or the next. Whatever the rows' state: a process that lost the lock
+        mid-batch still tells the new holder what reached the channel."""
+        d = deliveries.c
+        stmt = (sa.update(deliveries).where(d.batch_key == key, d.id.in_(list(ids)), d.posted_at.is_(None))
+                .values(posted_at=now))
+        with self._write("recording a message sent") as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def mark_failed(self, key: str, error: str, retry_at: float, now: float) -> int:
         """Batch ``key`` failed transiently at ``now``: retry it, as one batch again, from ``retry_at``."""
@@ -149,14 +162,18 @@ class DeliveryQueries(Transactions):
                             failing_since=since)
 
     def mark_dead(self, key: str, error: str) -> int:
-        """Batch ``key`` will never be delivered (until an operator's ``retry-dead``)."""
+        """Batch ``key`` will never be delivered (until an operator's ``retry-dead``); its rows whose
+        message did reach the channel (``mark_posted``) are sent, not dead."""
         return self._finish(key, state="dead", last_error=error[:2000])
 
     def _finish(self, key: str, **values: Any) -> int:
         d = deliveries.c
-        stmt = sa.update(deliveries).where(d.batch_key == key, d.state == "sending").values(**values)
+        sending = sa.and_(d.batch_key == key, d.state == "sending")
         with self._write("marking a batch") as conn:
-            return int(conn.execute(stmt).rowcount)
+            if values["state"] == "dead":
+                conn.execute(sa.update(deliveries).where(sending, d.posted_at.is_not(None))
+                             .values(state="sent", sent_at=d.posted_at, last_error=None))
+            return int(conn.execute(sa.update(deliveries).where(sending).values(**values)).rowcount)
 
     def recover_sending(
         self, now: float, channels: Iterable[str] | None = None, key: str | None = None,
