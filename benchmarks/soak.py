@@ -199,6 +199,10 @@ def main() -> int:
             with engine.begin() as conn:  # the backoff's waits, let pass
                 waiting = conn.execute(sa.text("UPDATE deliveries SET next_attempt_at = 0"
                                                " WHERE state IN ('failed', 'pending')")).rowcount
+                # And the minute a fresh start leaves to a daemon that may still be sending (on
+                # PostgreSQL the lock cannot tell): every daemon has stopped.
+                conn.execute(sa.text("UPDATE deliveries SET claimed_at = claimed_at - 3600"
+                                     " WHERE state = 'sending'"))
             once = subprocess.run([sys.executable, "-m", "monitor", "once", "--config", str(config)],
                                   capture_output=True, text=True, cwd=REPO, check=False)
             with engine.connect() as conn:

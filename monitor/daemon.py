@@ -29,7 +29,7 @@ from monitor.fetch import Fetcher
 from monitor.health import Heartbeat, SourceHealth, StoreHealth, health_report, standby_report
 from monitor.match import RuleIndex, compile_rules
 from monitor.metrics import CONTENT_TYPE, Metrics
-from monitor.outbox import Dispatcher, DispatchReport, open_dispatcher, prune_sent
+from monitor.outbox import RECOVERY_GRACE, Dispatcher, DispatchReport, open_dispatcher, prune_sent
 from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.standby import FRESH, Standby
@@ -52,9 +52,6 @@ PRUNE_FIRST = 2.0  # seconds after the start (or a takeover) of the first prune
 PRUNE_RETRY = 60.0
 PRUNE_RETRY_CAP = 3600.0
 STANDBY_EVERY = 2.0  # seconds between a standby's tries of the store's lock (and feed refreshes)
-# A daemon that lost the lock (the database went away a moment) may still be finishing a send and
-# record it: what it claimed this recently is left to it for this long after a takeover.
-TAKEOVER_GRACE = 60.0
 STOP_DEADLINE = 8.0  # SIGTERM to exit, leaving margin under the 10 s promise
 
 
@@ -133,12 +130,13 @@ class Daemon:
 
     def _begin(self, takeover: bool = False) -> None:
         """Take up what an earlier holder of the store left (deliveries it was sending when it
-        died; after a ``takeover``, those it claimed within ``TAKEOVER_GRACE`` only once that has
-        passed) and the counts the health and metrics start from."""
-        now = time.time()
-        self.dispatcher.recover(claimed_before=now - TAKEOVER_GRACE if takeover else None)
-        if takeover:
-            self._recover_later(now)
+        stopped; those it claimed within ``RECOVERY_GRACE`` only once that has passed, after a
+        ``takeover`` or where the lock cannot prove it gone: PostgreSQL) and the counts the health
+        and metrics start from."""
+        wait = takeover or self.store.holder_may_outlive_lock()
+        started = self.dispatcher.recover_at_start(wait=wait)
+        if wait:
+            self._recover_later(started)
         self.metrics.matches.seed(self.store.matches_by_rule())  # before any poll adds to them
         configured = {source.name for source in self.settings.sources}
         for state in self.store.list_source_states():
@@ -161,7 +159,7 @@ class Daemon:
             self.standby = None
 
     def _recover_later(self, claimed_before: float) -> None:
-        """In ``TAKEOVER_GRACE``: what the daemon before had claimed and still has not recorded
+        """In ``RECOVERY_GRACE``: what the daemon before had claimed and still has not recorded
         goes back to pending (that daemon is gone); tried again later if the store is away."""
         def recover() -> None:
             try:
@@ -170,7 +168,7 @@ class Daemon:
                 log.warning("deliveries left in flight not recovered: %s; trying again", exc)
                 self._recover_later(claimed_before)
 
-        when = datetime.now(UTC) + timedelta(seconds=TAKEOVER_GRACE)
+        when = datetime.now(UTC) + timedelta(seconds=RECOVERY_GRACE)
         self.scheduler.add_job(recover, "date", run_date=when, id="recover", replace_existing=True,
                                misfire_grace_time=3600)
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A process that lost the store's lock under it (its PostgreSQL session ended in an outage) may still
+# be finishing a send, and record it: what it claimed this recently is left to it for this long.
+RECOVERY_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,21 @@ class Dispatcher:
         if count:
             log.warning("recovered %d deliveries left in flight by an earlier run", count)
         return count
+
+    def recover_at_start(self, *, wait: bool) -> float:
+        """What an earlier holder of the store left "sending" goes back to pending, to be sent
+        again. If that holder may still be at work (``wait``: it lost the lock, not its send), only
+        what it claimed over ``RECOVERY_GRACE`` ago: the rest is its own to record for a while, and
+        ``recover(claimed_before=<the start>)`` once that has passed. Returns the start."""
+        now = self._clock()
+        self.recover(claimed_before=now - RECOVERY_GRACE if wait else None)
+        if wait:  # nothing of this process is in flight yet: what is "sending" is the other's
+            left = sum(n for _, state, n in self._store.outbox_stats().counts if state == "sending")
+            if left:
+                log.warning("%d deliveries claimed less than %.0f s ago, by a paper-monitor that may still "
+                            "be sending them, are left to it; they go again if still in flight then",
+                            left, RECOVERY_GRACE)
+        return now
 
     def run_due(self, now: float | None = None, *, timeout: float | None = None) -> DispatchReport:
         """Send everything due on every channel. Waits up to ``timeout`` seconds (None: until

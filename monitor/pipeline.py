@@ -243,7 +243,7 @@ def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
         for source in settings.sources:
             with open_fetcher(source, settings.monitor.user_agent) as fetcher:
                 reports.append(poll(source, store, fetcher, index))
-        delivered = deliver(settings, store)
+        delivered = deliver(settings, store, wait=store.holder_may_outlive_lock())
         try:
             prune_sent(settings, store)
         except StoreError as exc:  # the alerts are out; the old rows go another time
@@ -255,10 +255,11 @@ def run_once(settings: Settings, *, out: TextIO | None = None) -> int:
     return 0 if all(report.ok for report in reports) and delivered.ok else 1
 
 
-def deliver(settings: Settings, store: DeliveryQueries) -> DispatchReport:
-    """Send everything due on every channel (rows a crashed run left in flight first), then return."""
+def deliver(settings: Settings, store: DeliveryQueries, *, wait: bool = False) -> DispatchReport:
+    """Send everything due on every channel (rows a crashed run left in flight first; if ``wait``,
+    those claimed in the last minute are left to a run that may still be sending them), then return."""
     from monitor.outbox import open_dispatcher
 
     with open_dispatcher(settings, store) as dispatcher:
-        dispatcher.recover()
+        dispatcher.recover_at_start(wait=wait)
         return dispatcher.run_due()

@@ -8,11 +8,14 @@ concurrent starts, row locking of claims, values PostgreSQL is strict about, ran
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,18 +23,21 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.config import load_settings
 from monitor.errors import StoreError
 from monitor.models import Hit, Paper
+from monitor.outbox import open_dispatcher
 from monitor.store import open_store
 from monitor.store.deliveries import Head
 from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, meta
 from monitor.store.sql import SqlStore
-from tests.daemon_support import Daemon, source, wait_for
+from tests.daemon_support import Daemon, cli, source, wait_for
 from tests.helpers import HF_JSON, REPO, ReplayServer, Reply, free_port
 from tests.outbox_support import paper as outbox_paper
 from tests.outbox_support import record
 from tests.pg_support import PgServer
+from tests.slack_standin import SlackStandIn
 from tests.test_store import everything, hf_papers, nothing, paper, sightings
 
 
@@ -372,3 +378,137 @@ def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
     ]
     assert "Traceback" not in log
     assert log.count("dispatch failed") == 1 and "dispatch: the store answers again" in log  # once an outage
+
+
+# -- a fresh start after a holder lost its lock ------------------------------------------------
+
+
+class _HeldSlack(SlackStandIn):
+    """The stand-in Slack API, holding the first post until ``release`` (a send in flight), the others
+    answered at once."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+        super().__init__()
+
+    def _answer(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        if not self.held.is_set():
+            self.held.set()
+            self.release.wait(30)
+        return super()._answer(path, headers, raw)
+
+
+def _end_lock_session(pg_url: str) -> None:
+    """The database session that holds the store's lock ends, as in an outage; its process lives on."""
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            ended = conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )).scalars().all()
+        assert ended == [True]
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _daemon_inside_a_send(pg_url: str, slack: SlackStandIn, config: Path) -> Iterator[SqlStore]:
+    """A daemon's store and dispatcher (this process) inside the send of the alert of "Speculative
+    Decoding", its lock lost to an outage; on leaving, the send ends and the daemon records it."""
+    settings = load_settings(config)
+    store = open_store(pg_url)
+    store.hold("run")
+    record(store, "hot", [outbox_paper("Speculative Decoding")], ["team"])
+    dispatcher = open_dispatcher(settings, store)
+    sending = threading.Thread(target=dispatcher.run_due)
+    sending.start()
+    try:
+        assert isinstance(slack, _HeldSlack)
+        wait_for(slack.held.is_set, 10, "the daemon's send to begin")
+        _end_lock_session(pg_url)
+        yield store
+    finally:
+        slack.release.set()
+        sending.join(30)
+        dispatcher.close()
+        store.close()
+
+
+def test_a_fresh_once_leaves_a_batch_claimed_seconds_ago_to_the_daemon_that_lost_the_lock(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A daemon's session ends in an outage while it is inside a send: the lock is free, but that
+    daemon lives, and will record the send. A ``once`` started then sends the batch it claimed
+    seconds ago not at once (it would arrive twice), but one claimed long ago it does."""
+    with _HeldSlack() as slack:
+        config = tmp_path / "monitor.toml"
+        config.write_text(
+            f'[monitor]\ndatabase = "{pg_url}"\n\n'
+            f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\nchannel = "#papers"\n'
+            f'base_url = "{slack.base_url}"\ntimeout = 60\n\n'
+            '[[rules]]\nname = "hot"\nnotify = ["team"]\n[[rules]]\nname = "old"\nnotify = ["team"]\n',
+            encoding="utf-8",
+        )
+        with _daemon_inside_a_send(pg_url, slack, config) as store:
+            record(store, "old", [outbox_paper("Left Long Ago")], ["team"])  # a crash, ten minutes ago
+            with store.engine.begin() as conn:
+                conn.execute(deliveries.update().where(deliveries.c.rule == "old")
+                             .values(state="sending", claimed_at=time.time() - 600, batch_key="gone"))
+            once = cli(config, "once")
+            assert once.returncode == 0, once.stderr
+        with store.engine.connect() as conn:
+            assert dict(conn.execute(sa.select(deliveries.c.rule, deliveries.c.state)).all()) == {
+                "hot": "sent", "old": "sent"}
+    alerts = Counter(title for m in slack.messages for title in ("Speculative Decoding", "Left Long Ago")
+                     if title in json.dumps(m.payload))
+    assert alerts == {"Speculative Decoding": 1, "Left Long Ago": 1}
+    assert "delivery: team: 1 sent" in once.stdout
+    assert "1 deliveries claimed less than 60 s ago" in once.stderr, once.stderr
+
+
+def test_a_fresh_daemon_sends_a_batch_claimed_seconds_ago_only_if_still_in_flight_a_minute_later(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """As above, a ``run`` started then: the batch claimed long ago goes at once; the batch of the
+    daemon that lost the lock is left to it, and it records it; a batch claimed seconds ago by one
+    that died is sent once the minute has passed."""
+    port = free_port()
+    with _HeldSlack() as slack:
+        config = tmp_path / "monitor.toml"
+        config.write_text(
+            f'[monitor]\ndatabase = "{pg_url}"\nfeeds_dir = "{tmp_path}/feeds"\n\n'
+            f'[server]\nlisten = "127.0.0.1:{port}"\n\n'
+            f'[[channels]]\nname = "team"\ntype = "slack"\ntoken = "{slack.token}"\nchannel = "#papers"\n'
+            f'base_url = "{slack.base_url}"\ntimeout = 60\n\n'
+            + "".join(f'[[rules]]\nname = "{rule}"\nnotify = ["team"]\n' for rule in ("hot", "old", "died")),
+            encoding="utf-8",
+        )
+        with _daemon_inside_a_send(pg_url, slack, config) as store:
+            for rule, title, ago in (("old", "Left Long Ago", 600), ("died", "Claimed By The Dead", 5)):
+                record(store, rule, [outbox_paper(title)], ["team"])
+                with store.engine.begin() as conn:
+                    conn.execute(deliveries.update().where(deliveries.c.rule == rule)
+                                 .values(state="sending", claimed_at=time.time() - ago, batch_key=rule))
+            daemon = Daemon(config, port)
+            began = time.monotonic()
+            daemon.wait_up()
+            wait_for(lambda: "Left Long Ago" in json.dumps([m.payload for m in slack.messages]), 20,
+                     "the batch left long ago to be sent")
+            time.sleep(3)
+            assert len(slack.messages) == 1
+        try:
+            wait_for(lambda: len(slack.messages) == 3, 90, "the dead one's batch, a minute after the start")
+            assert time.monotonic() - began >= 60
+        finally:
+            code, _ = daemon.stop()
+        assert code == 0
+        with store.engine.connect() as conn:
+            assert sorted(conn.execute(sa.select(deliveries.c.state)).scalars()) == ["sent"] * 3
+    titles = ("Speculative Decoding", "Left Long Ago", "Claimed By The Dead")
+    alerts = Counter(title for m in slack.messages for title in titles if title in json.dumps(m.payload))
+    assert alerts == dict.fromkeys(titles, 1)
+    assert "2 deliveries claimed less than 60 s ago, by a paper-monitor that may still" in daemon.log_text()

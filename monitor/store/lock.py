@@ -49,6 +49,11 @@ class StoreBusy(StoreError):
 class Held:
     """A lock this process holds."""
 
+    # Whether the lock is let go only when its holder's process ends (or a person deletes its
+    # file): then taking it proves the holder before is gone. A PostgreSQL session can end in an
+    # outage while its process lives on, inside a send it may yet finish and record.
+    ends_with_process = True
+
     def __init__(self) -> None:
         self._guard = threading.Lock()  # the channels' threads confirm at once
         self._confirmed = time.monotonic()
@@ -209,6 +214,8 @@ def pg_holder(conn: Connection) -> str | None:
 class AdvisoryLock(Held):
     """A PostgreSQL session advisory lock on a connection kept for the purpose; the holder's line is
     that connection's ``application_name``, which other sessions can read."""
+
+    ends_with_process = False
 
     def __init__(self, engine: Engine, command: str, database: str) -> None:
         self._engine, self._command, self._database = engine, command, database

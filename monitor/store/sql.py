@@ -208,6 +208,12 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
         return super().claim_batch(channel, now, head=head, limit=limit, created_before=created_before,
                                    key=key)
 
+    def holder_may_outlive_lock(self) -> bool:
+        """Whether the process that held this store's lock before ``hold`` took it may still be at
+        work: on PostgreSQL its session may have ended in an outage while it was inside a send, which
+        it may yet finish and record. A file lock (SQLite) goes only with its process."""
+        return self._held is not None and not self._held.ends_with_process
+
     def release_hold(self) -> None:
         """Let go of the lock ``hold`` took (``close`` does too)."""
         if self._held is not None:
