@@ -14,7 +14,8 @@ import pytest
 
 from monitor.channels.base import Alert, Batch
 from monitor.channels.rss import SUFFIX, RssChannel, render_feed, write_atomic
-from monitor.config import RssConfig
+from monitor.config import RssConfig, RuleConfig
+from monitor.match import compile_rules
 from monitor.outbox import Dispatcher
 from tests.outbox_support import open_test_store, paper, record
 
@@ -140,7 +141,7 @@ def test_the_served_feed_holds_max_items_papers_when_each_matched_several_rules(
             for parsed in (served, written):
                 assert [e.title for e in parsed.entries] == (
                     ["Early, matched again later"] + [f"Paper {i:02d}" for i in range(19, 10, -1)])
-                assert "later" in [t.term for t in parsed.entries[0].tags]
+                assert sorted(t.term for t in parsed.entries[0].tags) == ["first", "later"]
                 # every rule of each paper, though its rows lie among other papers' rows
                 assert all(len(e.tags) == 5 for e in parsed.entries[1:])
                 assert "reason 0" in parsed.entries[1].summary and "reason 4" in parsed.entries[1].summary
@@ -204,3 +205,38 @@ def test_a_paper_from_a_text_page_without_any_link_is_a_valid_item(store: Any, t
         entries = read(tmp_path / name).entries
         assert [e.title for e in entries] == ["Known only by its title"]
         assert entries[0].id == text_paper.key
+
+
+def test_an_item_lists_a_rule_that_matched_its_paper_days_before_newer_papers(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A paper alerted by a keyword rule on day 0; more papers every day; on day 4 its upvotes pass
+    the hot rule's bar: its item, the newest, names both rules and both reasons."""
+    store = open_test_store(store_url)
+    try:
+        cfg = RssConfig(name="feed", type="rss", max_items=10)
+        rules = compile_rules([
+            RuleConfig(name="spec", keywords=["speculative decoding"], notify=["feed"]),
+            RuleConfig(name="hot", min_upvotes=50, notify=["feed"]),
+        ])
+        day0 = time.time() - 5 * 86_400
+        early = paper("Speculative Decoding at Scale", upvotes=3)
+        store.apply_poll([early], rules.match, now=day0)
+        deliver(store, tmp_path / "feeds", cfg)
+        for day in range(1, 4):
+            store.apply_poll([paper(f"Speculative Decoding Study {day}.{i}", upvotes=1) for i in range(10)],
+                             rules.match, now=day0 + day * 86_400)
+            deliver(store, tmp_path / "feeds", cfg)
+        store.apply_poll([early.model_copy(update={"upvotes": 80})], rules.match, now=day0 + 4 * 86_400)
+        deliver(store, tmp_path / "feeds", cfg)
+        for kind in ("rss", "atom"):
+            for parsed in (read(tmp_path / "feeds" / f"feed{SUFFIX[kind]}"),
+                           feedparser.parse(render_feed(store, cfg, kind))):
+                assert len(parsed.entries) == 10
+                first = parsed.entries[0]
+                assert first.title == "Speculative Decoding at Scale"
+                assert sorted(t.term for t in first.tags) == ["hot", "spec"]
+                assert "upvotes" in first.summary and "speculative decoding" in first.summary
+                assert first.summary.startswith("Rule: hot, spec\n")
+    finally:
+        store.close()

@@ -90,6 +90,30 @@ def test_a_rules_feed_reads_that_rules_rows_alone(store: SqlStore) -> None:
     assert plans and all(wanted in plan for plan in plans), plans
 
 
+def test_a_feed_item_finds_its_papers_older_rows_by_index(store: SqlStore) -> None:
+    now = time.time()
+    early = paper("Early")
+    record(store, "first", [early], ["feed"], at=now - 100)
+    record(store, "r", [paper(f"Between {i}") for i in range(40)], ["feed"], at=now - 90)
+    record(store, "later", [early], ["feed"], at=now - 80)
+    _send_all(store, "feed", now)
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", keep)
+    try:
+        assert [rule for _, rule, _, _, _ in store.feed_rows("feed", 1)] == ["later", "first"]
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", keep)
+    assert _scans(store, statements) == []
+    with store.engine.connect() as conn:
+        plans = [row[3] for statement, parameters in statements if "paper_id IN" in statement
+                 for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert any("ix_deliveries_paper (channel=? AND paper_id=?)" in plan for plan in plans), plans
+
+
 def test_the_checker_sees_a_query_that_reads_the_whole_history(store: SqlStore) -> None:
     # The shape of what the gauges asked before: counted every delivery ever made.
     assert _scans(store, [("SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state", ())])
@@ -104,6 +128,7 @@ def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlSto
         "outbox gauges": store.outbox_stats,
         "feed versions": lambda: store.feed_versions(["feed", "team"]),
         "a feed's newest items": lambda: store.feed_rows("feed", 100, include=ids[:2]),
+        "a feed's newest item, with its papers' every rule": lambda: store.feed_rows("feed", 1),
         "status": lambda: store.delivery_counts(now - 86_400, ["team", "feed"]),
         "a queue head": lambda: store.queue_head("team"),
         "recovery at start": lambda: store.recover_sending(now),
@@ -248,6 +273,25 @@ def test_a_feed_keeps_its_newest_papers_however_many_rules_each_matched(store_ur
         assert [paper.key for _, _, paper, _, _ in store.feed_rows("feed", 4)][::3] == [
             paper.key for paper in papers[9:5:-1]
         ]
+    finally:
+        store.close()
+
+
+def test_a_feed_keeps_the_old_row_of_a_rule_that_matched_one_of_its_papers_long_before(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    try:
+        now = time.time()
+        early = paper("Matched twice")
+        for rule, found, days in (("first", [early], 400), ("r", [paper(f"Old {i}") for i in range(40)], 390),
+                                  ("later", [early], 10), ("r", [paper(f"New {i}") for i in range(4)], 9)):
+            record(store, rule, found, ["feed"], at=now - days * DAY)
+            _send_all(store, "feed", now - days * DAY + 1)
+        assert store.prune_sent(now - 365 * DAY, keep={"feed": 5}) == 40  # the old papers' rows alone
+        items = store.feed_rows("feed", 5)
+        assert [rule for _, rule, p, _, _ in items if p.key == early.key] == ["later", "first"]
+        assert len({p.key for _, _, p, _, _ in items}) == 5
     finally:
         store.close()
 

@@ -207,11 +207,18 @@ class DeliveryQueries(Transactions):
             old = sa.and_(d.channel == channel, d.sent_at < before, d.state == "sent")  # ix_deliveries_sent
             if keep.get(channel):
                 items = self.feed_rows(channel, keep[channel])
-                if len({paper.key for _, _, paper, _, _ in items}) < keep[channel]:
+                placed: dict[str, tuple[float, int]] = {}  # each paper's newest row (items come newest first)
+                for id_, _, paper, _, at in items:
+                    placed.setdefault(paper.key, (at, id_))
+                if len(placed) < keep[channel]:
                     continue  # no more papers sent than the feed shows
-                created_at, last_id = min((at, id_) for id_, _, _, _, at in items)
+                created_at, last_id = min(placed.values())
                 old = sa.and_(old, sa.or_(d.created_at < created_at,
                                           sa.and_(d.created_at == created_at, d.id < last_id)))
+                # and the rows of the feed's papers older than that (a rule that matched one before)
+                behind = [id_ for id_, _, _, _, at in items if (at, id_) < (created_at, last_id)]
+                if behind:
+                    old = sa.and_(old, d.id.not_in(behind))
             while True:
                 with self._write("deleting old sent deliveries") as conn:
                     gone = int(conn.execute(
@@ -288,7 +295,8 @@ class DeliveryQueries(Transactions):
     ) -> list[tuple[int, str, Paper, list[str], float]]:
         """The deliveries of the newest ``limit`` papers of ``channel`` (of ``rule`` alone, if given)
         that were sent, or are in ``include``: ``(delivery id, rule, paper, reasons, matched at)``,
-        newest first. A paper sent for several rules has a row per rule, and its newest row places it.
+        newest first. A paper sent for several rules has a row per rule, every one however old, and
+        its newest row places it.
         """
         d, m = deliveries.c, matches.c
         rows_of = (
@@ -308,6 +316,7 @@ class DeliveryQueries(Transactions):
             unsent = rows_of.where(d.state != "sent", d.id.in_(list(include)))
             rows = list(conn.execute(unsent)) if include else []
             sent: list[Any] = []
+            read_all = False
             while limit > 0:
                 older = newest
                 if sent:
@@ -316,12 +325,24 @@ class DeliveryQueries(Transactions):
                                                 sa.and_(d.created_at == last.created_at, d.id < last.id)))
                 found = list(conn.execute(older.limit(page)))
                 sent += found
+                read_all = len(found) < page
                 edge = _newest_papers([*rows, *sent], limit, sent[-1])[1] if found else None
-                if len(found) < page or (edge is not None and sent[-1].created_at < edge):
+                if read_all or (edge is not None and sent[-1].created_at < edge):
                     break
                 page *= 2
-        rows += sent
-        kept = _newest_papers(rows, limit)[0]
+            rows += sent
+            kept = _newest_papers(rows, limit)[0]
+            if kept and not read_all and rule is None:
+                # The papers' rows of other rules older than those read (a rule that matched a
+                # paper days before, newer papers between): their ids from ix_deliveries_paper
+                # alone, then the few not read yet. (No state in the first look: an index led by
+                # state would read the channel's whole history.)
+                seen = {row.id for row in rows}
+                ids = sa.select(d.id).where(d.channel == channel, d.paper_id.in_(sorted(kept)))
+                missing = [id_ for id_ in conn.execute(ids).scalars() if id_ not in seen]
+                for start in range(0, len(missing), 500):
+                    part = missing[start : start + 500]
+                    rows += conn.execute(rows_of.where(d.id.in_(part), d.state == "sent")).all()
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return [(r.id, r.rule, paper_from_row(r), list(r.reasons or []), r.created_at)
                 for r in rows if r.paper_id in kept]
