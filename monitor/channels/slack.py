@@ -256,7 +256,7 @@ class SlackChannel:
         self._sleep = sleep
         self._pace = _Pace.of(cfg)
         self._lock = threading.Lock()
-        self._progress: OrderedDict[str, int] = OrderedDict()
+        self._progress: OrderedDict[str, set[int]] = OrderedDict()  # batch key -> delivery ids posted
         handlers: list[RetryHandler] = [
             ConnectionErrorRetryHandler(max_retry_count=1),
             _ShortRateLimitHandler(max_wait=max_wait),
@@ -278,11 +278,13 @@ class SlackChannel:
         if not batch.alerts:
             return
         messages = build_messages(batch)
+        # By the papers in them, not by their place: should a paper's text have changed since
+        # (a poll), the split may differ, and a message only partly posted goes again whole.
         posted = {alert.delivery_id for alert in batch.alerts if alert.posted}
         with self._lock:
-            done = self._progress.get(batch.key, 0)
+            posted |= self._progress.get(batch.key, set())
             for index, message in enumerate(messages):
-                if index < done or posted.issuperset(message.ids):
+                if posted.issuperset(message.ids):
                     continue
                 with self._pace.lock:
                     wait = self._pace.next_at - time.monotonic()
@@ -292,7 +294,7 @@ class SlackChannel:
                         self._post(message)
                     finally:
                         self._pace.next_at = time.monotonic() + self.min_interval
-                self._remember(batch.key, index + 1)
+                self._remember(batch.key, message.ids)
                 if batch.on_posted is not None and index < len(messages) - 1:  # the last: the batch is done
                     batch.on_posted(message.ids)
             self._progress.pop(batch.key, None)
@@ -300,8 +302,8 @@ class SlackChannel:
     def close(self) -> None:
         """Nothing to release: slack-sdk opens one HTTP connection per request."""
 
-    def _remember(self, key: str, sent: int) -> None:
-        self._progress[key] = sent
+    def _remember(self, key: str, ids: tuple[int, ...]) -> None:
+        self._progress.setdefault(key, set()).update(ids)
         self._progress.move_to_end(key)
         while len(self._progress) > _PROGRESS_LIMIT:
             self._progress.popitem(last=False)
