@@ -415,6 +415,16 @@ def _end_lock_session(pg_url: str) -> None:
         engine.dispose()
 
 
+def _states(pg_url: str) -> dict[str, str]:
+    """Each delivery's state, by its rule."""
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.select(deliveries.c.rule, deliveries.c.state)).all())
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def _daemon_inside_a_send(pg_url: str, slack: SlackStandIn, config: Path) -> Iterator[SqlStore]:
     """A daemon's store and dispatcher (this process) inside the send of the alert of "Speculative
@@ -460,9 +470,7 @@ def test_a_fresh_once_leaves_a_batch_claimed_seconds_ago_to_the_daemon_that_lost
                              .values(state="sending", claimed_at=time.time() - 600, batch_key="gone"))
             once = cli(config, "once")
             assert once.returncode == 0, once.stderr
-        with store.engine.connect() as conn:
-            assert dict(conn.execute(sa.select(deliveries.c.rule, deliveries.c.state)).all()) == {
-                "hot": "sent", "old": "sent"}
+        assert _states(pg_url) == {"hot": "sent", "old": "sent"}
     alerts = Counter(title for m in slack.messages for title in ("Speculative Decoding", "Left Long Ago")
                      if title in json.dumps(m.payload))
     assert alerts == {"Speculative Decoding": 1, "Left Long Ago": 1}
@@ -487,28 +495,29 @@ def test_a_fresh_daemon_sends_a_batch_claimed_seconds_ago_only_if_still_in_fligh
             + "".join(f'[[rules]]\nname = "{rule}"\nnotify = ["team"]\n' for rule in ("hot", "old", "died")),
             encoding="utf-8",
         )
-        with _daemon_inside_a_send(pg_url, slack, config) as store:
-            for rule, title, ago in (("old", "Left Long Ago", 600), ("died", "Claimed By The Dead", 5)):
-                record(store, rule, [outbox_paper(title)], ["team"])
-                with store.engine.begin() as conn:
-                    conn.execute(deliveries.update().where(deliveries.c.rule == rule)
-                                 .values(state="sending", claimed_at=time.time() - ago, batch_key=rule))
-            daemon = Daemon(config, port)
-            began = time.monotonic()
-            daemon.wait_up()
-            wait_for(lambda: "Left Long Ago" in json.dumps([m.payload for m in slack.messages]), 20,
-                     "the batch left long ago to be sent")
-            time.sleep(3)
-            assert len(slack.messages) == 1
+        daemon: Daemon | None = None
         try:
+            with _daemon_inside_a_send(pg_url, slack, config) as store:
+                for rule, title, ago in (("old", "Left Long Ago", 600), ("died", "Claimed By The Dead", 5)):
+                    record(store, rule, [outbox_paper(title)], ["team"])
+                    with store.engine.begin() as conn:
+                        conn.execute(deliveries.update().where(deliveries.c.rule == rule)
+                                     .values(state="sending", claimed_at=time.time() - ago, batch_key=rule))
+                daemon = Daemon(config, port)
+                began = time.monotonic()
+                daemon.wait_up()
+                wait_for(lambda: "Left Long Ago" in json.dumps([m.payload for m in slack.messages]), 20,
+                         "the batch left long ago to be sent")
+                time.sleep(3)
+                assert len(slack.messages) == 1
             wait_for(lambda: len(slack.messages) == 3, 90, "the dead one's batch, a minute after the start")
             assert time.monotonic() - began >= 60
         finally:
-            code, _ = daemon.stop()
+            code = daemon.stop()[0] if daemon is not None else 0
         assert code == 0
-        with store.engine.connect() as conn:
-            assert sorted(conn.execute(sa.select(deliveries.c.state)).scalars()) == ["sent"] * 3
+        assert _states(pg_url) == {"hot": "sent", "old": "sent", "died": "sent"}
     titles = ("Speculative Decoding", "Left Long Ago", "Claimed By The Dead")
     alerts = Counter(title for m in slack.messages for title in titles if title in json.dumps(m.payload))
     assert alerts == dict.fromkeys(titles, 1)
+    assert daemon is not None
     assert "2 deliveries claimed less than 60 s ago, by a paper-monitor that may still" in daemon.log_text()
