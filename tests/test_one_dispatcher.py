@@ -179,3 +179,40 @@ def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(
         daemon.kill()
         other.close()
         slack.close()
+
+
+def test_a_second_daemon_naming_the_store_by_a_link_or_a_file_uri_exits_naming_the_holder(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    slack = SlowSlack()
+    port = free_port()
+    config = _config(tmp_path, replay, slack, port)
+    real = tmp_path / "monitor.db"
+    (tmp_path / "link.db").symlink_to(real)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(slack.sending.is_set, 20, "the daemon's first Slack post in flight")
+        holder = f"another paper-monitor (run, pid {daemon.proc.pid} on "
+        for name, url in (("link", f"sqlite:///{tmp_path}/link.db"),
+                          ("uri", f"sqlite:///file:{real}?uri=true&mode=rw")):
+            other = tmp_path / name
+            other.mkdir()
+            text = config.read_text().replace(f"sqlite:///{real}", url)
+            assert url in text
+            (other / "monitor.toml").write_text(text)
+            second = Daemon(other / "monitor.toml", free_port())
+            assert second.proc.wait(timeout=30) == 1, name
+            second.kill()  # (closes its log)
+            assert holder in second.log_text(), (name, second.log_text())
+            once = cli(other / "monitor.toml", "once")
+            assert once.returncode == 1, once
+            assert once.stderr.startswith(f"paper-monitor once: {holder}"), once.stderr
+        wait_for(lambda: unsent(tmp_path) == 0, 60, "the daemon to deliver everything")
+    finally:
+        code, _ = daemon.stop()
+        slack.close()
+    assert code == 0
+    assert not (tmp_path / "link.db.lock").exists()
+    posts = _posts(slack)
+    assert posts and max(posts.values()) == 1, posts

@@ -22,6 +22,7 @@ from monitor.match import compile_rules
 from monitor.models import Hit, Paper, title_key
 from monitor.sources import parse_page
 from monitor.store import lock, open_store
+from monitor.store.base import sqlite_file
 from monitor.store.lock import StoreBusy
 from monitor.store.schema import SCHEMA_VERSION, deliveries, matches, meta
 from monitor.store.sql import SqlStore
@@ -198,10 +199,74 @@ def test_a_lock_another_process_took_meanwhile_stops_the_claims(
         other.close()
 
 
-def test_an_in_memory_store_needs_no_lock() -> None:
-    store = open_store("sqlite://")
-    store.hold("once")
-    store.close()
+def test_a_store_in_memory_is_refused_to_a_process_that_polls_and_delivers() -> None:
+    # Gone when the process ends: the next start would find every paper new and alert it again.
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true"):
+        store = open_store(url)
+        try:
+            assert store.count_papers() == 0  # looking is fine
+            with pytest.raises(StoreError, match=r"is a store in memory, gone when this process ends"):
+                store.hold("once")
+        finally:
+            store.close()
+
+
+def test_the_lock_is_the_files_by_whatever_link_or_uri_names_it(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "real.db"
+    (tmp_path / "link.db").symlink_to(real)  # a link to a file not there yet: SQLite makes it
+    (tmp_path / "dir").symlink_to(tmp_path / "data")
+    first = open_store(f"sqlite:///{tmp_path}/link.db")
+    try:
+        first.hold("run")
+        assert real.exists() and (tmp_path / "data" / "real.db.lock").exists()
+        assert not (tmp_path / "link.db.lock").exists()
+        for url in (f"sqlite:///{real}", f"sqlite:///{tmp_path}/dir/real.db",
+                    f"sqlite:///{tmp_path}/data/../data/real.db", f"sqlite:///file:{real}?uri=true",
+                    f"sqlite:///file://{real}?mode=rw&uri=true", f"sqlite:///file://localhost{real}?uri=true",
+                    f"sqlite:///file:{tmp_path}/data/re%61l.db?uri=true"):
+            other = open_store(url)
+            try:
+                assert (other.holder() or "").startswith(f"run, pid {os.getpid()} on "), url
+                with pytest.raises(StoreBusy, match=r"another paper-monitor \(run, pid "):
+                    other.hold("once", patience=0.0)
+            finally:
+                other.close()
+    finally:
+        first.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "dir", "link.db"]  # no store beside
+
+
+def test_the_file_of_a_sqlite_url_is_the_one_sqlite_opens() -> None:
+    def file(url: str) -> str | None:
+        found = sqlite_file(sa.make_url(url))
+        return None if found is None else str(found)
+
+    assert file("sqlite:///var/m.db") == "var/m.db"  # relative to the working directory, as SQLite has it
+    assert file("sqlite:////srv/m.db") == "/srv/m.db"
+    assert file("sqlite:///~/m.db") == "~/m.db"  # (SQLite knows no home directory)
+    assert file("sqlite:///file:/srv/m.db?uri=true&mode=rwc&cache=private") == "/srv/m.db"
+    assert file("sqlite:///file:m.db?uri=true") == "m.db"
+    assert file("sqlite:///file:/srv/a%20b.db?uri=1") == "/srv/a b.db"
+    assert file("sqlite:///file:/srv/m.db") == "file:/srv/m.db"  # no uri=true: a directory "file:"
+    assert file("sqlite:///m.db?uri=true") == "m.db"  # a URI that is no file: one is a plain name
+    assert file("postgresql://h/db") is None
+    for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
+                   "sqlite:///file:x.db?mode=memory&uri=true", "sqlite:///file:x.db?vfs=memdb&uri=true"):
+        assert file(memory) is None, memory
+    with pytest.raises(StoreError, match="names no host"):
+        file("sqlite:///file://example.org/srv/m.db?uri=true")
+    with pytest.raises(StoreError, match="bad database URL"):
+        file("sqlite:///m.db?uri=maybe")
+
+
+def test_a_store_path_beginning_with_a_tilde_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=r"starts with a directory named ~, not a home directory"):
+        open_store("sqlite:///~/m.db")
+    assert not list(tmp_path.iterdir())
 
 
 # -- the diff ------------------------------------------------------------------------------

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.models import Paper
@@ -21,12 +23,40 @@ READ_ONLY = "paper_monitor_read_only"
 
 
 def sqlite_file(url: URL) -> Path | None:
-    """The file of a SQLite URL; None for other databases, in-memory ones and ``file:`` URIs."""
-    database = url.database or ""
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
-            or database.startswith("file:"):
+    """The file SQLite opens for ``url``, as the URL names it (relative to the working directory
+    if it is); None for other databases and for stores in memory (``sqlite://``, ``:memory:``, a
+    ``file:`` URI of ``:memory:`` or with ``mode=memory``). Read as SQLAlchemy hands the URL to
+    SQLite: with ``?uri=true`` a SQLite URI (``sqlite:///file:/var/m.db?uri=true&mode=rwc``), else a
+    path as written (``~`` is no home directory). ``StoreError`` for a URL SQLite cannot open."""
+    if url.get_backend_name() != "sqlite":
         return None
-    return Path(database).expanduser()
+    try:
+        with warnings.catch_warnings():  # (arguments SQLite ignores: warned when the engine is made)
+            warnings.simplefilter("ignore")
+            args, options = url.get_dialect()().create_connect_args(url)
+    except (ArgumentError, ValueError) as exc:  # ValueError: uri=maybe
+        raise StoreError(f"bad database URL: {exc}") from exc
+    name = str(args[0]) if args else ":memory:"
+    if not options.get("uri"):
+        return None if name == ":memory:" else Path(url.database or name)
+    return _uri_file(name)
+
+
+def _uri_file(name: str) -> Path | None:
+    """The file of SQLite's filename ``name`` given as a URI (https://www.sqlite.org/uri.html)."""
+    if not name.startswith("file:"):
+        return None if name in ("", ":memory:") else Path(name)  # a plain name, "?" and all
+    path, _, query = name[len("file:"):].partition("#")[0].partition("?")
+    if path.startswith("//"):
+        authority, slash, rest = path[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise StoreError(f'bad database URL: a file: URI names no host ("{authority}"), only a path')
+        path = slash + rest
+    params = {unquote(k): unquote(v) for k, _, v in (p.partition("=") for p in query.split("&") if p)}
+    path = unquote(path)
+    if path in ("", ":memory:") or params.get("mode") == "memory" or params.get("vfs") == "memdb":
+        return None
+    return Path(path)
 
 
 class Transactions:

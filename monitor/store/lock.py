@@ -3,9 +3,10 @@
 A process that delivers starts by taking back the deliveries an earlier run left "sending" (it
 crashed mid-send); were another process sending them right now, they would go out twice. So ``run``
 and ``once`` hold a lock the operating system or the database server lets go of when the process
-ends, however it ends: ``flock`` on ``<database>.lock`` beside a SQLite file, a session advisory
-lock on PostgreSQL. A second one stops with a line naming the holder. Commands that only look
-(``status``, ``backtest``) or only store (``backfill``) take no lock.
+ends, however it ends: ``flock`` on ``<database>.lock`` beside a SQLite file (the file itself, by
+whatever link or URI the URL names it), a session advisory lock on PostgreSQL. A second one stops
+with a line naming the holder. Commands that only look (``status``, ``backtest``) or only store
+(``backfill``) take no lock.
 
 A lock can be lost under a live process: the PostgreSQL session ends with a server restart, an
 operator deletes a "stale" lock file. ``confirm`` finds out, and takes the lock again (or says who
@@ -74,20 +75,29 @@ class Held:
         raise NotImplementedError
 
 
-def take(engine: Engine, command: str, patience: float = 2.0) -> Held | None:
-    """The lock of the store on ``engine`` (None for an in-memory SQLite store: no other process
-    can reach it); ``StoreBusy`` naming the holder if another process has it (on SQLite, once it
-    has for ``patience`` seconds)."""
+def take(engine: Engine, command: str, patience: float = 2.0) -> Held:
+    """The lock of the store on ``engine``; ``StoreBusy`` naming the holder if another process has
+    it (on SQLite, once it has for ``patience`` seconds). A SQLite store in memory is refused: the
+    process that polls and delivers must leave its store to the next (a new one alerts every paper
+    of its first polls again)."""
     shown = engine.url.render_as_string(hide_password=True)
     if engine.url.get_backend_name() == "postgresql":
         return AdvisoryLock(engine, command, shown)
     path = _lock_file(engine.url)
-    return FileLock(path, command, shown, patience) if path is not None else None
+    if path is None:
+        raise StoreError(f"{shown} is a store in memory, gone when this process ends (the next start "
+                         "would alert the papers it finds again): give monitor.database a file")
+    return FileLock(path, command, shown, patience)
 
 
 def _lock_file(url: URL) -> Path | None:
+    """``<database>.lock`` beside the file SQLite opens, symbolic links followed: the store's own
+    lock however the URL names it (a link to it, a ``file:`` URI)."""
     database = sqlite_file(url)
-    return database.with_name(database.name + ".lock") if database is not None else None
+    if database is None:
+        return None
+    real = Path(os.path.realpath(database))
+    return real.with_name(real.name + ".lock")
 
 
 def holder_line(command: str) -> str:

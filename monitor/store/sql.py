@@ -110,6 +110,9 @@ def open_sql_store(url: str) -> SqlStore:
     try:
         if parsed.get_backend_name() == "sqlite":
             if (path := sqlite_file(parsed)) is not None:
+                if path.parts[0].startswith("~"):  # (it used to be expanded for the lock alone)
+                    raise StoreError(f"the SQLite path {path} starts with a directory named {path.parts[0]}, "
+                                     "not a home directory: write the path out")
                 path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(parsed)
             _tune_sqlite(engine)
