@@ -34,7 +34,7 @@ from monitor.pipeline import PollReport, error_kind, open_fetcher, poll
 from monitor.server import App, FeedCache, HttpServer
 from monitor.standby import FRESH, Standby
 from monitor.store import open_store
-from monitor.store.lock import StoreBusy
+from monitor.store.lock import StoreBusy, StoreGone
 from monitor.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Daemon:
         self.health = SourceHealth(settings.sources)
         self.heartbeat = Heartbeat(DISPATCH_EVERY, DISPATCH_DEADLINE + 5)
         self.stopping = threading.Event()
-        self.lost: str | None = None  # why the store's lock is no longer this daemon's
+        self.lost: str | None = None  # why the store (its lock, or its file) is no longer this daemon's
         self._dispatch_failing = False  # the last dispatch failed on the store (told once an outage)
         self.standby: Standby | None = None  # while it waits for the store's lock
         self._jobs = threading.Lock()  # taking over and reloading both add poll jobs
@@ -370,6 +370,9 @@ class Daemon:
                 log.info("dispatch: the store answers again")
                 self._dispatch_failing = False
         except StoreBusy as exc:  # another process delivers now: stop, rather than send beside it
+            self.lost = f"this daemon lost the store's lock: {exc}"
+            self.stopping.set()
+        except StoreGone as exc:  # stop, rather than record into a file the next start will not see
             self.lost = str(exc)
             self.stopping.set()
         except MonitorError as exc:

@@ -74,7 +74,7 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
             log.info("stopping (signal)")
             break
         if daemon.lost is not None:
-            log.error("stopping: this daemon lost the store's lock: %s", daemon.lost)
+            log.error("stopping: %s", daemon.lost)
             break
         if reloading is not None:
             if not reloading.done:

@@ -6,11 +6,15 @@ daemon has in flight. Real daemon processes, a slow stand-in Slack, the recorded
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from monitor.store import open_store
 from tests.daemon_support import Daemon, cli, source, unsent, wait_for, write_config
@@ -141,6 +145,49 @@ def test_a_deleted_lock_file_is_made_again_and_once_still_stops(tmp_path: Path, 
         slack.close()
     assert code == 0
     assert "was removed while this process held it; taken again" in daemon.log_text()
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_daemon_whose_store_file_is_removed_or_replaced_says_so_and_stops(
+    tmp_path: Path, replay: ReplayServer, change: str
+) -> None:
+    slack = SlackStandIn()
+    port = free_port()
+    config = _config(tmp_path, replay, slack, port)
+    store = tmp_path / "monitor.db"
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: bool(slack.messages) and unsent(tmp_path) == 0, 30, "the daemon's alerts")
+        posts = _posts(slack)
+        if change == "removed":  # an operator's clean-up
+            for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm"):
+                (tmp_path / name).unlink(missing_ok=True)
+        else:  # a backup put back in its place
+            shutil.copy(store, tmp_path / "backup.db")
+            os.replace(tmp_path / "backup.db", store)
+
+        assert daemon.proc.wait(timeout=15) == 1
+        errors = [r["message"] for r in daemon.log_records() if r["level"] == "error"]
+        assert errors == [f"stopping: the store file {store} was {change}"
+                          + (" by another file" if change == "replaced" else "")
+                          + " while this process used it: what it records goes into "
+                          + ("the file replaced (the next start opens the new one)" if change == "replaced"
+                             else "a file nothing else can open (the next start makes a new, empty store "
+                                  "there, unless it is put back first)")], daemon.log_text()
+        assert _posts(slack) == posts  # nothing sent once the file was gone
+    finally:
+        daemon.kill()
+    if change == "replaced":  # the next start goes on with the file put there: nothing alerted twice
+        again = Daemon(config, port, log_name="again.log")
+        try:
+            again.wait_up()
+            wait_for(lambda: bool(again.polls("hf")), 20, "a poll")
+            time.sleep(3)  # (the dispatcher's turn)
+        finally:
+            code, _ = again.stop()
+        assert code == 0 and _posts(slack) == posts
+    slack.close()
 
 
 def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(

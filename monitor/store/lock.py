@@ -10,7 +10,9 @@ with a line naming the holder. Commands that only look (``status``, ``backtest``
 
 A lock can be lost under a live process: the PostgreSQL session ends with a server restart, an
 operator deletes a "stale" lock file. ``confirm`` finds out, and takes the lock again (or says who
-has it now), so the daemon confirms before it claims what to send.
+has it now), so the daemon confirms before it claims what to send. It finds out too when the SQLite
+file itself was removed or replaced (``StoreGone``): the process works on a file no other can open
+(and the next start would not see), so it should stop.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class StoreBusy(StoreError):
     def __init__(self, message: str, holder: str = "a process") -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class StoreGone(StoreError):
+    """The SQLite file of a process holding its lock was removed, or replaced by another file."""
 
 
 class Held:
@@ -83,11 +89,11 @@ def take(engine: Engine, command: str, patience: float = 2.0) -> Held:
     shown = engine.url.render_as_string(hide_password=True)
     if engine.url.get_backend_name() == "postgresql":
         return AdvisoryLock(engine, command, shown)
-    path = _lock_file(engine.url)
-    if path is None:
+    path, database = _lock_file(engine.url), sqlite_file(engine.url)
+    if path is None or database is None:
         raise StoreError(f"{shown} is a store in memory, gone when this process ends (the next start "
                          "would alert the papers it finds again): give monitor.database a file")
-    return FileLock(path, command, shown, patience)
+    return FileLock(path, command, shown, patience, store=Path(os.path.abspath(database)))
 
 
 def _lock_file(url: URL) -> Path | None:
@@ -125,10 +131,14 @@ def _busy(holder: str, database: str) -> StoreBusy:
 
 
 class FileLock(Held):
-    """``flock`` on a file beside the SQLite database; the holder's line is the file's content."""
+    """``flock`` on a file beside the SQLite database; the holder's line is the file's content.
+    ``store``, the database file, is the one it was when the lock was taken as long as it is held."""
 
-    def __init__(self, path: Path, command: str, database: str, patience: float = 2.0) -> None:
+    def __init__(
+        self, path: Path, command: str, database: str, patience: float = 2.0, *, store: Path | None = None
+    ) -> None:
         self._path, self._command, self._database, self._patience = path, command, database, patience
+        self._store, self._store_stat = store, _stat(store) if store is not None else None
         self._fd = self._take()
         super().__init__()
 
@@ -152,7 +162,9 @@ class FileLock(Held):
         return fd
 
     def _check(self) -> None:
-        """The lock is on the file the path names now: removed or replaced, it guards nothing."""
+        """The lock is on the file the path names now: removed or replaced, it guards nothing (and
+        the store file is still the one the lock was taken for: ``StoreGone`` if not)."""
+        self._check_store()
         try:
             if self._fd >= 0 and os.path.samestat(os.fstat(self._fd), os.stat(self._path)):
                 return
@@ -164,10 +176,34 @@ class FileLock(Held):
         self._fd = self._take()
         log.warning("the lock file %s was removed while this process held it; taken again", self._path)
 
+    def _check_store(self) -> None:
+        if self._store is None or self._store_stat is None:
+            return
+        now = _stat(self._store)
+        if now is not None and os.path.samestat(now, self._store_stat):
+            return
+        if now is None:
+            raise StoreGone(f"the store file {self._store} was removed while this process used it: what it "
+                            "records goes into a file nothing else can open (the next start makes a new, "
+                            "empty store there, unless it is put back first)")
+        raise StoreGone(f"the store file {self._store} was replaced by another file while this process "
+                        "used it: what it records goes into the file replaced (the next start opens the "
+                        "new one)")
+
     def release(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # closing lets go of the flock
             self._fd = -1
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """The file ``path`` names now (a link followed), None if there is none."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot look at {path}: {exc.strerror}") from exc
 
 
 def _flock_soon(fd: int, operation: int, patience: float = 2.0) -> None:
