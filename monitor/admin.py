@@ -33,19 +33,21 @@ def opened_store(settings: Settings) -> Iterator[SqlStore]:
 
 
 def existing_store(url: str) -> str:
-    """``url``, unless it is a SQLite file named relative to the working directory that is not
-    there: a ``ConfigError`` that says where it was looked for, rather than an empty store made
-    beside the daemon's by a command run in another directory."""
+    """``url``, unless it is a SQLite file that is not there: a ``ConfigError`` that says where it
+    was looked for, rather than an empty store made and reported on (beside the daemon's, by a
+    command run in another directory; or in place of one removed)."""
     import sqlalchemy as sa
 
     from monitor.store.base import sqlite_file
 
     path = sqlite_file(sa.make_url(url))
-    if path is not None and not path.is_absolute() and not path.exists():
+    if path is None or path.exists():
+        return url
+    if not path.is_absolute():
         raise ConfigError(f"monitor.database: no store at {path.absolute()} (the path of {url} is taken "
                           "from the working directory): run this where the daemon runs, or give the "
                           "database an absolute path")
-    return url
+    raise ConfigError(f"monitor.database: no store at {path} (the daemon makes it when it first starts)")
 
 
 def test_channel(settings: Settings, name: str) -> int:

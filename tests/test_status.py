@@ -148,3 +148,23 @@ def test_commands_that_send_nothing_work_in_a_shell_without_the_channels_secrets
         assert (refused.returncode, refused.stdout) == (2, ""), args
         assert refused.stderr.splitlines()[-len(unset):] == unset and "Traceback" not in refused.stderr, args
     assert json.loads(cli(config, "status", "--json", env=bare).stdout)["channels"][0]["pending"] == HOT
+
+
+def test_commands_that_read_the_store_do_not_make_one_at_an_absolute_path_either(tmp_path: Path) -> None:
+    # The store was removed (or the daemon never ran, or the path is mistyped): nothing to read.
+    config = write_config(tmp_path, port=free_port(), sources=source("hf", "http://127.0.0.1:9/papers"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n',
+                          rules='[[rules]]\nname = "hot"\nmin_upvotes = 10\nnotify = ["feed"]\n')
+    gone = tmp_path / "var" / "monitor.db"
+    every = (["status"], ["status", "--json"], ["why", "kv cache"], ["backtest"], ["retry-dead"],
+             ["discard", "--dead"], ["copy-store", "--to", f"sqlite:///{tmp_path}/copy.db"])
+    for url, commands in ((f"sqlite:///{gone}", every), (f"sqlite:///file:{gone}?uri=true", every[:1])):
+        config.write_text(config.read_text().replace(f"sqlite:///{tmp_path}/monitor.db", url))
+        for args in commands:
+            ran = subprocess.run([sys.executable, "-m", "monitor", *args, "--config", str(config)],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+            assert ran.returncode == 2, (args, ran.stdout, ran.stderr)
+            assert ran.stderr.strip() == (
+                f"monitor.database: no store at {gone} (the daemon makes it when it first starts)"), args
+        config.write_text(config.read_text().replace(url, f"sqlite:///{tmp_path}/monitor.db"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.toml"]
