@@ -40,8 +40,10 @@ RECOVERY_GRACE = 60.0
 class Backoff:
     """Exponential backoff with equal jitter, retrying until ``give_up_after`` seconds have passed
     since the first failure (two days by default, so that an outage of a day ends with everything
-    delivered). The clock, not a count of tries, decides: a peer asking for short pauses
-    (``Retry-After: 1``) makes many tries in a minute, and none of them is a reason to give up."""
+    delivered) and at least ``least_tries`` tries were made. The clock decides: a peer asking for
+    short pauses (``Retry-After: 1``) makes many tries in a minute, and none of them is a reason to
+    give up. But a clock can step (a machine that booted with a stale clock, set right by NTP): the
+    tries tell whether that time passed between them, as the schedule cannot make them faster."""
 
     base: float = 30.0
     factor: float = 2.0
@@ -51,9 +53,24 @@ class Backoff:
     least: float = 1.0
 
     def delay(self, attempts: int, rng: random.Random) -> float:
-        # The exponent is bounded: tries are not (a peer asking for 1 s pauses makes thousands).
-        raw = min(self.cap, self.base * self.factor ** min(max(0, attempts - 1), 64))
+        raw = self._longest(attempts)
         return raw / 2 + rng.uniform(0, raw / 2)
+
+    def _longest(self, attempts: int) -> float:
+        """The longest pause after try number ``attempts``."""
+        # The exponent is bounded: tries are not (a peer asking for 1 s pauses makes thousands).
+        return min(self.cap, self.base * self.factor ** min(max(0, attempts - 1), 64))
+
+    @property
+    def least_tries(self) -> int:
+        """The fewest tries the schedule makes before ``give_up_after`` has passed (every pause its
+        longest): 55 by default. A batch with fewer has not been failing that long, whatever the
+        clock says."""
+        tries, waited = 1, 0.0
+        while waited < self.give_up_after and tries < 100_000:
+            waited += max(self._longest(tries), self.least)
+            tries += 1
+        return tries
 
 
 @dataclass(frozen=True)
@@ -311,7 +328,8 @@ class Dispatcher:
         attempts = max(r.attempts for r in rows)
         since = min((r.failing_since for r in rows if r.failing_since is not None), default=current)
         report.error = str(exc)
-        if exc.permanent or current - since >= self._backoff.give_up_after:
+        if exc.permanent or (current - since >= self._backoff.give_up_after
+                             and attempts >= self._backoff.least_tries):
             why = str(exc) if exc.permanent else (
                 f"gave up after {(current - since) / 3600:.0f} hours of failures ({attempts} attempts): {exc}"
             )

@@ -148,19 +148,86 @@ def test_backoff_after_thousands_of_tries_is_the_cap() -> None:
     assert 1800 <= Backoff().delay(5000, rng) <= 3600  # 2.0 ** 4999 overflowed a float
 
 
+class Clock:
+    """The dispatcher's clock, set by the test: ``step`` it as NTP steps a wrong one."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _tries_until_dead(store: Any, dispatcher: Dispatcher, clock: Clock, limit: int = 500) -> list[float]:
+    """Run the dispatcher at each retry time its schedule sets (the peer failing) until the batch
+    is dead; the clock at each try."""
+    tries: list[float] = []
+    while len(tries) < limit:
+        tries.append(clock())
+        report = dispatcher.run_due()
+        if report.dead:
+            return tries
+        assert report.failed == 1 and states(store, "hook") == {"failed": 1}
+        (row,) = rows(store, "hook")
+        clock.now = row.next_attempt_at
+    raise AssertionError(f"not given up after {limit} tries")
+
+
 def test_gives_up_two_days_after_the_first_failure(store: Any, replay: ReplayServer) -> None:
     replay.route("/hook", Reply(b"", 502))
     t0 = time.time()
     record(store, "llm", [paper("P1")], ["hook"], at=t0 - 5 * 86400)  # waited days behind others
-    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
-        for at in (t0, t0 + 86400, t0 + 2 * 86400 - 60):
-            assert dispatcher.run_due(now=at).failed == 1
-        assert states(store, "hook") == {"failed": 1}
-        assert dispatcher.run_due(now=t0 + 2 * 86400 + 600).channels["hook"].dead == 1
+    clock = Clock(t0)
+    with Dispatcher(store, {"hook": hook(replay, "hook")}, clock=clock, rng=random.Random(7)) as dispatcher:
+        tries = _tries_until_dead(store, dispatcher, clock)
+    assert tries[-2] < t0 + 2 * 86400 <= tries[-1]  # the first try two days on is the last
+    assert len(tries) >= Backoff().least_tries == 55  # (which the schedule cannot make sooner)
     (row,) = rows(store, "hook")
     assert row.state == "dead"
-    assert row.last_error.startswith("gave up after 48 hours of failures (4 attempts)")
-    assert replay.hits("/hook") == 4
+    hours = round((tries[-1] - t0) / 3600)
+    assert hours in (48, 49) and row.last_error.startswith(
+        f"gave up after {hours} hours of failures ({len(tries)} attempts): webhook ")
+    assert replay.hits("/hook") == len(tries)
+
+
+def test_a_clock_stepping_days_forward_between_two_tries_kills_no_alert(
+    store: Any, replay: ReplayServer
+) -> None:
+    # A machine booted with a clock days behind; NTP sets it right while the peer is down.
+    replay.route("/hook", *[Reply(b"busy", 503)] * 4, OK)
+    t0 = time.time() - 3 * 86400
+    record(store, "llm", [paper("P1"), paper("P2")], ["hook"], at=t0)
+    clock = Clock(t0 + 1)
+    with Dispatcher(store, {"hook": hook(replay, "hook")}, clock=clock) as dispatcher:
+        assert dispatcher.run_due().failed == 2
+        clock.step(3 * 86400)
+        for _ in range(3):  # a few quick tries, the clock three days on: still failing, not dead
+            assert dispatcher.run_due().failed == 2
+            (row, _) = rows(store, "hook")
+            assert row.state == "failed" and row.next_attempt_at - clock() <= 240
+            clock.now = row.next_attempt_at
+        assert dispatcher.run_due().sent == 2  # the peer is back: everything delivered
+    assert states(store, "hook") == {"sent": 2} and replay.hits("/hook") == 5
+    assert titles(posted(replay)[-1:]) == ["P1", "P2"]
+
+
+def test_after_a_clock_step_a_batch_is_given_up_only_after_a_day_of_tries_on_schedule(
+    store: Any, replay: ReplayServer
+) -> None:
+    replay.route("/hook", Reply(b"", 502))
+    t0 = time.time()
+    record(store, "llm", [paper("P1")], ["hook"], at=t0)
+    clock = Clock(t0)
+    with Dispatcher(store, {"hook": hook(replay, "hook")}, clock=clock) as dispatcher:
+        assert dispatcher.run_due().failed == 1
+        clock.step(3 * 86400)
+        stepped = clock()
+        tries = _tries_until_dead(store, dispatcher, clock)
+    # The schedule's pauses, each at least half its longest, add up to a day or more before the 55th.
+    assert len(tries) + 1 == 55 and tries[-1] - stepped >= 86400
 
 
 def test_a_peer_asking_for_short_pauses_is_waited_for_not_given_up_on(
