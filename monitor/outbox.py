@@ -40,10 +40,11 @@ RECOVERY_GRACE = 60.0
 class Backoff:
     """Exponential backoff with equal jitter, retrying until ``give_up_after`` seconds have passed
     since the first failure (two days by default, so that an outage of a day ends with everything
-    delivered) and at least ``least_tries`` tries were made. The clock decides: a peer asking for
-    short pauses (``Retry-After: 1``) makes many tries in a minute, and none of them is a reason to
-    give up. But a clock can step (a machine that booted with a stale clock, set right by NTP): the
-    tries tell whether that time passed between them, as the schedule cannot make them faster."""
+    delivered). The clock, not a count of tries, decides: a peer asking for short pauses
+    (``Retry-After: 1``) makes many tries in a minute, and none of them is a reason to give up. But
+    only time spent trying counts: a try more than ``late`` seconds after its time (the daemon was
+    stopped for days, or the clock stepped forward: a machine booted with a stale clock that NTP set
+    right) does not count the time past it as failing."""
 
     base: float = 30.0
     factor: float = 2.0
@@ -51,6 +52,8 @@ class Backoff:
     give_up_after: float = 2 * 86400.0
     # The least pause before a try again, whatever a peer asks (``Retry-After: 0``).
     least: float = 1.0
+    # A try this much past its time or more: the time beyond was not spent trying.
+    late: float = 600.0
 
     def delay(self, attempts: int, rng: random.Random) -> float:
         raw = self._longest(attempts)
@@ -60,17 +63,6 @@ class Backoff:
         """The longest pause after try number ``attempts``."""
         # The exponent is bounded: tries are not (a peer asking for 1 s pauses makes thousands).
         return min(self.cap, self.base * self.factor ** min(max(0, attempts - 1), 64))
-
-    @property
-    def least_tries(self) -> int:
-        """The fewest tries the schedule makes before ``give_up_after`` has passed (every pause its
-        longest): 55 by default. A batch with fewer has not been failing that long, whatever the
-        clock says."""
-        tries, waited = 1, 0.0
-        while waited < self.give_up_after and tries < 100_000:
-            waited += max(self._longest(tries), self.least)
-            tries += 1
-        return tries
 
 
 @dataclass(frozen=True)
@@ -301,10 +293,11 @@ class Dispatcher:
         try:
             self._channels[name].send(batch)
         except DeliveryError as exc:
-            return self._failed(name, key, rows, exc, current, report, now)
+            return self._failed(name, key, rows, exc, current, head.next_attempt_at, report, now)
         except Exception as exc:  # a bug in a channel: retried like a transient error, loudly
             log.exception("channel %s raised while sending batch %s", name, key)
-            return self._failed(name, key, rows, DeliveryError(repr(exc)), current, report, now)
+            return self._failed(name, key, rows, DeliveryError(repr(exc)), current, head.next_attempt_at,
+                                report, now)
         self._write(name, key, partial(self._store.mark_sent, key, self._clock() if now is None else now))
         report.sent += len(rows)
         report.batches += 1
@@ -322,14 +315,16 @@ class Dispatcher:
                         "sent again only if this process stops before the batch is done", name, key, exc)
 
     def _failed(
-        self, name: str, key: str, rows: list[Claimed], exc: DeliveryError, current: float,
+        self, name: str, key: str, rows: list[Claimed], exc: DeliveryError, current: float, due: float,
         report: ChannelReport, now: float | None,
     ) -> bool:
         attempts = max(r.attempts for r in rows)
         since = min((r.failing_since for r in rows if r.failing_since is not None), default=current)
+        # Time this try came past its due time was not spent failing (see ``Backoff``).
+        unexplained = max(0.0, current - due - self._backoff.late) if since < current else 0.0
+        since += unexplained
         report.error = str(exc)
-        if exc.permanent or (current - since >= self._backoff.give_up_after
-                             and attempts >= self._backoff.least_tries):
+        if exc.permanent or current - since >= self._backoff.give_up_after:
             why = str(exc) if exc.permanent else (
                 f"gave up after {(current - since) / 3600:.0f} hours of failures ({attempts} attempts): {exc}"
             )
@@ -342,7 +337,8 @@ class Dispatcher:
             delay = max(asked, self._backoff.least)
         else:
             delay = self._backoff.delay(attempts, self._rng)
-        self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay, current))
+        self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay, current,
+                                       not_failing=unexplained))
         log.warning("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
         if now is None and asked is not None and delay <= self._inline_wait:
             self._stop.wait(delay)  # a short Retry-After (429): wait it out, then go on

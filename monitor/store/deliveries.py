@@ -155,9 +155,11 @@ class DeliveryQueries(Transactions):
         with self._write("recording a message sent") as conn:
             return int(conn.execute(stmt).rowcount)
 
-    def mark_failed(self, key: str, error: str, retry_at: float, now: float) -> int:
-        """Batch ``key`` failed transiently at ``now``: retry it, as one batch again, from ``retry_at``."""
-        since = sa.func.coalesce(deliveries.c.failing_since, now)
+    def mark_failed(self, key: str, error: str, retry_at: float, now: float, not_failing: float = 0.0) -> int:
+        """Batch ``key`` failed transiently at ``now``: retry it, as one batch again, from ``retry_at``.
+        ``not_failing``: seconds since its last try that do not count as failing (its failing_since
+        moves on by as much)."""
+        since = sa.func.coalesce(deliveries.c.failing_since + not_failing, now)
         return self._finish(key, state="failed", last_error=error[:2000], next_attempt_at=retry_at,
                             failing_since=since)
 
