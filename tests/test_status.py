@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.store import open_store
+from monitor.store.lock import holder_fields, holder_line
 from tests.daemon_support import cli, source, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 
@@ -168,3 +169,14 @@ def test_commands_that_read_the_store_do_not_make_one_at_an_absolute_path_either
                 f"monitor.database: no store at {gone} (the daemon makes it when it first starts)"), args
         config.write_text(config.read_text().replace(url, f"sqlite:///{tmp_path}/monitor.db"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.toml"]
+
+
+def test_the_holder_s_since_is_to_the_second_for_scripts() -> None:
+    """``status --json`` gives a process's start to the second (it made up the seconds: 00)."""
+    before = time.time()
+    fields = holder_fields(holder_line("run"))
+    assert fields is not None
+    since = datetime.fromisoformat(str(fields["since"]).replace("Z", "+00:00")).timestamp()
+    assert int(before) <= since <= time.time()
+    older = holder_fields("run, pid 7 on b, since 2026-12-01 10:00 UTC")  # a daemon of an older version
+    assert older is not None and older["since"] == "2026-12-01T10:00:00Z"

@@ -107,22 +107,23 @@ def _lock_file(url: URL) -> Path | None:
 
 
 def holder_line(command: str) -> str:
-    """Who holds the lock: ``run, pid 1234 on host, since 2026-11-30 22:57 UTC``."""
-    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    """Who holds the lock: ``run, pid 1234 on host, since 2026-11-30 22:57:03 UTC``."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return f"{command}, pid {os.getpid()} on {socket.gethostname()}, since {since}"
 
 
 _HOLDER = re.compile(r"(?P<command>.+), pid (?P<pid>\d+) on (?P<host>.+), since "
-                     r"(?P<day>\d{4}-\d\d-\d\d) (?P<time>\d\d:\d\d) UTC")
+                     r"(?P<day>\d{4}-\d\d-\d\d) (?P<time>\d\d:\d\d(?::\d\d)?) UTC")
 
 
 def holder_fields(line: str) -> dict[str, object] | None:
-    """``holder_line``'s parts, for scripts: command, pid, host, since (ISO 8601, UTC)."""
+    """``holder_line``'s parts, for scripts: command, pid, host, since (ISO 8601, UTC; a line of an
+    older version, to the minute, has seconds 00)."""
     found = _HOLDER.fullmatch(line)
     if found is None:
         return None
     return {"command": found["command"], "pid": int(found["pid"]), "host": found["host"],
-            "since": f"{found['day']}T{found['time']}:00Z"}
+            "since": f"{found['day']}T{found['time']}{'' if found['time'].count(':') == 2 else ':00'}Z"}
 
 
 def _busy(holder: str, database: str) -> StoreBusy:
