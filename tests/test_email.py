@@ -306,3 +306,15 @@ def test_a_digest_groups_the_papers_by_rule(smtp_server: Start) -> None:
     assert first < text.index("KV Cache Compression 1") < text.index("KV Cache Compression 3") < second
     assert second < text.index("KV Cache Compression 2")
     assert "<h3" in rich.get_content() and "hot: 1 new paper</h3>" in rich.get_content()
+
+
+def test_a_digests_subject_counts_papers_not_the_rules_that_matched_them(smtp_server: Start) -> None:
+    inbox, port = smtp_server()
+    one, two = paper(1), paper(2)
+    alerts = [Alert(one, ["r1"], 1, "llm"), Alert(one, ["r2"], 2, "agents"), Alert(two, ["r3"], 3, "llm")]
+    send(config(port, digest="08:00"), Batch("me", "digest", alerts, "digest-1"))
+
+    msg = inbox.received[0].message
+    assert msg["Subject"] == "[paper-monitor] daily digest: 2 new papers"
+    text = next(msg.iter_parts()).get_content()
+    assert "llm: 2 new papers" in text and "agents: 1 new paper" in text  # each rule's own count

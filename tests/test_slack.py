@@ -325,6 +325,32 @@ def test_two_channel_objects_posting_to_one_slack_channel_share_its_pace(slack: 
     assert third.at - second.at < 0.9  # another channel has its own pace
 
 
+def test_a_slack_digests_heading_counts_papers_not_the_rules_that_matched_them(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate({
+        "monitor": {"database": f"sqlite:///{tmp_path}/db.sqlite"},
+        "channels": [{"name": "team", "type": "slack", "webhook_url": slack.webhook_url, "digest": "08:00"}],
+        "rules": [{"name": "llm", "notify": ["team"]}, {"name": "agents", "notify": ["team"]}],
+    })
+    eight = datetime(2026, 6, 12, 8, 0, tzinfo=UTC).timestamp()
+    both, other = outbox_paper("LLM Agents"), outbox_paper("KV Cache Compression")
+    store = open_store(settings.monitor.database)
+    try:
+        record(store, "llm", [both, other], ["team"], at=eight - 5000)
+        record(store, "agents", [both], ["team"], at=eight - 4000)
+        dispatcher = open_dispatcher(settings, store, clock=lambda: eight + 60)
+        try:
+            assert dispatcher.run_due().sent == 3  # (deliveries: one per rule and paper)
+        finally:
+            dispatcher.close()
+    finally:
+        store.close()
+    (sent,) = slack.messages
+    assert sent.payload["blocks"][0]["text"]["text"] == "daily digest: 2 new papers"
+    assert len(sections(sent.payload)) == 3  # the paper listed under each of its rules
+
+
 def test_a_slack_digest_is_one_message_a_day_rule_by_rule(slack: SlackStandIn, tmp_path: Path) -> None:
     settings = Settings.model_validate({
         "monitor": {"database": f"sqlite:///{tmp_path}/db.sqlite"},

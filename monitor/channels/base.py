@@ -40,6 +40,11 @@ class Batch:
     on_posted: Callable[[Sequence[int]], None] | None = field(default=None, compare=False, repr=False)
 
 
+def paper_count(batch: Batch) -> int:
+    """How many papers ``batch`` holds: a digest lists a paper under each rule that matched it."""
+    return len({alert.paper.key for alert in batch.alerts})
+
+
 def by_rule(batch: Batch) -> list[tuple[str, list[Alert]]]:
     """The alerts grouped by rule, in order of first appearance (a digest has several rules)."""
     groups: dict[str, list[Alert]] = {}

@@ -15,7 +15,7 @@ from email.utils import formatdate, getaddresses
 from string import Template
 
 from monitor.channels import render
-from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule
+from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule, paper_count
 from monitor.config import EmailConfig
 
 SUBJECT_LIMIT = 200
@@ -54,7 +54,7 @@ def scraped_header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
 def subject(batch: Batch) -> str:
     """``[paper-monitor] <rule>: <n> new papers``, or ``[paper-monitor] <rule>: <title>`` for one."""
     if batch.rule == DIGEST_RULE:
-        text = f"[paper-monitor] {render.digest_line(len(batch.alerts))}"
+        text = f"[paper-monitor] {render.digest_line(paper_count(batch))}"
     elif len(batch.alerts) == 1:
         text = f"[paper-monitor] {batch.rule}: {batch.alerts[0].paper.title}"
     else:

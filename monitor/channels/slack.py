@@ -24,7 +24,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
 from monitor.channels import render
-from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule
+from monitor.channels.base import DIGEST_RULE, Alert, Batch, by_rule, paper_count
 from monitor.config import SlackConfig
 from monitor.errors import DeliveryError
 from monitor.retry_after import parse_retry_after
@@ -154,7 +154,7 @@ def build_messages(batch: Batch) -> list[SlackMessage]:
             used = _place(groups, alert, paper_section(alert, rule if digest else None), used)
     messages = []
     for i, group in enumerate(groups, 1):
-        first = render.digest_line(n) if digest else render.count_line(batch.rule, n)
+        first = render.digest_line(paper_count(batch)) if digest else render.count_line(batch.rule, n)
         heading = first + (f" ({i}/{len(groups)})" if len(groups) > 1 else "")
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": render.shorten(heading, HEADER_LIMIT)}}
