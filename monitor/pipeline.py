@@ -116,17 +116,19 @@ def poll(
 
     def failed(exc: Exception, retry_after: float | None = None) -> PollReport:
         reason = redact_urls(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, StoreError):  # the store failed, not the source: nothing of the source's
+            log.warning("source %s: %s", source.name, reason)  # (and a second try of the store would wait)
+            return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started,
+                              reason, error_kind="store")
+        try:
+            store.record_failure(source.name, source.url, error=reason, status=status)
+        except StoreError as again:  # (the disk full, say: told in the poll's one line)
+            cause = str(again).split(": ", 1)[-1]  # (without its action: often the poll's own cause)
+            reason += " (not recorded in the store" + ("" if cause in reason else f": {again}") + ")"
         if isinstance(exc, MonitorError):
             log.warning("source %s: %s", source.name, reason)
         else:  # a bug, not bad input: keep the traceback, but let the other sources run
             log.exception("source %s: unexpected %s", source.name, reason)
-        if isinstance(exc, StoreError):  # the store failed, not the source: nothing of the source's
-            return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started,
-                              reason, error_kind="store")  # (and a second try of the store would wait)
-        try:
-            store.record_failure(source.name, source.url, error=reason, status=status)
-        except StoreError as again:
-            log.error("source %s: cannot record the failure: %s", source.name, again)
         return PollReport(
             source.name, status, papers_read, 0, 0, 0, time.monotonic() - started, reason,
             error_kind=error_kind(exc, status), retry_after=retry_after,

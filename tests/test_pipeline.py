@@ -381,6 +381,31 @@ def test_a_database_held_by_another_writer_fails_the_poll_as_a_store_error_and_t
         store.close()
 
 
+def test_a_failure_the_store_cannot_record_either_is_still_one_line(
+    replay: ReplayServer, tmp_path: Path, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk, a database held by another writer: the poll fails on the store, and so does
+    recording that failure; the poll's one line says both (the daemon's own line carries the reason)."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "db.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    replay.route("/api", Reply(HF_JSON.read_bytes()))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        report = poll(source(replay.url("/api")), store, fetcher, ALL)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+        store.close()
+    assert report.error_kind == "store"
+    assert (report.error or "").endswith("database is locked (not recorded in the store)")
+    ours = [r for r in caplog.records if r.name.startswith("monitor")]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.INFO] == [f"source src: {report.error}"]
+
+
 def test_arxiv_replacements_are_left_out_unless_the_source_asks_for_them(
     replay: ReplayServer, tmp_path: Path, store: SqlStore, fetcher: Fetcher
 ) -> None:
