@@ -40,7 +40,10 @@ from monitor.store.sql import SqlStore
 log = logging.getLogger(__name__)
 
 DISPATCH_EVERY = 2.0  # seconds between outbox checks; new matches wake it at once
-DISPATCH_DEADLINE = 30.0  # a run_due waits this long; slower channels go on in the background
+# A run_due waits this long, then slower channels go on in the background (the next runs find them
+# busy, and leave them be): a slow send holds neither the other channels nor the job's next turn.
+DISPATCH_WAIT = 1.0
+DISPATCH_DEADLINE = 30.0  # a dispatch job running longer than this (+5 s) is a dead dispatcher
 STATS_EVERY = 10.0
 # Seconds between the daemon's writes that change nothing, to tell /healthz the store takes writes
 # (SQLite locked by another process still answers the reads of STATS_EVERY).
@@ -75,6 +78,8 @@ class Daemon:
         self._polls_running: dict[str, float] = {}
         self._pruning = threading.Lock()  # the daily prune and a retry never run at once
         self._prune_failures = 0  # in a row
+        self._closing: list[threading.Thread] = []  # a reload's old dispatcher, closing
+        self._dispatching = threading.Lock()  # held by the dispatch job's run
         self.store: SqlStore = open_store(settings.monitor.database)
         try:
             try:
@@ -150,7 +155,8 @@ class Daemon:
             for i, source in enumerate(self.settings.sources):
                 self._add_poll_job(source, first=now.timestamp() + 0.1 * i)
             self.scheduler.add_job(self._dispatch_job, IntervalTrigger(seconds=DISPATCH_EVERY), id="dispatch",
-                                   next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5))
+                                   next_run_time=now, misfire_grace_time=int(DISPATCH_EVERY * 5),
+                                   max_instances=2)  # (see _dispatch_job)
             self.scheduler.add_job(self._store_write_job, IntervalTrigger(seconds=STORE_WRITE_EVERY),
                                    id="store-writes", misfire_grace_time=int(STORE_WRITE_EVERY))
             self.scheduler.add_job(self._prune_job, IntervalTrigger(seconds=PRUNE_EVERY), id="prune",
@@ -213,7 +219,9 @@ class Daemon:
         while self._polls_running and time.monotonic() < deadline:
             time.sleep(0.05)
         closer.join(timeout=max(0.0, deadline - time.monotonic()))
-        clean = not self._polls_running and not closer.is_alive()
+        for old in self._closing:  # a reload's old dispatcher still sending
+            old.join(timeout=max(0.0, deadline - time.monotonic()))
+        clean = not self._polls_running and not any(t.is_alive() for t in (closer, *self._closing))
         self.server.stop()
         if clean:
             for fetcher in self.fetchers.values():
@@ -257,8 +265,14 @@ class Daemon:
         dispatcher = open_dispatcher(new, self.store)
         with self._lock:
             old_dispatcher, old_settings = self.dispatcher, self.settings
+            dispatcher.take_over(old_dispatcher)  # (it starts nothing more; its sends hold their channels)
             self.settings, self.index, self.dispatcher = new, index, dispatcher
-        old_dispatcher.close(successor=dispatcher)
+        # Closed beside: it waits for its sends in flight, which may take a channel's timeout, and
+        # this runs on the loop that takes the signals (a stop waits for it, up to its deadline).
+        closing = threading.Thread(target=old_dispatcher.close, kwargs={"successor": dispatcher},
+                                   name="dispatcher-close", daemon=True)
+        closing.start()
+        self._closing = [*(t for t in self._closing if t.is_alive()), closing]
         self.health.reconfigure(new.sources)
         with self._jobs:
             if self.active:
@@ -357,14 +371,16 @@ class Daemon:
             log.debug("could not wake the dispatcher", exc_info=True)
 
     def _dispatch_job(self) -> None:
-        if self.stopping.is_set():
+        # A turn (or a wake after a poll) that comes while a run is on is that run's: it takes what
+        # is due as its channels go on. The scheduler would warn of each one skipped.
+        if self.stopping.is_set() or not self._dispatching.acquire(blocking=False):
             return
         with self._lock:
             dispatcher = self.dispatcher
         self.heartbeat.begin()
         try:
             self.store.confirm_hold()
-            report = dispatcher.run_due(timeout=DISPATCH_DEADLINE)
+            report = dispatcher.run_due(timeout=DISPATCH_WAIT)
             self._after_dispatch(report)
             if self._dispatch_failing:
                 log.info("dispatch: the store answers again")
@@ -381,6 +397,7 @@ class Daemon:
             self._dispatch_failing = True
         finally:
             self.heartbeat.end()
+            self._dispatching.release()
 
     def _after_dispatch(self, report: DispatchReport) -> None:
         outcomes: dict[tuple[str, str], int] = {}

@@ -8,6 +8,7 @@ delays the others; a transient failure holds that channel's queue until its retr
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -158,6 +159,9 @@ class Dispatcher:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, Future[ChannelReport]] = {}
+        # What each channel's runs did, told by the next ``run_due`` that looks (a run may outlast
+        # the call that started it); shared with a reload's successor (``take_over``).
+        self._finished: queue.SimpleQueue[ChannelReport] = queue.SimpleQueue()
         # Per channel, the batches whose store write failed (the database was down, or locked past
         # its busy timeout): that write, done first at the channel's next run, so the batch is
         # neither left "sending" until a restart nor sent again.
@@ -189,12 +193,16 @@ class Dispatcher:
 
     def run_due(self, now: float | None = None, *, timeout: float | None = None) -> DispatchReport:
         """Send everything due on every channel. Waits up to ``timeout`` seconds (None: until
-        done); a channel still working then goes on in the background and is reported busy.
-        ``now`` fixes the time (tests); by default the clock is read before each batch.
+        done); a channel still working then goes on in the background and is reported busy (what
+        it did is in the report of a later call). ``now`` fixes the time (tests); by default the
+        clock is read before each batch. A dispatcher closing (``close``, ``take_over``) starts
+        nothing: its report is empty.
         """
         report = DispatchReport()
         started: dict[str, Future[ChannelReport]] = {}
         with self._lock:
+            if self._stop.is_set():
+                return report
             for name in self._channels:
                 running = self._running.get(name)
                 if running is not None and not running.done():
@@ -203,16 +211,35 @@ class Dispatcher:
                 started[name] = self._running[name] = self._pool.submit(self._run_channel, name, now)
         wait(list(started.values()), timeout=timeout)
         for name, future in started.items():
-            report.channels[name] = future.result() if future.done() else ChannelReport(name, busy=True)
+            if not future.done():
+                report.channels[name] = ChannelReport(name, busy=True)
+        while True:
+            try:
+                done = self._finished.get_nowait()
+            except queue.Empty:
+                break
+            report.channels[done.channel] = _added(report.channels.get(done.channel), done)
         return report
+
+    def take_over(self, old: Dispatcher) -> None:
+        """Work from now on in place of ``old`` (a reload's): it starts nothing more, and a channel
+        it is still sending on stays busy here until that send ends, so that a channel's batches
+        still go one at a time, in order. Then close ``old`` (which may wait for those sends)."""
+        with old._lock:
+            old._stop.set()
+            running = {name: future for name, future in old._running.items() if not future.done()}
+        with self._lock:
+            self._finished = old._finished  # (this one has run nothing yet)
+            self._running.update({name: f for name, f in running.items() if name in self._channels})
 
     def close(self, successor: Dispatcher | None = None) -> None:
         """Stop after the batches in flight, and close the channels. The store writes still owed
         pass to ``successor`` (a reload's dispatcher) for the channels it has."""
-        self._stop.set()
+        with self._lock:  # (no run_due submits after this)
+            self._stop.set()
         self._pool.shutdown(wait=True)
         for name, unfinished in self._unfinished.items():
-            if successor is not None and name in successor._unfinished:
+            if successor is not None and not successor._stop.is_set() and name in successor._unfinished:
                 successor._unfinished[name].update(unfinished)
                 continue
             try:
@@ -246,6 +273,7 @@ class Dispatcher:
         except Exception as exc:  # a bug: report it, the next run tries again
             log.exception("delivery to channel %s stopped", name)
             report.error = str(exc)
+        self._finished.put(report)
         return report
 
     def _finish_unfinished(self, name: str) -> None:
@@ -345,6 +373,15 @@ class Dispatcher:
             return True
         report.failed += len(rows)
         return False
+
+
+def _added(before: ChannelReport | None, done: ChannelReport) -> ChannelReport:
+    """One channel's report of a call: what ``done`` did added to what was there."""
+    if before is None:
+        return done
+    return ChannelReport(done.channel, sent=before.sent + done.sent, batches=before.batches + done.batches,
+                         failed=before.failed + done.failed, dead=before.dead + done.dead,
+                         busy=before.busy, error=done.error or before.error)
 
 
 def _batch(

@@ -290,6 +290,44 @@ def test_other_channels_deliver_on_time_while_one_is_slow_or_dead(
     assert titles(posted(replay, "/fine")) == ["r1-a", "r1-b", "r2-a", "r2-b", "r1-c"]
 
 
+def test_a_closed_dispatcher_starts_nothing_and_raises_nothing(store: Any, replay: ReplayServer) -> None:
+    """A dispatch job that picked a dispatcher just before a reload closed it: a no-op, no traceback."""
+    replay.route("/hook", OK)
+    record(store, "llm", [paper("P1")], ["hook"])
+    dispatcher = Dispatcher(store, {"hook": hook(replay, "hook")})
+    dispatcher.close()
+    report = dispatcher.run_due()
+    assert report.channels == {} and replay.hits("/hook") == 0
+    assert states(store) == {"pending": 1}
+
+
+def test_a_reloads_dispatcher_takes_a_channel_once_the_old_ones_send_on_it_ends(
+    store: Any, replay: ReplayServer
+) -> None:
+    """Closing the old dispatcher waits for its send in flight (beside the daemon's work); its
+    successor leaves that channel be meanwhile, so its batches still go one at a time, in order,
+    and counts what the old one sent."""
+    replay.route("/hook", Reply(b"", 200, delay=2), OK)
+    record(store, "r1", [paper("first")], ["hook"])
+    old = Dispatcher(store, {"hook": hook(replay, "hook")})
+    assert old.run_due(timeout=0.2).channels["hook"].busy
+    record(store, "r2", [paper("second")], ["hook"])
+    new = Dispatcher(store, {"hook": hook(replay, "hook")})
+    new.take_over(old)
+    closing = threading.Thread(target=old.close, kwargs={"successor": new})
+    closing.start()
+    try:
+        assert old.run_due(timeout=0.2).channels == {}
+        assert new.run_due(timeout=0.2).channels["hook"].busy
+        assert replay.hits("/hook") == 1
+        closing.join(timeout=10)
+        assert new.run_due().channels["hook"].sent == 2
+    finally:
+        new.close()
+    assert titles(posted(replay)) == ["first", "second"]
+    assert states(store) == {"sent": 2}
+
+
 def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: ReplayServer) -> None:
     replay.route("/hook", OK)
     record(store, "llm", [paper("P1"), paper("P2")], ["hook"])

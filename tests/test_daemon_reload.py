@@ -1,0 +1,106 @@
+"""A real daemon reloading its config while it works: a reload meeting a slow send."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import time
+from pathlib import Path
+
+import feedparser
+
+from tests.daemon_support import Daemon, source, wait_for, write_config
+from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
+
+FEED = '[[channels]]\nname = "feed"\ntype = "rss"\n'
+TEMPLATE = json.loads(HF_JSON.read_bytes())[0]
+
+
+class Page:
+    """An HF API page at ``path`` of ``replay`` holding papers 0..n-1 about agents; ``grow`` adds."""
+
+    def __init__(self, replay: ReplayServer, path: str, n: int, delay: float = 0.0) -> None:
+        self.replay, self.path, self.n, self.delay = replay, path, 0, delay
+        self.grow(n)
+
+    def grow(self, k: int = 1) -> None:
+        self.n += k
+        items = []
+        for i in range(self.n):
+            item = copy.deepcopy(TEMPLATE)
+            item["paper"]["id"] = f"2699.{i:05d}"
+            item["paper"]["title"] = item["title"] = f"Paper number {i} about agent systems"
+            item["paper"]["summary"] = f"We study agent systems, case {i}."
+            items.append(item)
+        body = json.dumps(items).encode()
+        self.replay.route(self.path, Reply(body, headers={"Content-Type": "application/json"},
+                                           delay=self.delay))
+
+
+def feed_titles(daemon: Daemon, name: str = "feed") -> set[str]:
+    return {entry.title for entry in feedparser.parse(daemon.get(f"/feeds/{name}.xml").content).entries}
+
+
+def messages(daemon: Daemon, level: str | None = None) -> list[str]:
+    return [r["message"] for r in daemon.log_records() if level is None or r.get("level") == level]
+
+
+def test_a_reload_while_a_send_hangs_holds_neither_the_reload_nor_the_stop(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    """The old dispatcher, closing, waits for its send; the daemon does not: SIGTERM stops it within
+    the 10 s the README promises, and the batch goes out at the next start."""
+    Page(replay, "/hf", 3)
+    replay.route("/hook", Reply(b"ok", delay=25), Reply(b"ok"))
+    port = free_port()
+    hook = f'[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "{replay.url("/hook")}"\ntimeout = "30s"\n'
+    rules = '[[rules]]\nname = "r1"\nnotify = ["hook"]\n'
+    config = write_config(tmp_path, port=port, sources=source("live", replay.url("/hf")), channels=hook,
+                          rules=rules)
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: replay.hits("/hook") == 1, 15, "the send to begin")
+        config.write_text(config.read_text() + rules.replace('"r1"', '"r2"\nkeywords = ["zzz"]'))
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(m.startswith("reloaded ") for m in messages(daemon)), 5, "the reload")
+        assert daemon.get("/healthz/live").status_code == 200
+    finally:
+        code, took = daemon.stop()
+    assert code == 0 and took < 10, daemon.log_text()[-2000:]
+    assert replay.hits("/hook") == 1  # the second rule's channel did not send beside the first
+
+    again = Daemon(config, port, log_name="again.log")
+    try:
+        again.wait_up()
+        wait_for(lambda: replay.hits("/hook") == 2, 15, "the batch released at the stop to go out")
+    finally:
+        again.stop()
+    bodies = [json.loads(r.body) for r in replay.requests if r.path == "/hook"]
+    assert [len(b["papers"]) for b in bodies] == [3, 3]
+
+
+def test_a_slow_send_holds_neither_the_other_channels_nor_fills_the_log(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    page = Page(replay, "/hf", 3)
+    replay.route("/hook", Reply(b"ok", delay=15), Reply(b"ok"))
+    port = free_port()
+    hook = f'[[channels]]\nname = "slow"\ntype = "webhook"\nurl = "{replay.url("/hook")}"\ntimeout = "30s"\n'
+    config = write_config(tmp_path, port=port, sources=source("live", replay.url("/hf")),
+                          channels=hook + FEED, rules='[[rules]]\nname = "r1"\nnotify = ["slow", "feed"]\n')
+    daemon = Daemon(config, port)
+    sent = 'paper_monitor_deliveries_total{channel="slow",state="sent"}'
+    try:
+        daemon.wait_up()
+        wait_for(lambda: replay.hits("/hook") == 1, 15, "the slow send to begin")
+        began = time.monotonic()
+        page.grow(1)
+        wait_for(lambda: len(feed_titles(daemon)) == 4, 10, "the new paper in the feed")
+        assert time.monotonic() - began < 12  # before the slow send ended
+        wait_for(lambda: f"{sent} 4.0" in daemon.get("/metrics").text, 30, "the slow channel's sends counted")
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert "skipped: maximum number of running instances" not in daemon.log_text()
