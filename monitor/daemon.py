@@ -78,6 +78,7 @@ class Daemon:
         self._polls_running: dict[str, float] = {}
         self._pruning = threading.Lock()  # the daily prune and a retry never run at once
         self._prune_failures = 0  # in a row
+        self._skipped: set[str] = set()  # sources whose turn came while a poll of theirs still ran
         self._closing: list[threading.Thread] = []  # a reload's old dispatcher, closing
         self._dispatching = threading.Lock()  # held by the dispatch job's run
         self.store: SqlStore = open_store(settings.monitor.database)
@@ -291,16 +292,26 @@ class Daemon:
         after = {s.name: s for s in new.sources}
         for name in before.keys() - after.keys():
             self.scheduler.remove_job(f"poll:{name}")
-            self.fetchers.pop(name).close()
+            self._retire_fetcher(name, None)
             self.metrics.forget_source(name)  # its last success would stay, ever older: an alert
         for i, (name, source) in enumerate(after.items()):
             if before.get(name) == source:
                 continue
             if name in before:
                 self.scheduler.remove_job(f"poll:{name}")
-                self.fetchers.pop(name).close()
-            self.fetchers[name] = self._fetcher(source, new)
+            self._retire_fetcher(name, self._fetcher(source, new))
             self._add_poll_job(source, first=time.time() + 0.1 * i)
+
+    def _retire_fetcher(self, name: str, successor: Fetcher | None) -> None:
+        """A source's client replaced (or gone): closed now, or, while a poll of the source is using
+        it, by that poll as it ends."""
+        with self._lock:
+            fetcher = self.fetchers.pop(name, None)
+            if successor is not None:
+                self.fetchers[name] = successor
+            polling = name in self._polls_running
+        if fetcher is not None and not polling:
+            fetcher.close()
 
     def _add_poll_job(self, source: SourceConfig, first: float) -> None:
         self.scheduler.add_job(
@@ -308,6 +319,9 @@ class Daemon:
             args=(source.name,), id=f"poll:{source.name}", name=f"poll {source.name}",
             next_run_time=datetime.fromtimestamp(first, UTC),
             misfire_grace_time=max(1, int(source.every / 2)),
+            # A reload replaces the job while its poll may still run: the new job's turn then comes
+            # to _poll_job, which leaves it to that poll, rather than to the scheduler's warning.
+            max_instances=2,
         )
 
     # -- jobs --------------------------------------------------------------------------------
@@ -318,9 +332,12 @@ class Daemon:
         with self._lock:
             source = next((s for s in self.settings.sources if s.name == name), None)
             index, fetcher = self.index, self.fetchers.get(name)
-        if source is None or fetcher is None:
-            return
-        self._polls_running[name] = time.monotonic()
+            if source is None or fetcher is None:
+                return
+            if name in self._polls_running:  # polling still, as it was before a reload
+                self._skipped.add(name)
+                return
+            self._polls_running[name] = time.monotonic()
         try:
             report = poll(source, self.store, fetcher, index)
         except Exception as exc:  # a store failure or a bug: the source is unhealthy, the daemon lives
@@ -329,8 +346,20 @@ class Daemon:
                                 duration=time.monotonic() - self._polls_running[name], error=str(exc),
                                 error_kind=error_kind(exc, None))
         finally:
-            self._polls_running.pop(name, None)
+            with self._lock:
+                self._polls_running.pop(name, None)
+                current = self.fetchers.get(name)
+                skipped = name in self._skipped
+                self._skipped.discard(name)
+        if current is not fetcher:  # the source was edited or taken out while it polled
+            fetcher.close()
         self._after_poll(source, report)
+        if current is not fetcher and current is not None and skipped:
+            self._poll_now(name)  # its new settings' first turn was left to this poll
+
+    def _poll_now(self, name: str) -> None:
+        with contextlib.suppress(Exception):  # (taken out again, or the scheduler stopping)
+            self.scheduler.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
 
     def _after_poll(self, source: SourceConfig, report: PollReport) -> None:
         if self.stopping.is_set() and report.error:
@@ -338,16 +367,26 @@ class Daemon:
             return
         now = time.time()
         ok = report.error is None
-        if report.error_kind == "store":  # the store's failure, not the source's
-            wait = self.health.record_store_failure(source.name, status=report.status, now=now)
+        with self._lock:  # (as one with a reload taking the source out, and its series with it)
+            gone = not any(s.name == source.name for s in self.settings.sources)
+            if not gone:
+                if report.error_kind == "store":  # the store's failure, not the source's
+                    wait = self.health.record_store_failure(source.name, status=report.status, now=now)
+                else:
+                    wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
+                                              retry_after=report.retry_after, now=now)
+                self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
+                                          error_kind=report.error_kind, now=now)
+        if report.error_kind == "store":
             self._writes(report.error, now)
-        else:
-            wait = self.health.record(source.name, ok=ok, status=report.status, error=report.error,
-                                      retry_after=report.retry_after, now=now)
-            if ok:  # (it wrote the source's state)
-                self._writes(None, now)
-        self.metrics.observe_poll(report, ok=ok, not_modified=report.status == 304,
-                                  error_kind=report.error_kind, now=now)
+        elif ok:  # (it wrote the source's state)
+            self._writes(None, now)
+        if gone:  # nothing recorded of a source no longer watched
+            log.info("poll %s ended after its source was taken out of the config: %s", source.name,
+                     "ok" if ok else report.error)
+            if report.matched and not self.stopping.is_set():
+                self._wake_dispatcher()
+            return
         fields = report.fields()
         if ok:
             log.info("poll %s: HTTP %s, %d papers%s, %d new, %d changed, %d matched, %.2fs%s", source.name,

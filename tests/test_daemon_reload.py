@@ -1,10 +1,13 @@
-"""A real daemon reloading its config while it works: a reload meeting a slow send."""
+"""A real daemon reloading its config while it works: a reload meeting a slow send or a poll
+in flight."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -104,3 +107,58 @@ def test_a_slow_send_holds_neither_the_other_channels_nor_fills_the_log(
         code, _ = daemon.stop()
     assert code == 0
     assert "skipped: maximum number of running instances" not in daemon.log_text()
+
+
+def test_a_source_edited_or_taken_out_while_it_polls_finishes_that_poll_without_a_failure(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    Page(replay, "/hf", 3)
+    Page(replay, "/slow", 3, delay=4)
+    port = free_port()
+    live = source("live", replay.url("/hf"))
+    slow = source("slow", replay.url("/slow"), every="60s", timeout="10s")
+    config = write_config(tmp_path, port=port, sources=live + slow, channels=FEED,
+                          rules='[[rules]]\nname = "r1"\nnotify = ["feed"]\n')
+    text = config.read_text()
+    daemon = Daemon(config, port)
+
+    def counted() -> list[str]:
+        """The poll counters of "slow" in /metrics."""
+        return [line for line in daemon.get("/metrics").text.splitlines()
+                if 'source="slow"' in line and line.startswith(("paper_monitor_poll_errors_total",
+                                                                 "paper_monitor_polls_total"))]
+
+    def edit(new: str, after: int) -> list[str]:
+        """``new`` as the config, a second into the poll of "slow" after its ``after`` first; the
+        poll counters before."""
+        wait_for(lambda: replay.hits("/slow") > after, 20, "a poll of slow")
+        before = counted()
+        time.sleep(1)
+        config.write_text(new)
+        daemon.proc.send_signal(signal.SIGHUP)
+        return before
+
+    try:
+        daemon.wait_up()
+        edit(text.replace('every = "60s"', 'every = "5s"'), 0)
+        # The poll in flight ends as it began; the new settings' first poll follows it at once.
+        wait_for(lambda: len(daemon.polls("slow")) >= 2, 20, "the poll in flight, then the new one's")
+        before = edit(text.replace(slow, ""), replay.hits("/slow"))
+        time.sleep(5)  # (the poll in flight has ended)
+        assert counted() == before  # nothing recorded of a source no longer watched
+        assert daemon.get("/healthz").status_code == 200
+        assert "poll slow ended after its source was taken out of the config: ok" in daemon.log_text()
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    db = sqlite3.connect(tmp_path / "monitor.db")
+    query = "SELECT consecutive_failures, last_error FROM sources WHERE name = 'slow'"  # (its row stays)
+    try:
+        row = db.execute(query).fetchone()
+    finally:
+        db.close()
+    assert row == (0, None)
+    log = daemon.log_text()
+    assert "Traceback" not in log and "client has been closed" not in log
+    assert "maximum number of running instances" not in log
+    assert not [m for m in messages(daemon) if re.match(r"poll slow: .*failed", m)]
