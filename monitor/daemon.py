@@ -251,9 +251,13 @@ class Daemon:
         logged) if it has problems. Seconds with 100,000 rules: it runs beside the daemon's work."""
         try:
             new = load_settings(self.config_path)
+            if not new.sources:  # an emptied file, or one cut short: nothing would be watched
+                raise ConfigError("no [[sources]]: nothing to poll (an empty or unfinished file?)")
             return new, compile_rules(new.rules)
         except ConfigError as exc:
             for problem in exc.problems:
+                # (a file that cannot be read names itself)
+                problem = problem.removeprefix(f"{self.config_path}: ")
                 log.error("reload: %s: %s (keeping the running config)", self.config_path, problem)
             return None
 

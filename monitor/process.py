@@ -1,9 +1,10 @@
 """``paper-monitor run``, the process around the ``Daemon``: signals, the watch on the config and rule
 files, and the exit code.
 
-SIGTERM/SIGINT stop it (exit 0), SIGHUP or an edited config file (or rule file) reloads it. Another
-process holding the store stops it with exit 1, unless ``standby``: then it waits, serving the
-feeds and its health, and takes over when that process ends.
+SIGTERM/SIGINT stop it (exit 0), SIGHUP or an edited config file (or rule file), once it is written
+whole (``monitor.watch``), reloads it. Another process holding the store stops it with exit 1,
+unless ``standby``: then it waits, serving the feeds and its health, and takes over when that
+process ends.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Generic, TypeVar
 from monitor.config import Settings, load_settings
 from monitor.daemon import Daemon
 from monitor.match.index import RuleIndex
-from monitor.rule_files import rule_file_paths
+from monitor.watch import ConfigWatch, Fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,7 +64,9 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
         log.error("cannot start: %s", exc)
         daemon.stop()
         return 1
-    reloading: _Beside[tuple[Settings, RuleIndex] | None] | None = None
+    watch = ConfigWatch(path, daemon.settings)
+    watch.read(daemon.settings, seen)
+    reloading: _Beside[tuple[Fingerprint, tuple[Settings, RuleIndex] | None]] | None = None
     again = False  # a SIGHUP while a reload was being prepared
     while True:
         wake.wait(1.0)
@@ -80,18 +83,19 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
             if not reloading.done:
                 again = again or hup
                 continue
-            prepared, reloading = reloading.result(), None
-            if prepared is not None:
-                patterns = daemon.settings.monitor.rule_files
+            (before, prepared), reloading = reloading.result(), None
+            if watch.now(daemon.settings) != before:  # read as it changed: maybe half of it
+                log.info("%s changed while it was read: it is read again once it settles", path)
+            elif prepared is not None:
                 daemon.apply_reload(*prepared)
-                if daemon.settings.monitor.rule_files != patterns:  # other rule files to watch
-                    seen = _fingerprint(path, daemon.settings)
+                watch.read(daemon.settings)  # (its rule files may be others now)
+            else:  # its problems told: read again when it changes
+                watch.read(daemon.settings, before)
             hup, again = hup or again, False
-        current = _fingerprint(path, daemon.settings)
-        if hup or current != seen:
-            seen = current  # an edit from now on is read by the next reload
+        if hup or watch.due(daemon.settings):
             log.info("reading %s again (%s)", path, "SIGHUP" if hup else "a file changed")
-            reloading = _Beside(daemon.prepare_reload, wake)
+            reloading = _Beside(partial(_read_again, daemon, watch), wake)
+    watch.close()
     if not daemon.stop():
         # Threads stuck in a send or a fetch would hold the interpreter's exit; what they were
         # doing is recovered at the next start, exactly as after a crash.
@@ -101,11 +105,17 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
     return 0 if daemon.lost is None else 1
 
 
-def _begin(path: Path, standby: bool) -> tuple[Daemon, tuple[object, ...]]:
+def _begin(path: Path, standby: bool) -> tuple[Daemon, Fingerprint]:
     """The daemon of the config at ``path``, and the config's files as they were read."""
     settings = load_settings(path)
-    seen = _fingerprint(path, settings)  # the files as read: a change from now on reloads them
+    seen = fingerprint(path, settings)  # the files as read: a change from now on reloads them
     return Daemon(path, settings, standby=standby), seen
+
+
+def _read_again(daemon: Daemon, watch: ConfigWatch) -> tuple[Fingerprint, tuple[Settings, RuleIndex] | None]:
+    """The config read again (``Daemon.prepare_reload``), and its files as they were before."""
+    before = watch.now(daemon.settings)
+    return before, daemon.prepare_reload()
 
 
 class _Beside(Generic[T]):
@@ -137,19 +147,5 @@ class _Beside(Generic[T]):
             raise self._error[0]
         return self._outcome[0]
 
-
-def _fingerprint(path: Path, settings: Settings) -> tuple[object, ...]:
-    """What changes when the config file or one of its rule files does: edited, added, removed."""
-    files = rule_file_paths(settings.monitor.rule_files, path.parent)
-    return (_stamp(path), *((file, _stamp(file)) for file in files))
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """A file's modification time (ns) and size; None if it is not there."""
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    return found.st_mtime_ns, found.st_size
 
 __all__ = ["run_daemon"]

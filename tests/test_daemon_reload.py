@@ -1,5 +1,5 @@
-"""A real daemon reloading its config while it works: a reload meeting a slow send or a poll
-in flight."""
+"""A real daemon reloading its config while it works: a file saved in place in two writes, an
+emptied or missing file, a reload meeting a slow send or a poll in flight."""
 
 from __future__ import annotations
 
@@ -47,6 +47,66 @@ def feed_titles(daemon: Daemon, name: str = "feed") -> set[str]:
 
 def messages(daemon: Daemon, level: str | None = None) -> list[str]:
     return [r["message"] for r in daemon.log_records() if level is None or r.get("level") == level]
+
+
+def test_a_config_saved_in_place_in_two_writes_is_applied_whole(tmp_path: Path, replay: ReplayServer) -> None:
+    """``cat new > monitor.toml`` by a writer that pauses between its two halves: the half without
+    the rules is never applied (a paper polled meanwhile would have been known before its rule held,
+    and never alerted), nor one cut in a rule (a rule with no keyword yet matches every paper)."""
+    page = Page(replay, "/hf", 3)
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources=source("live", replay.url("/hf")), channels=FEED,
+                          rules='[[rules]]\nname = "r1"\nnotify = ["feed"]\nkeywords = ["agent"]\n')
+    whole = config.read_text()
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: len(feed_titles(daemon)) == 3, 15, "the first alerts")
+        for cut in (whole.index("[[rules]]"), whole.index('keywords = ["agent"]')):
+            with config.open("w") as writer:
+                writer.write(whole[:cut])
+                writer.flush()
+                time.sleep(3)  # (longer than the watch lets a file settle)
+                page.grow(1)
+                wait_for(lambda: any(r["papers"] == page.n for r in daemon.polls("live")), 10,
+                         "a poll of the new paper")
+                writer.write(whole[cut:])
+            wait_for(lambda: len(feed_titles(daemon)) == page.n, 15, "the new paper's alert")
+        time.sleep(3)  # (the file read again, once whole: it is as it was)
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert not [m for m in messages(daemon) if m.startswith("reloaded ") and not m.endswith(", 1 rule(s)")]
+    assert "Traceback" not in daemon.log_text()
+
+
+def test_an_emptied_or_missing_config_is_one_line_and_the_running_one_kept(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    Page(replay, "/hf", 3)
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources=source("live", replay.url("/hf")), channels=FEED,
+                          rules='[[rules]]\nname = "r1"\nnotify = ["feed"]\n')
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: len(daemon.polls("live")) >= 1, 15, "a poll")
+        config.write_text("")
+        wait_for(lambda: "no [[sources]]" in daemon.log_text(), 15, "the emptied file refused")
+        config.unlink()
+        wait_for(lambda: "cannot read" in daemon.log_text(), 15, "the missing file told")
+        hits = replay.hits("/hf")
+        wait_for(lambda: replay.hits("/hf") > hits + 1, 10, "polls going on with the running config")
+        assert daemon.get("/healthz").status_code == 200
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert messages(daemon, "error") == [
+        f"reload: {config}: no [[sources]]: nothing to poll (an empty or unfinished file?) "
+        "(keeping the running config)",
+        f"reload: {config}: cannot read: No such file or directory (keeping the running config)",
+    ]
+    assert not messages(daemon, "warning")  # (not "database changed", as an empty config's default)
 
 
 def test_a_reload_while_a_send_hangs_holds_neither_the_reload_nor_the_stop(
