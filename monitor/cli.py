@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
+from monitor import signals
 from monitor.config import Settings, default_config_path, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError, ParseError
 from monitor.redact import redact_url, redact_urls
@@ -338,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(args.log_level, args.log_format)
     try:
+        if args.command != "run":  # (run takes them over once it listens)
+            signals.release()
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         for problem in exc.problems:

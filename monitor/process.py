@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Generic, TypeVar
 
+from monitor import signals as early_signals
 from monitor.config import Settings, load_settings
 from monitor.daemon import Daemon
 from monitor.match.index import RuleIndex
@@ -44,6 +45,10 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    early = early_signals.take()  # those that came while the code loaded
+    if signal.SIGHUP in early:
+        log.info("SIGHUP while starting: ignored (the config is about to be read)")
+    signals.extend(s for s in early if s != signal.SIGHUP)
     # The pipeline's own per-poll line would double ours, which carries the fields for JSON logs.
     logging.getLogger("monitor.pipeline").setLevel(logging.ERROR)
     # Reading the config and compiling its rules take seconds with 100,000 rules (and again at each
