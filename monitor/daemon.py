@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.channels.rss import FeedKind, render_feed
+from monitor.clock import ClockWatch
 from monitor.config import RssConfig, Settings, SourceConfig, load_settings
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.fetch import Fetcher
@@ -126,6 +127,7 @@ class Daemon:
         else:
             self._add_takeover_job()
         self.scheduler.start()
+        ClockWatch(self.scheduler, stepped=self.health.clock_stepped).start(self.stopping)
         counts = (len(self.settings.sources), len(self.settings.channels), _rule_count(self.settings))
         if self.active:
             log.info("paper-monitor running: %d source(s), %d channel(s), %s", *counts)
@@ -449,17 +451,19 @@ class Daemon:
             outcomes[(name, "failed")] = r.failed
             outcomes[(name, "dead")] = r.dead
         self.metrics.observe_deliveries(outcomes)
-        self._refresh_feeds()
+        self._refresh_feeds({name for name, r in report.channels.items() if r.sent})
 
-    def _refresh_feeds(self) -> None:
-        """Re-render the feeds whose sent deliveries changed (the server serves them from memory)."""
+    def _refresh_feeds(self, sent: set[str] | None = None) -> None:
+        """Re-render the feeds whose sent deliveries changed (the server serves them from memory):
+        those this daemon just ``sent`` to, and those whose version in the store changed (which
+        misses rows sent after the clock was set back, until it has caught up again)."""
         channels = self._rss_channels()
         if not channels:
             return
         versions = self.store.feed_versions(list(channels))
         for name, cfg in channels.items():
             version = versions.get(name, (0.0, 0))
-            if self._feed_versions.get(name) != version:
+            if self._feed_versions.get(name) != version or name in (sent or ()):
                 self.feeds.refresh(cfg)
                 self._feed_versions[name] = version
 

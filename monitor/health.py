@@ -66,6 +66,13 @@ class SourceHealth:
                 state.last_success = last_success
                 state.failures = failures
 
+    def clock_stepped(self, step: float) -> None:
+        """The wall clock stepped back ``step`` seconds (negative): each backoff ends as much earlier
+        by it, as long after its failure as it was."""
+        with self._lock:
+            for state in self._states.values():
+                state.not_before += min(0.0, step)
+
     def due(self, name: str, now: float | None = None) -> bool:
         """Whether a poll may run now (it is not backing off)."""
         now = time.time() if now is None else now

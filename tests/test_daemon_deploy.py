@@ -75,7 +75,7 @@ def test_dockerfile_is_non_root_with_healthcheck_and_volume() -> None:
 def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = (DEPLOY / "systemd" / "paper-monitor.service").read_text()
     for key in ("DynamicUser=yes", "StateDirectory=", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                "UMask=0077", "EnvironmentFile="):
+                "UMask=0077", "EnvironmentFile=", "time-sync.target"):
         assert key in unit
     # verify checks that ExecStart exists: point it at this checkout's entry point.
     local = tmp_path / "paper-monitor.service"
