@@ -385,25 +385,31 @@ def test_a_failure_the_store_cannot_record_either_is_still_one_line(
     replay: ReplayServer, tmp_path: Path, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A full disk, a database held by another writer: the poll fails on the store, and so does
-    recording that failure; the poll's one line says both (the daemon's own line carries the reason)."""
+    """A page that fails, and a full disk or a database held by another writer: recording that failure
+    fails too; the poll's one line says both. (A poll that fails on the store itself is the store's
+    failure, not recorded as the source's: one line too.)"""
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(sql, "BUSY_TIMEOUT_MS", 100)
     path = tmp_path / "db.sqlite"
     store = open_store(f"sqlite:///{path}")
-    replay.route("/api", Reply(HF_JSON.read_bytes()))
+    replay.route("/json", Reply(HF_JSON.read_bytes()))
+    replay.route("/api", Reply(b"\x00\x01 not a page"))
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         report = poll(source(replay.url("/api")), store, fetcher, ALL)
+        stored = poll(source(replay.url("/json")), store, fetcher, ALL)
         other.execute("COMMIT")
     finally:
         other.close()
         store.close()
-    assert report.error_kind == "store"
-    assert (report.error or "").endswith("database is locked (not recorded in the store)")
+    assert report.error_kind == "parse" and (report.error or "").startswith("ParseError: ")
+    assert (report.error or "").endswith("(not recorded in the store: recording the state of source src: "
+                                         "OperationalError: database is locked)")
+    assert stored.error_kind == "store" and "database is locked" in (stored.error or "")
     ours = [r for r in caplog.records if r.name.startswith("monitor")]
-    assert [r.getMessage() for r in ours if r.levelno >= logging.INFO] == [f"source src: {report.error}"]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.INFO] == [
+        f"source src: {report.error}", f"source src: {stored.error}"]
 
 
 def test_arxiv_replacements_are_left_out_unless_the_source_asks_for_them(
