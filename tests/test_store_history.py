@@ -155,12 +155,13 @@ def test_a_version_1_database_gains_the_indexes_the_catch_up_column_and_the_stan
             conn.exec_driver_sql("DROP TABLE titles")
             conn.exec_driver_sql("DROP INDEX ix_deliveries_paper")
             conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN posted_at")
+            _as_v9(conn)
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="1"))
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 9
+        assert upgraded.schema_version() == SCHEMA_VERSION == 10
         assert upgraded.apply_poll([paper("K-ept", arxiv_id=None)], lambda p: []).new == []  # by its form
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")}
         assert {"ix_deliveries_state", "ix_deliveries_rule", "ix_deliveries_paper"} <= indexes
@@ -200,13 +201,14 @@ def test_a_version_8_database_gains_the_posted_column_and_the_paper_index_and_ke
         with first.engine.begin() as conn:
             conn.exec_driver_sql("DROP INDEX ix_deliveries_paper")
             conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN posted_at")
+            _as_v9(conn)
             conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="8"))
         assert "posted_at" not in {c["name"] for c in sa.inspect(first.engine).get_columns("deliveries")}
     finally:
         first.close()
     upgraded = open_store(store_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 9
+        assert upgraded.schema_version() == SCHEMA_VERSION == 10
         by_paper = [ix["column_names"] for ix in sa.inspect(upgraded.engine).get_indexes("deliveries")
                     if ix["name"] == "ix_deliveries_paper"]
         assert by_paper == [["channel", "paper_id"]]
@@ -226,6 +228,117 @@ def test_a_version_8_database_gains_the_posted_column_and_the_paper_index_and_ke
         assert [(row.paper.title, row.posted) for row in claimed] == [("Pending", True)]
     finally:
         upgraded.close()
+
+
+def _as_v9(conn: sa.Connection) -> None:
+    """The indexes back as v9 had them: ix_deliveries_due, none of v10's."""
+    for name in ("ix_deliveries_queue", "ix_deliveries_batch", "ix_matches_paper"):
+        conn.exec_driver_sql(f"DROP INDEX {name}")
+    conn.exec_driver_sql("CREATE INDEX ix_deliveries_due ON deliveries (channel, state, next_attempt_at)")
+
+
+def test_a_version_9_database_gains_the_queue_batch_and_match_indexes_and_keeps_its_data(
+    store_url: str,
+) -> None:
+    first = open_store(store_url)
+    try:
+        now = time.time()
+        record(first, "r", [paper("Sent"), paper("Old")], ["feed"], at=now - 3 * DAY)
+        _send_all(first, "feed", now - 2 * DAY)
+        record(first, "later", [paper("Pending"), paper("Failing")], ["team"], at=now - DAY)
+        with first.engine.begin() as conn:
+            _as_v9(conn)
+            conn.execute(meta.update().where(meta.c.name == "schema_version").values(value="9"))
+    finally:
+        first.close()
+    upgraded = open_store(store_url)
+    try:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 10
+        indexes = {ix["name"]: ix["column_names"] for table in ("deliveries", "matches")
+                   for ix in sa.inspect(upgraded.engine).get_indexes(table)}
+        assert indexes["ix_deliveries_queue"] == ["channel", "state", "id"]
+        assert indexes["ix_deliveries_batch"] == ["batch_key"]
+        assert indexes["ix_matches_paper"] == ["paper_id"]
+        assert "ix_deliveries_due" not in indexes
+        assert [p.title for _, _, p, _, _ in upgraded.feed_rows("feed", 10)] == ["Old", "Sent"]
+        head = upgraded.queue_head("team")
+        assert head is not None and head.rule == "later"
+        key, claimed = upgraded.claim_batch("team", now, head=head, limit=1)
+        assert [row.paper.title for row in claimed] == ["Pending"]
+        upgraded.mark_failed(key, "HTTP 503", retry_at=now - 1, now=now)
+        head = upgraded.queue_head("team")
+        assert head is not None and head.batch_key == key and head.state == "failed"
+        again, claimed = upgraded.claim_batch("team", now, head=head, limit=1)
+        assert again == key and [row.paper.title for row in claimed] == ["Pending"]
+        assert upgraded.mark_sent(key, now) == 1
+        head = upgraded.queue_head("team")
+        assert head is not None and head.batch_key is None
+        _, claimed = upgraded.claim_batch("team", now, head=head, limit=10)
+        assert [row.paper.title for row in claimed] == ["Failing"]
+        # and the matches already recorded stay recorded: the same papers again alert nothing
+        assert upgraded.apply_poll([paper("Other")], lambda p: [Hit("r", ("k",), ("feed",))]).matches != []
+    finally:
+        upgraded.close()
+
+
+def _backlog(store: SqlStore, channel: str, rows: int, rules: int) -> None:
+    """``rows`` more pending deliveries of ``channel`` over ``rules`` rules, behind those there."""
+    now = time.time()
+    with store.engine.begin() as conn:
+        first = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM papers").scalar_one() + 1
+        conn.exec_driver_sql(
+            "INSERT INTO papers (id, key, title_norm, title, authors, source, first_seen, last_seen,"
+            " updated_at)"
+            " VALUES (?, ?, ?, ?, '[]', 'hf-json', ?, ?, ?)",
+            [(i, f"title:backlog{i}", f"backlog {i}", f"Backlog {i}", now, now, now)
+             for i in range(first, first + rows)])
+        conn.exec_driver_sql(
+            "INSERT INTO matches (rule, paper_id, reasons, matched_at) VALUES (?, ?, '[]', ?)",
+            [(f"rule-{i % rules}", i, now) for i in range(first, first + rows)])
+        conn.exec_driver_sql(
+            "INSERT INTO deliveries (match_id, rule, paper_id, channel, state, attempts, next_attempt_at,"
+            " created_at) SELECT id, rule, paper_id, ?, 'pending', 0, ?, ? FROM matches WHERE paper_id >= ?",
+            (channel, now, now, first))
+
+
+def _steps(store: SqlStore, work: Callable[[], object]) -> int:
+    """How much work SQLite does for ``work``: its virtual machine's instructions, in thousands."""
+    ticks = [0]
+
+    def count() -> int:
+        ticks[0] += 1
+        return 0
+
+    def watch(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        conn.connection.dbapi_connection.set_progress_handler(count, 1000)
+
+    sa.event.listen(store.engine, "before_cursor_execute", watch)
+    try:
+        work()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", watch)
+    return ticks[0]
+
+
+def test_an_outbox_batch_costs_the_same_however_long_the_backlog(store: SqlStore) -> None:
+    """The head of a queue, a claim and a retry's claim read the batch, not the queue: with 20 times
+    the backlog, the same work (they sorted, or read, every pending row of the channel)."""
+    def batch() -> None:
+        head = store.queue_head("team")
+        assert head is not None and head.batch_key is None
+        key, rows = store.claim_batch("team", time.time(), head=head, limit=10)
+        assert len(rows) == 10
+        store.mark_failed(key, "HTTP 503", retry_at=0.0, now=time.time())
+        head = store.queue_head("team")
+        assert head is not None and head.batch_key == key
+        assert len(store.claim_batch("team", time.time(), head=head, limit=10)[1]) == 10
+        assert store.mark_sent(key, time.time()) == 10
+
+    _backlog(store, "team", 1_000, 50)
+    small = _steps(store, batch)
+    _backlog(store, "team", 19_000, 50)
+    large = _steps(store, batch)
+    assert large < 2 * small + 20, (small, large)
 
 
 def test_a_feed_version_moves_with_every_batch_sent_even_at_the_same_instant(store: SqlStore) -> None:

@@ -82,15 +82,19 @@ class DeliveryQueries(Transactions):
     def queue_head(self, channel: str) -> Head | None:
         """The oldest pending or failed row of ``channel``, due or not."""
         d = deliveries.c
-        query = (
-            sa.select(d.id, d.rule, d.batch_key, d.state, d.next_attempt_at, d.created_at)
-            .where(d.channel == channel, d.state.in_(_OPEN))
-            .order_by(d.id)
-            .limit(1)
-        )
+        # The oldest row of each open state (one seek of ix_deliveries_queue each), then the older of
+        # the two: "state IN (...) ORDER BY id" sorted every open row of the channel.
+        found: list[Any] = []
         with self.read("reading a queue head") as conn:
-            row = conn.execute(query).first()
-        return Head(*row) if row else None
+            for state in _OPEN:
+                query = (
+                    sa.select(d.id, d.rule, d.batch_key, d.state, d.next_attempt_at, d.created_at)
+                    .where(d.channel == channel, d.state == state)
+                    .order_by(d.id)
+                    .limit(1)
+                )
+                found += conn.execute(query).all()
+        return Head(*min(found, key=lambda row: row.id)) if found else None
 
     def claim_batch(
         self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None,
@@ -107,21 +111,27 @@ class DeliveryQueries(Transactions):
         claim = {"state": "sending", "claimed_at": now, "attempts": d.attempts + 1}
         if head.batch_key is not None:
             key = head.batch_key
-            pick = sa.select(d.id).where(due, d.batch_key == key)
+            # Its rows by ix_deliveries_batch; the update keeps those still due (with the state
+            # here too, SQLite chose to read every open row of the channel instead).
+            pick = sa.select(d.id).where(d.batch_key == key)
             values: dict[str, Any] = claim
         else:
             key = key or uuid.uuid4().hex
             pick = sa.select(d.id).where(due, d.batch_key.is_(None))
             if created_before is None:
-                pick = pick.where(d.rule == head.rule)
+                # The rule's oldest rows, in the order of ix_deliveries_rule: those of one rule only,
+                # however many other rules' rows wait (a row without a batch key is pending: a
+                # claim gives every row it moves one). In id order, with state IN (...), the
+                # database read and sorted every due row of the channel.
+                pick = (pick.where(d.rule == head.rule, d.state == "pending")
+                        .order_by(d.created_at, d.id))
             else:
-                pick = pick.where(d.created_at < created_before)
-            pick = pick.order_by(d.id).limit(limit)
+                pick = pick.where(d.created_at < created_before).order_by(d.id)
+            pick = pick.limit(limit)
             values = {"batch_key": key, **claim}
         # PostgreSQL: rows another dispatcher is claiming right now are passed over, not waited
         # for (SQLite renders no FOR UPDATE: its writers are serialized by BEGIN IMMEDIATE).
         pick = pick.with_for_update(skip_locked=True)
-        stmt = sa.update(deliveries).where(due, d.id.in_(pick)).values(**values)
         query = (
             sa.select(d.id, d.rule, d.attempts, d.created_at, d.failing_since, d.posted_at, m.reasons,
                       *_PAPER_COLS)
@@ -130,7 +140,13 @@ class DeliveryQueries(Transactions):
             .order_by(d.id)
         )
         with self._write("claiming a batch") as conn:
-            # One statement: two dispatchers cannot both claim a row (the loser updates none).
+            # The ids first, then the update of those still due, in one transaction: two
+            # dispatchers cannot both claim a row (the loser updates none; on PostgreSQL the rows
+            # picked are locked). A subquery in the update let SQLite read the whole queue for it.
+            ids = list(conn.execute(pick).scalars())
+            if not ids:
+                return key, []
+            stmt = sa.update(deliveries).where(due, d.id.in_(ids)).values(**values)
             if conn.execute(stmt).rowcount == 0:
                 return key, []
             rows = conn.execute(query).all()  # read before the claim commits: both happen, or neither

@@ -28,9 +28,12 @@ from monitor.store.lookup import PaperLookup
 from monitor.store.schema import (
     SCHEMA_VERSION,
     deliveries,
+    ix_deliveries_batch,
     ix_deliveries_paper,
+    ix_deliveries_queue,
     ix_deliveries_rule,
     ix_deliveries_state,
+    ix_matches_paper,
     matches,
     meta,
     metadata,
@@ -92,11 +95,20 @@ def _v9_deliveries_posted_and_by_paper(conn: Connection) -> None:
     ix_deliveries_paper.create(conn, checkfirst=True)
 
 
+def _v10_queue_and_batch_indexes(conn: Connection) -> None:
+    """The indexes that make an outbox batch and a poll's matches cost in proportion to themselves,
+    not to the backlog or the history; ix_deliveries_due, which ix_deliveries_queue replaces, goes."""
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_deliveries_due")
+    for index in (ix_deliveries_queue, ix_deliveries_batch, ix_matches_paper):
+        index.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database at version n to n + 1. Version 1 creates every table as
 # schema.py has it; later steps must check before they alter (a fresh database gets them via v1).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_create_all, _v2_deliveries_by_state, _v3_sources_caught_up, _v4_deliveries_by_rule, _v5_standbys,
     _v6_deliveries_failing_since, _v7_sources_format, _v8_titles, _v9_deliveries_posted_and_by_paper,
+    _v10_queue_and_batch_indexes,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
