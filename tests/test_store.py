@@ -543,3 +543,76 @@ def test_a_paper_is_found_by_key_arxiv_id_or_words_of_its_title_with_its_matches
     assert sorted((d.rule, d.channel, d.state, d.attempts) for d in story.deliveries) == [
         ("all", "console", "pending", 0), ("all", "feed", "pending", 0)]
     assert store.paper_story("arxiv:2601.00001") is None
+
+
+def _numbered(n: int) -> list[Paper]:
+    return [Paper.build(title=f"Numbered paper {i}", arxiv_id=f"2609.{i:05d}", source="hf-json")
+            for i in range(n)]
+
+
+def test_a_big_poll_commits_its_papers_with_their_matches_a_part_at_a_time(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that stops part-way (the matcher raised, the process died) has stored whole parts of
+    the page, each paper with its matches and their deliveries, and nothing of the rest; the next
+    poll stores the rest, and records no match twice."""
+    monkeypatch.setattr("monitor.store.sql._WRITE_BUDGET", 0.0, raising=False)  # a transaction per part
+    page = _numbered(130)
+
+    def failing(paper: Paper) -> list[Hit]:
+        if paper.title == "Numbered paper 120":
+            raise RuntimeError("the matcher broke")
+        return [Hit("r", ("k",), ("team",))]
+
+    with pytest.raises(RuntimeError):
+        store.apply_poll(page, failing)
+    stored = [p.title for p in store.iter_papers()]
+    with store.engine.connect() as conn:
+        counted = conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar_one()
+        queued = conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
+    assert 50 <= len(stored) < 121 and stored == [p.title for p in page[: len(stored)]]
+    assert counted == queued == len(stored)  # every stored paper with its match and its delivery
+    assert "Numbered paper 120" not in stored
+    diff = store.apply_poll(page, lambda paper: [Hit("r", ("k",), ("team",))])
+    assert [p.title for p in diff.new] == [p.title for p in page[len(stored) :]]
+    assert len(diff.matches) == 130 - len(stored)
+    assert store.delivery_counts(0.0, ["team"])["team"].pending == 130
+
+
+def test_a_big_poll_lets_other_writers_in_between_its_parts(tmp_path: Path) -> None:
+    """A poll of many papers, each matching slowly, does not hold SQLite's write lock throughout:
+    another writer waiting at most 3 s gets in while it goes on (the store's busy timeout is 10 s)."""
+    store = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    waits: list[float] = []
+    polling = threading.Event()
+
+    def slow(paper: Paper) -> list[Hit]:
+        polling.set()
+        time.sleep(0.01)
+        return [Hit("r", ("k",), ("team",))]
+
+    def writer() -> None:
+        polling.wait(30)
+        db = sqlite3.connect(tmp_path / "db.sqlite", timeout=3, isolation_level=None)
+        try:
+            started = time.monotonic()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+            waits.append(time.monotonic() - started)
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            db.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        started = time.monotonic()
+        diff = store.apply_poll(_numbered(600), slow)
+        took = time.monotonic() - started
+    finally:
+        thread.join()
+        store.close()
+    assert len(diff.new) == len(diff.matches) == 600
+    assert took > 5  # the poll took longer than the writer would wait
+    assert waits, "the other writer waited 3 s for the write lock and gave up"

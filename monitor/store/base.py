@@ -107,6 +107,22 @@ def insert_ignore(
             pass
 
 
+def insert_ignore_select(
+    conn: Connection, table: sa.Table, columns: list[str], rows: sa.Select[Any], keys: list[str]
+) -> None:
+    """INSERT INTO ``table`` (``columns``) the rows of the SELECT ``rows``, skipping those that clash
+    on the unique ``keys`` (SQLite and PostgreSQL; others row by row)."""
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        conn.execute(insert(table).from_select(columns, rows).on_conflict_do_nothing(index_elements=keys))
+        return
+    insert_ignore(conn, table, [dict(zip(columns, row, strict=True)) for row in conn.execute(rows)], keys)
+
+
 def reason(exc: SQLAlchemyError) -> str:
     """The driver's own message, one line, without SQLAlchemy's SQL dump and background link."""
     orig = getattr(exc, "orig", None)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from monitor.errors import StoreError
 from monitor.models import Hit, Match, Paper
 from monitor.store import PollDiff
-from monitor.store.base import READ_ONLY, insert_ignore, paper_from_row, sqlite_file
+from monitor.store.base import READ_ONLY, insert_ignore, insert_ignore_select, paper_from_row, sqlite_file
 from monitor.store.deliveries import Claimed, DeliveryQueries, Head
 from monitor.store.diff import Known, changed_fields, dedupe, plan, stored_title_norm, title_form
 from monitor.store.lock import Held, file_holder, pg_holder, take
@@ -45,6 +45,9 @@ from monitor.store.source_states import SourceStates
 
 BUSY_TIMEOUT_MS = 10_000
 _CHUNK = 500  # bound parameters per IN (...), far below every database's limit
+_POLL_PART = 50  # page papers stored at a time (and their matches), halved while a part takes too long
+_WRITE_BUDGET = 1.0  # seconds a poll's write transaction goes on taking parts (a long poll commits often)
+_SQLITE_TURN = 0.1  # seconds between a poll's write transactions on SQLite, for other writers
 _PG_SCHEMA_LOCK = 0x70617065  # pg_advisory_xact_lock key of the schema upgrade ("pape")
 
 
@@ -318,50 +321,86 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
         incoming = dedupe(papers, norms.__getitem__)
         if not incoming:
             return PollDiff()
-        with self._write("storing a poll") as conn:
-            if conn.dialect.name == "postgresql":
-                # One poll at a time, like BEGIN IMMEDIATE on SQLite: the diff reads, then inserts.
-                # SHARE ROW EXCLUSIVE blocks only writers of papers; reads and FK checks go on.
-                conn.exec_driver_sql("LOCK TABLE papers IN SHARE ROW EXCLUSIVE MODE")
-            known, forms = self._load_known(conn, incoming, norms)
-            todo = plan(incoming, known, norms.__getitem__, forms)
-            ids: dict[str, int] = {}
-            if todo.fresh:
-                rows = [
-                    {**_columns(paper, norm), "first_seen": seen_at, "last_seen": seen_at, "updated_at": now}
-                    for paper, norm in todo.fresh
-                ]
-                insert = paper_table.insert().returning(paper_table.c.id, paper_table.c.key)
-                inserted = conn.execute(insert, rows)
-                ids.update({key: id_ for id_, key in inserted})
-            changed: list[Paper] = []
-            edits: list[dict[str, Any]] = []
-            untouched: list[int] = []
-            for row_id, sighting in todo.seen.items():
-                ids[sighting.merged.key] = row_id
-                old, merged = sighting.known.paper, sighting.merged
-                if changed_fields(old, merged):
-                    changed.append(merged)
-                if merged != old or sighting.title_norm != sighting.known.title_norm:
-                    columns = _columns(merged, sighting.title_norm)
-                    edits.append({f"b_{name}": value for name, value in columns.items()} | {
-                        "b_id": row_id, "b_now": now, "b_seen": seen_at,
-                    })
-                else:
-                    untouched.append(row_id)
-            if edits:
-                conn.execute(_EDITED, edits)
-            for chunk in _chunks(untouched):  # the common case on a re-poll: one statement
-                update = paper_table.update().where(paper_table.c.id.in_(chunk))
-                conn.execute(update.values(last_seen=_later(seen_at)))
-            fresh = [paper for paper, _ in todo.fresh]
-            seen_forms = {title_form(paper.title): ids[paper.key] for paper in fresh}
-            for row_id, sighting in todo.seen.items():
-                seen_forms.update(dict.fromkeys(sighting.forms, row_id))
-            new_forms = [{"form": f, "paper_id": id_} for f, id_ in seen_forms.items() if f not in forms]
-            insert_ignore(conn, titles, new_forms, ["form"])
-            recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now, deliver)
-        return PollDiff(new=fresh, changed=changed, matches=recorded)
+        # Parts of the page, each stored with its matches and their deliveries in one transaction;
+        # a transaction ends after the part that took it past _WRITE_BUDGET: a poll of thousands
+        # of papers matching many rules held SQLite's write lock for over a minute (every other
+        # writer timed out). A crash between two transactions loses nothing and doubles nothing:
+        # the next poll finds the stored papers known (their matches recorded) and the rest new.
+        new: list[Paper] = []
+        changes: list[Paper] = []
+        found: list[Match] = []
+        start, size = 0, _POLL_PART
+        while start < len(incoming):
+            if start and self.engine.dialect.name == "sqlite":
+                # A waiting writer's busy handler looks again every 0.1 s at most: a pause that long
+                # lets it in (PostgreSQL queues the waiters: it has its turn as the lock goes).
+                time.sleep(_SQLITE_TURN)
+            with self._write("storing a poll") as conn:
+                if conn.dialect.name == "postgresql":
+                    # One poll at a time, like BEGIN IMMEDIATE on SQLite: the diff reads, then inserts.
+                    # SHARE ROW EXCLUSIVE blocks only writers of papers; reads and FK checks go on.
+                    conn.exec_driver_sql("LOCK TABLE papers IN SHARE ROW EXCLUSIVE MODE")
+                began = time.monotonic()
+                while True:
+                    part = incoming[start : start + size]
+                    started = time.monotonic()
+                    fresh, changed, recorded = self._apply_part(conn, part, norms, match, now, seen_at,
+                                                                deliver)
+                    if time.monotonic() - started > _WRITE_BUDGET:
+                        size = max(1, size // 2)  # papers that match many rules: smaller parts
+                    start += len(part)
+                    new += fresh
+                    changes += changed
+                    found += recorded
+                    if start >= len(incoming) or time.monotonic() - began >= _WRITE_BUDGET:
+                        break
+        return PollDiff(new=new, changed=changes, matches=found)
+
+    def _apply_part(
+        self, conn: Connection, incoming: list[Paper], norms: Mapping[str, str],
+        match: Callable[[Paper], list[Hit]], now: float, seen_at: float, deliver: bool,
+    ) -> tuple[list[Paper], list[Paper], list[Match]]:
+        """Store ``incoming`` (deduplicated page papers) and record their matches, in ``conn``'s
+        transaction: (the new papers, the changed ones, the matches recorded)."""
+        known, forms = self._load_known(conn, incoming, norms)
+        todo = plan(incoming, known, norms.__getitem__, forms)
+        ids: dict[str, int] = {}
+        if todo.fresh:
+            rows = [
+                {**_columns(paper, norm), "first_seen": seen_at, "last_seen": seen_at, "updated_at": now}
+                for paper, norm in todo.fresh
+            ]
+            insert = paper_table.insert().returning(paper_table.c.id, paper_table.c.key)
+            inserted = conn.execute(insert, rows)
+            ids.update({key: id_ for id_, key in inserted})
+        changed: list[Paper] = []
+        edits: list[dict[str, Any]] = []
+        untouched: list[int] = []
+        for row_id, sighting in todo.seen.items():
+            ids[sighting.merged.key] = row_id
+            old, merged = sighting.known.paper, sighting.merged
+            if changed_fields(old, merged):
+                changed.append(merged)
+            if merged != old or sighting.title_norm != sighting.known.title_norm:
+                columns = _columns(merged, sighting.title_norm)
+                edits.append({f"b_{name}": value for name, value in columns.items()} | {
+                    "b_id": row_id, "b_now": now, "b_seen": seen_at,
+                })
+            else:
+                untouched.append(row_id)
+        if edits:
+            conn.execute(_EDITED, edits)
+        for chunk in _chunks(untouched):  # the common case on a re-poll: one statement
+            update = paper_table.update().where(paper_table.c.id.in_(chunk))
+            conn.execute(update.values(last_seen=_later(seen_at)))
+        fresh = [paper for paper, _ in todo.fresh]
+        seen_forms = {title_form(paper.title): ids[paper.key] for paper in fresh}
+        for row_id, sighting in todo.seen.items():
+            seen_forms.update(dict.fromkeys(sighting.forms, row_id))
+        new_forms = [{"form": f, "paper_id": id_} for f, id_ in seen_forms.items() if f not in forms]
+        insert_ignore(conn, titles, new_forms, ["form"])
+        recorded = self._record_matches(conn, [*fresh, *changed], ids, match, now, deliver)
+        return fresh, changed, recorded
 
     def _load_known(
         self, conn: Connection, incoming: list[Paper], norms: Mapping[str, str]
@@ -421,15 +460,20 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
         match_ids = {(rule, paper_id): id_ for id_, rule, paper_id in inserted}
         if not deliver:
             return list(fresh.values())
-        outbox = [
-            {
-                "match_id": match_ids[pair], "rule": pair[0], "paper_id": pair[1], "channel": channel,
-                "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-            }
-            for pair, hit in fresh.items()
-            for channel in dict.fromkeys(hit.notify)
-        ]
-        insert_ignore(conn, deliveries, outbox, ["rule", "paper_id", "channel"])
+        # The outbox rows from the matches just inserted, by INSERT ... SELECT, a statement per
+        # channel and 500 matches: a row of parameters per delivery cost as much as the inserts.
+        by_channel: dict[str, list[int]] = {}
+        for pair, recorded in fresh.items():
+            for channel in dict.fromkeys(recorded.notify):
+                by_channel.setdefault(channel, []).append(match_ids[pair])
+        m = matches.c
+        for channel, of_channel in by_channel.items():
+            for chunk in _chunks(of_channel):
+                picked = sa.select(m.id, m.rule, m.paper_id, sa.literal(channel), sa.literal("pending"),
+                                 sa.literal(0), sa.literal(now), sa.literal(now)).where(m.id.in_(chunk))
+                columns = ["match_id", "rule", "paper_id", "channel", "state", "attempts", "next_attempt_at",
+                           "created_at"]
+                insert_ignore_select(conn, deliveries, columns, picked, ["rule", "paper_id", "channel"])
         return list(fresh.values())
 
     def iter_papers(self, since: float | None = None) -> Iterator[Paper]:
