@@ -57,14 +57,17 @@ class Store(Protocol):
         self, papers: list[Paper], match: Callable[[Paper], list[Hit]], *, now: float | None = None,
         seen_at: float | None = None, deliver: bool = True,
     ) -> PollDiff:
-        """Store the papers of one page and return the diff, all in one transaction.
+        """Store the papers of one page and return the diff: a part of the page at a time, each
+        part's papers with their matches and deliveries in one transaction (a page that takes long
+        to store is several, so that other writers get their turns).
 
         A paper is the same paper when its key, arXiv id or normalized title is; its key moves to
         ``arxiv:`` when an id appears, and values the page lacks keep their stored ones. ``match``
         is called on every new or changed paper; each (rule, paper) match is recorded once, with
         one pending delivery per channel it notifies (none when not ``deliver``: a backfill's
         history). ``seen_at`` is when the page listed the papers (default ``now``); a paper's
-        ``last_seen`` never moves back. Raises ``StoreError`` (nothing is written).
+        ``last_seen`` never moves back. Raises ``StoreError`` (the parts stored before stay: the
+        next poll finds their papers known, matched and queued, and stores the rest).
         """
         ...
 
