@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from functools import partial
 from typing import TypeVar
@@ -35,6 +35,18 @@ T = TypeVar("T")
 # A process that lost the store's lock under it (its PostgreSQL session ended in an outage) may still
 # be finishing a send, and record it: what it claimed this recently is left to it for this long.
 RECOVERY_GRACE = 60.0
+# A channel that keeps failing is told when it starts, then at most this often, and when it answers
+# again: 200 webhooks answering 429 Retry-After: 1 made 2,000 warnings a minute.
+FAILURE_LOG_EVERY = 60.0
+
+
+@dataclass
+class _Failing:
+    """A channel's tries failing in a row: since when, how many, when last told in the log."""
+
+    since: float
+    tries: int
+    told: float
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,7 @@ class Dispatcher:
         # What each channel's runs did, told by the next ``run_due`` that looks (a run may outlast
         # the call that started it); shared with a reload's successor (``take_over``).
         self._finished: queue.SimpleQueue[ChannelReport] = queue.SimpleQueue()
+        self._failing: dict[str, _Failing] = {}  # by channel; each is touched by its own worker only
         # Per channel, the batches whose store write failed (the database was down, or locked past
         # its busy timeout): that write, done first at the channel's next run, so the batch is
         # neither left "sending" until a restart nor sent again.
@@ -329,6 +342,9 @@ class Dispatcher:
         self._write(name, key, partial(self._store.mark_sent, key, self._clock() if now is None else now))
         report.sent += len(rows)
         report.batches += 1
+        if (failing := self._failing.pop(name, None)) is not None:
+            log.info("channel %s answers again (failing since %s, %d failed tries)", name,
+                     _utc(failing.since), failing.tries)
         log.info("delivered %d alert(s) of rule %s to channel %s", len(rows), batch.rule, name)
         return True
 
@@ -367,7 +383,18 @@ class Dispatcher:
             delay = self._backoff.delay(attempts, self._rng)
         self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay, current,
                                        not_failing=unexplained))
-        log.warning("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
+        failing = self._failing.get(name)
+        if failing is None:
+            self._failing[name] = _Failing(since=current, tries=1, told=current)
+            log.warning("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
+        else:
+            failing.tries += 1
+            if current - failing.told >= FAILURE_LOG_EVERY:
+                failing.told = current
+                log.warning("channel %s: still failing since %s (%d tries), next try in %.0fs: %s", name,
+                            _utc(failing.since), failing.tries, delay, exc)
+            else:
+                log.debug("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
         if now is None and asked is not None and delay <= self._inline_wait:
             self._stop.wait(delay)  # a short Retry-After (429): wait it out, then go on
             return True
@@ -382,6 +409,10 @@ def _added(before: ChannelReport | None, done: ChannelReport) -> ChannelReport:
     return ChannelReport(done.channel, sent=before.sent + done.sent, batches=before.batches + done.batches,
                          failed=before.failed + done.failed, dead=before.dead + done.dead,
                          busy=before.busy, error=done.error or before.error)
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _batch(

@@ -4,6 +4,7 @@ loopback, real dispatchers."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import sqlite3
 import subprocess
@@ -326,6 +327,25 @@ def test_a_reloads_dispatcher_takes_a_channel_once_the_old_ones_send_on_it_ends(
         new.close()
     assert titles(posted(replay)) == ["first", "second"]
     assert states(store) == {"sent": 2}
+
+
+def test_a_channel_that_keeps_failing_is_told_once_and_once_more_when_it_answers_again(
+    store: Any, replay: ReplayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook answering 429 Retry-After: 1 four times: one warning, not one a try, and a line
+    when it takes the batch; tries keep going at the pace it asks."""
+    busy = Reply(b"", 429, headers={"Retry-After": "1"})
+    replay.route("/hook", busy, busy, busy, busy, OK)
+    record(store, "r1", [paper("a")], ["hook"])
+    caplog.set_level(logging.DEBUG, logger="monitor.outbox")
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        assert dispatcher.run_due().channels["hook"].sent == 1
+    assert replay.hits("/hook") == 5
+    told = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    warnings = [message for level, message in told if level == "WARNING"]
+    assert len(warnings) == 1 and "to retry in 1s" in warnings[0] and "HTTP 429" in warnings[0], told
+    assert any(line.startswith("channel hook answers again (failing since ") and "4 failed tries" in line
+               for _, line in told), told
 
 
 def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: ReplayServer) -> None:
