@@ -67,6 +67,10 @@ class Backoff:
     least: float = 1.0
     # A try this much past its time or more: the time beyond was not spent trying.
     late: float = 600.0
+    # A peer's short Retry-After is obeyed as asked for this long after the first failure; then
+    # the pauses are at least the backoff's, up to ``patient_cap``.
+    patient_for: float = 60.0
+    patient_cap: float = 60.0
 
     def delay(self, attempts: int, rng: random.Random) -> float:
         raw = self._longest(attempts)
@@ -379,6 +383,10 @@ class Dispatcher:
         asked = exc.retry_after
         if asked is not None:
             delay = max(asked, self._backoff.least)
+            if current - since >= self._backoff.patient_for:
+                # A peer that has asked for short pauses for a while gets longer ones (Retry-After
+                # is the least wait): 200 webhooks answering 429 Retry-After: 1 were 200 tries a second.
+                delay = max(delay, min(self._backoff.patient_cap, self._backoff.delay(attempts, self._rng)))
         else:
             delay = self._backoff.delay(attempts, self._rng)
         self._write(name, key, partial(self._store.mark_failed, key, str(exc), current + delay, current,

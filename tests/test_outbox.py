@@ -348,6 +348,26 @@ def test_a_channel_that_keeps_failing_is_told_once_and_once_more_when_it_answers
                for _, line in told), told
 
 
+def test_a_peer_that_asks_for_short_pauses_for_over_a_minute_gets_longer_ones(
+    store: Any, replay: ReplayServer
+) -> None:
+    """Retry-After is the least wait: after a minute of 429 Retry-After: 1, a try a minute, not a
+    second (200 such channels kept a core busy with 200 tries a second)."""
+    replay.route("/hook", Reply(b"", 429, {"Retry-After": "1"}))
+    t0 = time.time()
+    record(store, "llm", [paper("P1")], ["hook"], at=t0)
+    now = t0
+    with Dispatcher(store, {"hook": hook(replay, "hook")}) as dispatcher:
+        while now < t0 + 60:
+            assert dispatcher.run_due(now=now).failed == 1
+            (row,) = rows(store, "hook")
+            assert row.next_attempt_at == now + 1
+            now += 1
+        assert dispatcher.run_due(now=now).failed == 1
+        (row,) = rows(store, "hook")
+        assert row.next_attempt_at == now + 60 and row.state == "failed"
+
+
 def test_crash_recovery_sends_the_batch_in_flight_once_more(store: Any, replay: ReplayServer) -> None:
     replay.route("/hook", OK)
     record(store, "llm", [paper("P1"), paper("P2")], ["hook"])
