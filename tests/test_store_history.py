@@ -131,6 +131,7 @@ def test_what_the_daemon_asks_again_and_again_reads_no_whole_table(store: SqlSto
         "a feed's newest item, with its papers' every rule": lambda: store.feed_rows("feed", 1),
         "status": lambda: store.delivery_counts(now - 86_400, ["team", "feed"]),
         "a queue head": lambda: store.queue_head("team"),
+        "why, a paper's story": lambda: store.paper_story(next(store.iter_papers()).key),
         "recovery at start": lambda: store.recover_sending(now),
         "deleting old sent rows (daily)": lambda: store.prune_sent(now - 10, keep={"feed": 2}),
     }

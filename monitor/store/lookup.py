@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -78,11 +79,17 @@ class PaperLookup(Transactions):
                 return None
             matched = conn.execute(sa.select(m.rule, m.reasons, m.matched_at).where(m.paper_id == row.id)
                                    .order_by(m.matched_at, m.id)).all()
-            sent = conn.execute(
-                sa.select(d.rule, d.channel, d.state, d.attempts, d.last_error, d.created_at,
-                          d.next_attempt_at, d.sent_at)
-                .where(d.paper_id == row.id).order_by(d.created_at, d.id)
-            ).all()
+            # By its matches' rules: seeks of the (rule, paper_id, channel) key, where paper_id alone
+            # read every delivery (1.1 s at 1.6 million); every delivery has its match.
+            sent: list[Any] = []
+            rules = sorted({r.rule for r in matched})
+            for start in range(0, len(rules), 500):
+                sent += conn.execute(
+                    sa.select(d.id, d.rule, d.channel, d.state, d.attempts, d.last_error, d.created_at,
+                              d.next_attempt_at, d.sent_at)
+                    .where(d.rule.in_(rules[start : start + 500]), d.paper_id == row.id)
+                ).all()
+            sent.sort(key=lambda r: (r.created_at, r.id))
         return PaperStory(
             paper=paper_from_row(row), first_seen=row.first_seen, last_seen=row.last_seen,
             matched={r.rule: (list(r.reasons or []), r.matched_at) for r in matched},
