@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from monitor.channels import webhook
 from monitor.channels.base import Alert, Batch
 from monitor.channels.webhook import WebhookChannel
 from monitor.config import WebhookConfig
@@ -16,6 +21,7 @@ from monitor.errors import DeliveryError
 from monitor.retry_after import parse_retry_after
 from tests.helpers import ReplayServer, Reply
 from tests.outbox_support import paper
+from tests.smtp_support import make_certs
 
 SECRET_PATH = "/hooks/T000/s3cr3t-token"
 
@@ -154,3 +160,58 @@ def test_an_unsigned_channel_sends_no_signature(replay: ReplayServer) -> None:
     finally:
         hook.close()
     assert not {"webhook-id", "webhook-signature"} & {name.lower() for name in replay.requests[0].headers}
+
+
+def test_two_hundred_channels_build_in_a_moment() -> None:
+    """Start-up and each reload build every channel: a TLS context of its own per webhook channel
+    cost ~0.1 s of CPU each (200 channels: 20 s, then as long again at every reload)."""
+    configs = [WebhookConfig(name=f"hook{i}", type="webhook", url=f"https://hooks{i}.example/in")
+               for i in range(200)]
+    began = time.process_time()
+    hooks = [WebhookChannel(cfg) for cfg in configs]
+    took = time.process_time() - began
+    for hook in hooks:
+        hook.close()
+    assert took < 2.0, f"200 webhook channels took {took:.1f}s of CPU to build"
+
+
+def test_https_is_verified_against_the_cas_httpx_trusts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared TLS context still verifies: a receiver whose CA is not trusted is refused; trusted
+    through SSL_CERT_FILE (as httpx reads it), it receives the batch."""
+    certs = make_certs(tmp_path)
+    received: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = certs.server_context().wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_port}/in"
+    cfg = WebhookConfig(name="hook", type="webhook", url=url, timeout=5)
+    try:
+        monkeypatch.setattr(webhook, "_tls", None)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        untrusting = WebhookChannel(cfg)
+        with pytest.raises(DeliveryError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            untrusting.send(batch("Alpha"))
+        untrusting.close()
+        assert received == []
+        monkeypatch.setattr(webhook, "_tls", None)
+        monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca_file))
+        trusting = WebhookChannel(cfg)
+        trusting.send(batch("Alpha"))
+        trusting.close()
+        assert json.loads(received[0])["papers"][0]["title"] == "Alpha"
+    finally:
+        server.shutdown()
+        server.server_close()
