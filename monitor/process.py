@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from monitor import signals as early_signals
 from monitor.config import Settings, load_settings
-from monitor.daemon import Daemon
+from monitor.daemon import Daemon, built_for_good
 from monitor.match.index import RuleIndex
 from monitor.watch import ConfigWatch, Fingerprint, fingerprint
 
@@ -112,9 +112,12 @@ def run_daemon(config_path: Path | str, *, standby: bool = False) -> int:
 
 def _begin(path: Path, standby: bool) -> tuple[Daemon, Fingerprint]:
     """The daemon of the config at ``path``, and the config's files as they were read."""
-    settings = load_settings(path)
-    seen = fingerprint(path, settings)  # the files as read: a change from now on reloads them
-    return Daemon(path, settings, standby=standby), seen
+    def build() -> tuple[Daemon, tuple[object, ...]]:
+        settings = load_settings(path)
+        seen = fingerprint(path, settings)  # the files as read: a change from now on reloads them
+        return Daemon(path, settings, standby=standby), seen
+
+    return built_for_good(build)
 
 
 def _read_again(daemon: Daemon, watch: ConfigWatch) -> tuple[Fingerprint, tuple[Settings, RuleIndex] | None]:

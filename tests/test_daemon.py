@@ -4,6 +4,7 @@ aiosmtpd and a feed, answers /healthz and /metrics, stops on SIGTERM, and keeps 
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import socket
 import sqlite3
@@ -517,3 +518,30 @@ def test_a_store_locked_for_writes_by_another_process_is_the_store_s_problem_in_
     log = daemon.log_text()
     assert log.count("store: writes fail: ") == 1 and log.count("store: writes work again") == 1
     assert "cannot record the failure" not in log and "Traceback" not in log
+
+
+def test_a_reload_leaves_the_rules_out_of_the_garbage_collectors_walks(tmp_path: Path) -> None:
+    """A full collection walked every object of the rule index (millions with 100,000 rules), stopping
+    every thread, /healthz/live too, for seconds during a reload and now and then at rest: the config
+    read again and its rules compiled are frozen (``gc.freeze``), and what is left to walk is small."""
+    from monitor.config import load_settings
+    from monitor.daemon import Daemon as InProcess
+
+    rules = "".join(f'[[rules]]\nname = "r{i}"\nkeywords = ["w{i} x{i}", "q{i}*", "k{i}"]\n'
+                    'notify = ["feed"]\n' for i in range(10_000))
+    config = write_config(tmp_path, port=free_port(), sources=source("a", "http://127.0.0.1:9/a"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules=rules)
+    daemon = InProcess(config, load_settings(config))  # not started: no jobs, no server
+    try:
+        gc.unfreeze()
+        prepared = daemon.prepare_reload()
+        assert prepared is not None
+        walked = len(gc.get_objects())  # what a full collection now walks
+        assert gc.get_freeze_count() > 20 * walked, (gc.get_freeze_count(), walked)
+        bad = config.read_text().replace('notify = ["feed"]', 'notify = ["nosuch"]', 1)
+        config.write_text(bad)
+        assert daemon.prepare_reload() is None  # a config with problems: the collector is on after it
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        daemon.stop()
