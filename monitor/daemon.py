@@ -38,6 +38,7 @@ from monitor.standby import FRESH, Standby
 from monitor.store import open_store
 from monitor.store.lock import StoreBusy, StoreGone
 from monitor.store.sql import SqlStore
+from monitor.toml_text import beside_other_threads
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,8 @@ class Daemon:
         """The config read again and its rules compiled, for ``apply_reload``; None (the problems
         logged) if it has problems. Seconds with 100,000 rules: it runs beside the daemon's work."""
         def read() -> tuple[Settings, RuleIndex]:
-            new = load_settings(self.config_path)
+            with beside_other_threads():
+                new = load_settings(self.config_path)
             if not new.sources:  # an emptied file, or one cut short: nothing would be watched
                 raise ConfigError("no [[sources]]: nothing to poll (an empty or unfinished file?)")
             return new, compile_rules(new.rules)
