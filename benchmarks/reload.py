@@ -75,6 +75,11 @@ class Prober(threading.Thread):
         return max((d for t, d in self.samples if since <= t <= until), default=0.0)
 
 
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line.split()[1] for line in status if line.startswith("VmRSS"))) / 1024
+
+
 def wait_line(log: Path, text: str, count: int, timeout: float) -> float:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -119,7 +124,7 @@ type = "rss"
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     started = time.monotonic()
     wait_line(log, "paper-monitor running", 1, 600)
-    print(f"running after {time.monotonic() - started:.1f}s")
+    print(f"running after {time.monotonic() - started:.1f}s, resident memory {rss_mb(proc.pid):.0f} MB")
     prober = Prober(f"http://127.0.0.1:{port}/healthz/live")
     prober.start()
     time.sleep(3)
@@ -130,11 +135,9 @@ type = "rss"
         done = wait_line(log, "reloaded ", i, 600)
         time.sleep(2)  # the old index is let go after the line
         worst = prober.worst(sent, time.monotonic())
-        print(f"reload {i}: {done - sent:.1f}s, longest /healthz/live {worst:.3f}s")
+        print(f"reload {i}: {done - sent:.1f}s, longest /healthz/live {worst:.3f}s, "
+              f"resident memory {rss_mb(proc.pid):.0f} MB")
     prober.done.set()
-    rss = int(next(line.split()[1] for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS")))
-    print(f"resident memory {rss / 1024:.0f} MB")
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     stopped = wait_line(log, "stopped\n", 1, 60)
