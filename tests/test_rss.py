@@ -12,12 +12,13 @@ from typing import Any
 import feedparser
 import pytest
 
+from monitor.channels import rss
 from monitor.channels.base import Alert, Batch
 from monitor.channels.rss import SUFFIX, RssChannel, render_feed, write_atomic
 from monitor.config import RssConfig, RuleConfig
 from monitor.match import compile_rules
 from monitor.outbox import Dispatcher
-from tests.outbox_support import open_test_store, paper, record
+from tests.outbox_support import open_test_store, paper, record, rows, states
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CFG = RssConfig(name="feed", type="rss", title="My papers", max_items=3)
@@ -240,3 +241,51 @@ def test_an_item_lists_a_rule_that_matched_its_paper_days_before_newer_papers(
                 assert first.summary.startswith("Rule: hot, spec\n")
     finally:
         store.close()
+
+
+def test_the_batches_of_many_rules_are_written_to_the_feed_at_once(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many rules a poll makes a batch per rule: the feed, rendered whole (RSS and Atom, each
+    fsynced) for each of them, took minutes to hold a poll's papers. The batches due are written in
+    one go; each is confirmed (sent) once the files hold it."""
+    cfg = RssConfig(name="feed", type="rss", max_items=500)
+    for n in range(300):
+        record(store, f"rule-{n}", [paper(f"Paper {n:03d}")], ["feed"])
+    written: list[str] = []
+    real = rss.write_atomic
+
+    def counted(path: Path, data: bytes) -> None:
+        written.append(path.name)
+        real(path, data)
+
+    monkeypatch.setattr(rss, "write_atomic", counted)
+    deliver(store, tmp_path / "feeds", cfg)
+    assert states(store, "feed") == {"sent": 300}
+    assert sorted(written) == ["feed.atom", "feed.xml"], written  # 600 files before
+    for kind in ("rss", "atom"):
+        entries = read(tmp_path / "feeds" / f"feed{SUFFIX[kind]}").entries
+        assert sorted(e.title for e in entries) == [f"Paper {n:03d}" for n in range(300)]
+
+
+def test_batches_written_together_are_none_of_them_sent_when_the_feed_cannot_be_written(
+    store: Any, tmp_path: Path
+) -> None:
+    """The feed's directory cannot be made: no batch is confirmed; the first waits for its retry as it
+    would alone, the others behind it in the queue, and all go once the feed can be written."""
+    for n in range(5):
+        record(store, f"rule-{n}", [paper(f"Paper {n}")], ["feed"])
+    blocked = tmp_path / "feeds"
+    blocked.write_text("a file where the directory should be")
+    clock = [time.time()]
+    channel = RssChannel(CFG, store, blocked)
+    with Dispatcher(store, {"feed": channel}, clock=lambda: clock[0]) as dispatcher:
+        report = dispatcher.run_due()
+        assert report.channels["feed"].sent == 0 and report.channels["feed"].failed == 1
+        assert states(store, "feed") == {"failed": 1, "pending": 4}
+        assert [r.state for r in rows(store, "feed")] == ["failed"] + ["pending"] * 4
+        blocked.unlink()
+        clock[0] += 3600
+        report = dispatcher.run_due()
+    assert report.channels["feed"].sent == 5 and states(store, "feed") == {"sent": 5}
+    assert len(read(blocked / "feed.xml").entries) == CFG.max_items

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from monitor.models import Paper
 
@@ -65,6 +65,21 @@ class Channel(Protocol):
     name: str
 
     def send(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class GroupChannel(Protocol):
+    """A channel whose every send does the same whole work (the feed channel renders its whole feed):
+    the dispatcher hands it the batches due together. ``send_all`` returns once every one of them is
+    delivered, and raises ``DeliveryError`` as ``send`` does when none is."""
+
+    name: str
+
+    def send(self, batch: Batch) -> None: ...
+
+    def send_all(self, batches: Sequence[Batch]) -> None: ...
 
     def close(self) -> None: ...
 

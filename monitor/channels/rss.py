@@ -1,4 +1,5 @@
-"""The RSS/Atom channel: a feed of the matches of its rules, rebuilt from the store on each batch.
+"""The RSS/Atom channel: a feed of the matches of its rules, rebuilt from the store on each send (of
+the batches due together).
 
 "Sending" rewrites ``<feeds_dir>/<name>.xml`` (RSS 2.0) and ``.atom`` atomically; the daemon's
 server answers with ``render_feed`` directly, and serves each of the channel's rules as a feed of
@@ -11,6 +12,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,16 +50,20 @@ class FeedItem:
 
 
 def feed_items(store: FeedRows, cfg: RssConfig, batch: Batch | None = None,
-               now: float | None = None, rule: str | None = None) -> list[FeedItem]:
+               now: float | None = None, rule: str | None = None,
+               batches: Sequence[Batch] = ()) -> list[FeedItem]:
     """The feed's items, newest first: sent deliveries of the channel (of ``rule`` alone, if given)
-    plus ``batch``; one per paper."""
-    ids = [a.delivery_id for a in batch.alerts] if batch else []
+    plus ``batch`` and ``batches``; one per paper."""
+    sending = [*([batch] if batch else []), *batches]
+    ids = [a.delivery_id for b in sending for a in b.alerts]
     rows = store.feed_rows(cfg.name, cfg.max_items, include=ids, rule=rule)
     found = {row[0] for row in rows}
     at = time.time() if now is None else now
-    # A batch alert without a stored row (``test-channel``) shows as the newest item.
-    extra = [(a.delivery_id, a.rule or (batch.rule if batch else ""), a.paper, a.reasons, at)
-             for a in (batch.alerts if batch else []) if a.delivery_id not in found]
+    # A batch alert without a stored row (``test-channel``: delivery id 0) shows as the newest item;
+    # one with a row is where its row puts it (in the feed, or past its ``max_items``: with several
+    # batches at once, one of them may be older than the others' ``max_items`` papers).
+    extra = [(a.delivery_id, a.rule or b.rule, a.paper, a.reasons, at)
+             for b in sending for a in b.alerts if a.delivery_id not in found and a.delivery_id <= 0]
     items: dict[str, FeedItem] = {}
     for _id, rule, paper, reasons, when in [*extra, *rows]:
         seen = items.get(paper.key)
@@ -70,10 +76,11 @@ def feed_items(store: FeedRows, cfg: RssConfig, batch: Batch | None = None,
 
 
 def render_feed(store: FeedRows, cfg: RssConfig, kind: FeedKind, *, batch: Batch | None = None,
-                now: float | None = None, rule: str | None = None) -> bytes:
-    """The feed of channel ``cfg`` as RSS 2.0 (``kind="rss"``) or Atom bytes (UTF-8); given
-    ``rule``, the feed of that rule's papers in the channel (served, never written)."""
-    items = feed_items(store, cfg, batch, now, rule)
+                now: float | None = None, rule: str | None = None, batches: Sequence[Batch] = ()) -> bytes:
+    """The feed of channel ``cfg`` as RSS 2.0 (``kind="rss"``) or Atom bytes (UTF-8), with the
+    alerts of ``batch`` and ``batches`` (being sent); given ``rule``, the feed of that rule's papers
+    in the channel (served, never written)."""
+    items = feed_items(store, cfg, batch, now, rule, batches)
     fg = FeedGenerator()
     title = cfg.title or f"paper-monitor: {cfg.name}"
     if rule is None:
@@ -173,10 +180,16 @@ class RssChannel:
         return self._dir / f"{self.name}{SUFFIX[kind]}"
 
     def send(self, batch: Batch) -> None:
+        self.send_all([batch])
+
+    def send_all(self, batches: Sequence[Batch]) -> None:
+        """The feed rendered once with every batch of ``batches`` in it: the dispatcher hands the
+        channel the batches due together (``GroupChannel``), each confirmed once both files hold it."""
         now = time.time()
         try:
             for kind in ("rss", "atom"):
-                write_atomic(self.path(kind), render_feed(self._store, self._cfg, kind, batch=batch, now=now))
+                data = render_feed(self._store, self._cfg, kind, batches=batches, now=now)
+                write_atomic(self.path(kind), data)
         except OSError as exc:
             raise DeliveryError(f"rss {self.name}: cannot write {self._dir}: {exc.strerror or exc}") from exc
         except StoreError as exc:
