@@ -371,12 +371,10 @@ class Dispatcher:
         try:
             self._channels[name].send(claimed.batch)
         except DeliveryError as exc:
-            return self._failed(name, claimed.key, claimed.rows, exc, claimed.current, claimed.due,
-                                report, now)
+            return self._failed(name, claimed, exc, report, now)
         except Exception as exc:  # a bug in a channel: retried like a transient error, loudly
             log.exception("channel %s raised while sending batch %s", name, claimed.key)
-            return self._failed(name, claimed.key, claimed.rows, DeliveryError(repr(exc)), claimed.current,
-                                claimed.due, report, now)
+            return self._failed(name, claimed, DeliveryError(repr(exc)), report, now)
         self._sent(name, claimed, now, report)
         return True
 
@@ -387,15 +385,15 @@ class Dispatcher:
         send fail, the first batch fails as it would alone and the others go back to the queue
         behind it, untried. False when nothing more is due now."""
         claims: list[_Claim] = []
-        more, lost = True, None
+        more, lost, alerts = True, None, 0
         began = time.monotonic()
         try:
-            while (more and not self._stop.is_set() and len(claims) < GROUP_BATCHES
-                   and sum(len(c.rows) for c in claims) < GROUP_ALERTS
+            while (more and not self._stop.is_set() and len(claims) < GROUP_BATCHES and alerts < GROUP_ALERTS
                    and time.monotonic() - began < GROUP_SECONDS):
                 more, claimed = self._claim_next(name, now)
                 if claimed is not None:
                     claims.append(claimed)
+                    alerts += len(claimed.rows)
         except StoreError as exc:  # what was claimed is sent, and recorded or left to the next run
             if not claims:
                 raise
@@ -411,7 +409,7 @@ class Dispatcher:
                 for c in others:
                     self._write(name, c.key, partial(self._store.recover_sending, c.current, key=c.key,
                                                      claimed_at=c.current))
-                self._failed(name, first.key, first.rows, exc, first.current, first.due, report, now)
+                self._failed(name, first, exc, report, now)
                 return False  # (a Retry-After is not waited out here: the next run tries again)
             for c in claims:
                 self._sent(name, c, now, report)
@@ -441,9 +439,9 @@ class Dispatcher:
                         "sent again only if this process stops before the batch is done", name, key, exc)
 
     def _failed(
-        self, name: str, key: str, rows: list[Claimed], exc: DeliveryError, current: float, due: float,
-        report: ChannelReport, now: float | None,
+        self, name: str, claimed: _Claim, exc: DeliveryError, report: ChannelReport, now: float | None
     ) -> bool:
+        key, rows, current, due = claimed.key, claimed.rows, claimed.current, claimed.due
         attempts = max(r.attempts for r in rows)
         since = min((r.failing_since for r in rows if r.failing_since is not None), default=current)
         # Time this try came past its due time was not spent failing (see ``Backoff``).
