@@ -58,7 +58,8 @@ def page(replay: ReplayServer) -> list[dict[str, object]]:
     items: list[dict[str, object]] = json.loads(HF_JSON.read_bytes())
     replay.route("/papers", Reply(json.dumps([i for i in items if i["paper"]["id"] != LATE]).encode()))  # type: ignore[index]
     replay.route("/hook", Reply(b"ok"))
-    replay.route("/down", Reply(b"down for maintenance", 503))
+    # Down for an hour: its retry is not due again within the test, however slow the machine.
+    replay.route("/down", Reply(b"down for maintenance", 503, {"Retry-After": "3600"}))
     return items
 
 
