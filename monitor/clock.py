@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
 
+from monitor.logs import utc_text
+
 log = logging.getLogger(__name__)
 
 STEP = 2.0  # seconds the wall clock may part from the monotonic one between two looks
@@ -57,11 +59,11 @@ class ClockWatch:
             return 0.0
         now = datetime.fromtimestamp(wall, UTC)
         if step > 0:
-            log.warning("the clock stepped forward %s (now %s UTC): the work it skipped over runs now, once",
-                        _span(step), _utc(wall))
+            log.warning("the clock stepped forward %s (now %s): the work it skipped over runs now, once",
+                        _span(step), utc_text(wall))
         else:
-            log.warning("the clock stepped back %s (now %s UTC): the scheduled polls, sends and checks are "
-                        "moved back by as much, so they go on at their pace", _span(-step), _utc(wall))
+            log.warning("the clock stepped back %s (now %s): the scheduled polls, sends and checks are "
+                        "moved back by as much, so they go on at their pace", _span(-step), utc_text(wall))
         for job in self._scheduler.get_jobs():
             turn = job.next_run_time
             if turn is None:
@@ -85,10 +87,6 @@ def _span(seconds: float) -> str:
     if seconds >= 2 * 3600:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds:.0f}s"
-
-
-def _utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
 __all__ = ["STEP", "ClockWatch"]

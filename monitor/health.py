@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.config import SourceConfig
+from monitor.logs import utc_text
 
 STALE_AFTER_INTERVALS = 3
 BACKOFF_CAP_INTERVALS = 4
@@ -233,8 +234,7 @@ class StoreHealth:
             found = dict(self._down)
         for kind, what in (("reads", "failing"), ("writes", "writes failing")):
             if (down := found.get(kind)) is not None:
-                since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(down[0]))
-                return f"store: {what} since {since} ({down[1]})"
+                return f"store: {what} since {utc_text(down[0])} ({down[1]})"
         return None
 
 

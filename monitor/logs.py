@@ -8,6 +8,11 @@ import sys
 import time
 
 
+def utc_text(epoch: float | None = None) -> str:
+    """``2026-11-30 22:57:03 UTC``: a moment (now, by default) as log lines and messages give it."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from datetime import time as clock_time
 from functools import partial
 from typing import TypeVar
@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from monitor.channels.base import DIGEST_RULE, Alert, Batch, Channel, GroupChannel
 from monitor.config import EmailConfig, RssConfig, Settings, SlackConfig
 from monitor.errors import DeliveryError, StoreError
+from monitor.logs import utc_text
 from monitor.store.deliveries import Claimed, DeliveryQueries
 from monitor.store.lock import StoreBusy
 
@@ -424,7 +425,7 @@ class Dispatcher:
         report.batches += 1
         if (failing := self._failing.pop(name, None)) is not None:
             log.info("channel %s answers again (failing since %s, %d failed tries)", name,
-                     _utc(failing.since), failing.tries)
+                     utc_text(failing.since), failing.tries)
         log.info("delivered %d alert(s) of rule %s to channel %s", len(claimed.rows), claimed.batch.rule,
                  name)
 
@@ -476,7 +477,7 @@ class Dispatcher:
             if current - failing.told >= FAILURE_LOG_EVERY:
                 failing.told = current
                 log.warning("channel %s: still failing since %s (%d tries), next try in %.0fs: %s", name,
-                            _utc(failing.since), failing.tries, delay, exc)
+                            utc_text(failing.since), failing.tries, delay, exc)
             else:
                 log.debug("channel %s: %d alert(s) to retry in %.0fs: %s", name, len(rows), delay, exc)
         if now is None and asked is not None and delay <= self._inline_wait:
@@ -493,10 +494,6 @@ def _added(before: ChannelReport | None, done: ChannelReport) -> ChannelReport:
     return ChannelReport(done.channel, sent=before.sent + done.sent, batches=before.batches + done.batches,
                          failed=before.failed + done.failed, dead=before.dead + done.dead,
                          busy=before.busy, error=done.error or before.error)
-
-
-def _utc(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _batch(

@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
+from monitor.logs import utc_text
 from monitor.store.base import reason, sqlite_file
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,7 @@ def _lock_file(url: URL) -> Path | None:
 
 def holder_line(command: str) -> str:
     """Who holds the lock: ``run, pid 1234 on host, since 2026-11-30 22:57:03 UTC``."""
-    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return f"{command}, pid {os.getpid()} on {socket.gethostname()}, since {since}"
+    return f"{command}, pid {os.getpid()} on {socket.gethostname()}, since {utc_text()}"
 
 
 _HOLDER = re.compile(r"(?P<command>.+), pid (?P<pid>\d+) on (?P<host>.+), since "
