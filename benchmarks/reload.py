@@ -133,7 +133,7 @@ type = "rss"
         sent = time.monotonic()
         proc.send_signal(signal.SIGHUP)
         done = wait_line(log, "reloaded ", i, 600)
-        time.sleep(2)  # the old index is let go after the line
+        time.sleep(6)  # the old rules are let go after the line, a slice at a time
         worst = prober.worst(sent, time.monotonic())
         print(f"reload {i}: {done - sent:.1f}s, longest /healthz/live {worst:.3f}s, "
               f"resident memory {rss_mb(proc.pid):.0f} MB")

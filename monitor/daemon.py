@@ -60,6 +60,7 @@ PRUNE_FIRST = 2.0  # seconds after the start (or a takeover) of the first prune
 PRUNE_RETRY = 60.0
 PRUNE_RETRY_CAP = 3600.0
 STANDBY_EVERY = 2.0  # seconds between a standby's tries of the store's lock (and feed refreshes)
+LET_GO_PAUSE = 0.002  # seconds between the slices in which a reload frees the rules of before
 STOP_DEADLINE = 8.0  # SIGTERM to exit, leaving margin under the 10 s promise
 
 
@@ -279,9 +280,12 @@ class Daemon:
                 log.warning("reload: %s changed; it takes effect at the next restart", what)
         dispatcher = open_dispatcher(new, self.store)
         with self._lock:
-            old_dispatcher, old_settings = self.dispatcher, self.settings
+            old_dispatcher, old_settings, old_index = self.dispatcher, self.settings, self.index
             dispatcher.take_over(old_dispatcher)  # (it starts nothing more; its sends hold their channels)
             self.settings, self.index, self.dispatcher = new, index, dispatcher
+            swapped = time.monotonic()
+        self._let_go(old_index, swapped)
+        del old_index
         # Closed beside: it waits for its sends in flight, which may take a channel's timeout, and
         # this runs on the loop that takes the signals (a stop waits for it, up to its deadline).
         closing = threading.Thread(target=old_dispatcher.close, kwargs={"successor": dispatcher},
@@ -300,6 +304,18 @@ class Daemon:
         self._feed_versions.clear()
         log.info("reloaded %s: %d source(s), %d channel(s), %s", self.config_path,
                  len(new.sources), len(new.channels), _rule_count(new))
+
+    def _let_go(self, index: RuleIndex, swapped: float) -> None:
+        """The rules of before a reload freed beside the daemon's work, a slice at a time, once the
+        polls that began with them have ended (freed at once, 100,000 rules stop every thread for
+        seconds)."""
+        def let_go() -> None:
+            while any(began < swapped for began in list(self._polls_running.values())):
+                if self.stopping.wait(0.5):
+                    return  # (the process ends without freeing its heap)
+            index.let_go(lambda: time.sleep(LET_GO_PAUSE))
+
+        threading.Thread(target=let_go, name="old-rules", daemon=True).start()
 
     def _reschedule(self, old: Settings, new: Settings) -> None:
         before = {s.name: s for s in old.sources}

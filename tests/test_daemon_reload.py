@@ -222,3 +222,38 @@ def test_a_source_edited_or_taken_out_while_it_polls_finishes_that_poll_without_
     assert "Traceback" not in log and "client has been closed" not in log
     assert "maximum number of running instances" not in log
     assert not [m for m in messages(daemon) if re.match(r"poll slow: .*failed", m)]
+
+
+def test_a_poll_in_flight_through_a_reload_matches_with_the_rules_it_began_with(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    """The rules of before a reload are freed a slice at a time beside the daemon's work, but only
+    once the polls that began with them have ended: the slow poll's new papers are matched (by the
+    old rule), stored and alerted, with no crash; the next poll's by the new rule."""
+    page = Page(replay, "/slow", 3, delay=4)
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources=source("slow", replay.url("/slow"), every="5s",
+                                                              timeout="10s"),
+                          channels=FEED, rules='[[rules]]\nname = "before"\nnotify = ["feed"]\n')
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: replay.hits("/slow") >= 1, 20, "the first poll of slow")
+        time.sleep(1)  # the page is 3 s from its answer
+        config.write_text(config.read_text().replace('name = "before"', 'name = "after"'))
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded " in daemon.log_text(), 20, "the reload")
+        wait_for(lambda: len(daemon.polls("slow")) >= 1, 20, "the poll in flight")
+        page.grow()
+        wait_for(lambda: len(daemon.polls("slow")) >= 2, 30, "a poll after the reload")
+        assert daemon.get("/healthz").status_code == 200
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert "Traceback" not in daemon.log_text()
+    db = sqlite3.connect(tmp_path / "monitor.db")
+    try:
+        rules = db.execute("SELECT rule, COUNT(*) FROM matches GROUP BY rule ORDER BY rule").fetchall()
+    finally:
+        db.close()
+    assert rules == [("after", 1), ("before", 3)]

@@ -3,6 +3,8 @@ organizations, upvotes, excludes, the reasons a match carries; then real recorde
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from datetime import date
 from typing import Any
 
@@ -433,3 +435,26 @@ def test_a_memo_cleared_while_words_are_learned_changes_no_answer(monkeypatch: p
     forgetful = compile_rules(rules)
     assert [sorted(forgetful.match(p)) for p in papers] == expected
     assert sum(map(len, expected)) > 5
+
+
+def test_an_index_let_go_gives_its_memory_back_a_slice_at_a_time() -> None:
+    """After a reload the daemon empties the old index in slices (``let_go``), pausing between them
+    so that other threads run: its memory comes back while the (now empty) object still exists."""
+    rules = [RuleConfig(name=f"r{i}", keywords=[f"word{i} topic{i}", f"stem{i}*"], authors=[f"Ann Lee{i}"])
+             for i in range(1_000)]
+    papers = parse_page(SEED_PAGES[0].read_bytes(), today=date(2025, 6, 1))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        index = compile_rules(rules)
+        for item in papers:
+            index.match(item)  # (its memos filled too)
+        built = tracemalloc.get_traced_memory()[0] - before
+        pauses: list[int] = []
+        index.let_go(lambda: pauses.append(1), chunk=200)
+        gc.collect()  # (collects nothing: it empties the interpreter's free lists of small tuples)
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert built > 1_000_000 and left < built / 50, (built, left)
+    assert len(pauses) >= 10  # in slices, not at once

@@ -12,7 +12,7 @@ no atom to wait for sit on a short list (or, for pure ``min_upvotes`` rules, a s
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import chain, islice, repeat
 from operator import itemgetter
 
@@ -116,6 +116,30 @@ class RuleIndex:
 
     def __len__(self) -> int:
         return len(self._plans)
+
+    def let_go(self, pause: Callable[[], object], chunk: int = 2_000) -> None:
+        """Empty the index ``chunk`` objects at a time, ``pause()`` between: freed at once, the
+        millions of objects of 100,000 rules hold the GIL, and so every thread, for 1.5-2.5 s. For an
+        index nothing matches with any more (it is unusable after)."""
+        parts: list[object] = list(vars(self).values())
+        vars(self).clear()
+        while parts:
+            part = parts.pop()
+            if isinstance(part, dict):
+                while part:
+                    for _ in range(min(chunk, len(part))):
+                        part.popitem()
+                    pause()
+            elif isinstance(part, tuple | list | set | frozenset) and len(part) > chunk:
+                items = list(part)
+                part = None  # (only its items are left, in ``items``)
+                while items:
+                    del items[-chunk:]
+                    pause()
+            elif type(part).__module__.startswith("monitor.match") and hasattr(part, "__dict__"):
+                parts += vars(part).values()  # the author watches' tables
+                vars(part).clear()
+            del part
 
     def rule_names(self) -> list[str]:
         return [plan.name for plan in self._plans]
