@@ -38,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
 def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument(
         "--config", type=Path, required=required, default=None,
-        help="config file (default: $PAPER_MONITOR_CONFIG, else ./config/monitor.toml)",
+        help="config file (required)" if required
+        else "config file (default: $PAPER_MONITOR_CONFIG, else ./config/monitor.toml)",
     )
 
 

@@ -28,6 +28,15 @@ def test_help_lists_every_interface_command() -> None:
         assert command in result.stdout
 
 
+def test_help_names_a_default_config_only_where_there_is_one() -> None:
+    """``match`` needs --config (INTERFACE.md): its help must not promise the default the others have."""
+    match = run("match", "--help")
+    assert match.returncode == 0
+    assert "config file (required)" in match.stdout
+    assert "PAPER_MONITOR_CONFIG" not in match.stdout
+    assert "PAPER_MONITOR_CONFIG" in run("status", "--help").stdout
+
+
 def test_every_command_and_option_has_its_row_in_the_readme() -> None:
     """As datasette checks its settings: a command or an option added without a word in the README's
     table of commands fails here (``--config`` is told once, below the table)."""
