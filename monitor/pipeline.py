@@ -181,7 +181,7 @@ def poll(
         new_papers=diff.new + (past.new_papers if past else []), retry_after=result.retry_after_hint,
         matched_rules=dict(matched_rules), left_out=left_out, caught_up=past,
     )
-    log.info("source %s: %s", source.name, report.line())
+    log.info("source %s", report.line())  # (the line starts with the source's name)
     return report
 
 

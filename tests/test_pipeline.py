@@ -141,6 +141,17 @@ def test_once_on_the_json_page_twice_then_with_upvotes_raised(replay: ReplayServ
         assert len(new_lines(out.getvalue())) == new
 
 
+def test_once_logs_each_poll_with_its_source_named_once(replay: ReplayServer, tmp_path: Path) -> None:
+    """The log line of a poll names its source once (it read 'source hf-daily: hf-daily: status 200')."""
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()))
+    config = write_config(tmp_path, {"hf-daily": replay.url("/api/daily_papers")})
+    result = once(config)
+    assert result.returncode == 0, result.stderr
+    polls = [line for line in result.stderr.splitlines() if "status 200" in line]
+    assert len(polls) == 1, result.stderr
+    assert "monitor.pipeline: source hf-daily: status 200, 30 papers, 30 new, 0 changed" in polls[0], polls[0]
+
+
 def test_a_rule_that_is_off_matches_nothing_until_it_is_switched_on(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
