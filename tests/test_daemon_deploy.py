@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,6 +71,30 @@ def test_dockerfile_is_non_root_with_healthcheck_and_volume() -> None:
     assert 'VOLUME ["/data"]' in text
     for copied in ("pyproject.toml", "monitor", "deploy/monitor.toml"):
         assert f"COPY {copied}" in text or f" {copied} " in text or copied in text
+
+
+def test_secrets_files_stay_out_of_git_and_of_the_image_context() -> None:
+    """README has the secrets written into .env (docker run --env-file .env; compose reads
+    deploy/.env): git must not offer to commit it, nor docker send it (or .venv, the store) to the
+    builder, while what the Dockerfile copies stays in the context."""
+    if (REPO / ".git").exists() and shutil.which("git"):
+        ignored = subprocess.run(["git", "check-ignore", ".env", "deploy/.env"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=30)
+        assert ignored.stdout.split() == [".env", "deploy/.env"], ignored
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def excluded(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.removeprefix("**/"))
+                   or path.startswith(p + "/") for p in patterns)
+
+    for path in (".env", "deploy/.env", ".venv", "var", "var/paper-monitor.db"):
+        assert excluded(path), path
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    sources = [s for line in copied for s in line.split()]
+    assert {"pyproject.toml", "README.md", "monitor", "deploy/monitor.toml"} <= set(sources)
+    for path in sources:
+        assert not excluded(path), path
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
