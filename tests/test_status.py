@@ -171,6 +171,32 @@ def test_commands_that_read_the_store_do_not_make_one_at_an_absolute_path_either
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.toml"]
 
 
+def test_a_store_that_cannot_be_reached_is_one_line_naming_it_without_its_password(tmp_path: Path) -> None:
+    """A PostgreSQL store that refuses connections: each command's line says which database it
+    could not open (it said 'upgrading the schema: ...', naming none), the password hidden."""
+    port = free_port()  # nothing listens there
+    config = write_config(tmp_path, port=free_port(), sources=source("hf", "http://127.0.0.1:9/papers"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules="")
+    url = f"postgresql+psycopg://monitor:s3cret-pw@127.0.0.1:{port}/monitor"
+    config.write_text(config.read_text().replace(f"sqlite:///{tmp_path}/monitor.db", url))
+    for args in (["status"], ["once"], ["copy-store", "--to", f"sqlite:///{tmp_path}/copy.db"]):
+        ran = cli(config, *args, timeout=60)
+        assert ran.returncode == 1, (args, ran.stderr)
+        line = ran.stderr.strip()
+        assert "\n" not in line and "Traceback" not in line, (args, ran.stderr)
+        assert line.startswith(f"paper-monitor {args[0]}: cannot open the store "
+                               f"postgresql+psycopg://monitor:***@127.0.0.1:{port}/monitor"), (args, line)
+        assert "s3cret-pw" not in ran.stderr + ran.stdout
+    # The target of a copy is named as well, when it is the one that cannot be reached.
+    config.write_text(config.read_text().replace(url, f"sqlite:///{tmp_path}/monitor.db"))
+    cli(config, "once", timeout=60)  # (makes the store; its source fails)
+    ran = cli(config, "copy-store", "--to", url, timeout=60)
+    assert ran.returncode == 1
+    target = f"postgresql+psycopg://monitor:***@127.0.0.1:{port}/monitor"
+    line = ran.stderr.strip()
+    assert line.startswith(f"paper-monitor copy-store: cannot open the store {target}"), line
+
+
 def test_the_holder_s_since_is_to_the_second_for_scripts() -> None:
     """``status --json`` gives a process's start to the second (it made up the seconds: 00)."""
     before = time.time()

@@ -273,7 +273,10 @@ class SqlStore(DeliveryQueries, SourceStates, PaperLookup):
     # -- schema ------------------------------------------------------------------------------
 
     def _upgrade(self) -> None:
-        with self._write("upgrading the schema") as conn:
+        # The first use of the database: a failure here is most often that it cannot be reached,
+        # so the line names it (its password hidden), which a user with several stores needs.
+        shown = self.engine.url.render_as_string(hide_password=True)
+        with self._write(f"cannot open the store {shown} (creating or upgrading its schema)") as conn:
             if conn.dialect.name == "postgresql":  # two processes starting on a new database
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SCHEMA_LOCK)))
             meta.create(conn, checkfirst=True)
