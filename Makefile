@@ -7,7 +7,12 @@ CONFIG ?= config/monitor.toml
 
 .PHONY: run test lint demo bench soak fuzz clean
 
+# An older python3 would make a venv that pip then refuses, and that a second try with
+# PYTHON=python3.11 would reuse: say so before making it.
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "paper-monitor needs Python 3.11+; $(PYTHON) is $$($(PYTHON) --version 2>&1):" \
+	       "name another, e.g. make $(or $(MAKECMDGOALS),run) PYTHON=python3.11" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

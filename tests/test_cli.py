@@ -37,6 +37,24 @@ def test_help_names_a_default_config_only_where_there_is_one() -> None:
     assert "PAPER_MONITOR_CONFIG" in run("status", "--help").stdout
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_with_an_older_python_says_so_and_makes_no_venv(tmp_path: Path) -> None:
+    """README's first command where python3 is 3.10: one line naming the way out, and no .venv
+    left behind for the second try (PYTHON=python3.11) to reuse."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    old = tmp_path / "python3.10"  # answers as a 3.10 would: too old for the version check
+    old.write_text('#!/bin/sh\ncase "$*" in *version_info*) exit 1;; --version) echo "Python 3.10.12"; '
+                   'exit 0;; esac\nexec python3 "$@"\n')
+    old.chmod(0o755)
+    made = subprocess.run(["make", "--no-print-directory", "run", f"PYTHON={old}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert made.returncode != 0
+    assert (f"paper-monitor needs Python 3.11+; {old} is Python 3.10.12: name another, e.g. "
+            "make run PYTHON=python3.11") in made.stderr.splitlines(), made.stderr
+    assert not (tmp_path / ".venv").exists()
+
+
 def test_every_command_and_option_has_its_row_in_the_readme() -> None:
     """As datasette checks its settings: a command or an option added without a word in the README's
     table of commands fails here (``--config`` is told once, below the table)."""
