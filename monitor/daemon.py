@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.channels.rss import FeedKind, render_feed
 from monitor.clock import ClockWatch
 from monitor.config import RssConfig, Settings, SourceConfig, load_settings
-from monitor.errors import ConfigError, FetchError, MonitorError
+from monitor.errors import ConfigError, FetchInterrupted, MonitorError
 from monitor.fetch import Fetcher
 from monitor.health import Heartbeat, SourceHealth, StoreHealth, health_report, standby_report
 from monitor.match import RuleIndex, compile_rules
@@ -560,7 +560,7 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> None:
         if self.stopping.wait(seconds):
-            raise FetchError("stopped while waiting to retry")
+            raise FetchInterrupted("stopped while waiting to retry")
 
     # -- what the server asks ----------------------------------------------------------------
 

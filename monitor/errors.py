@@ -4,6 +4,7 @@
     ├── ConfigError          bad configuration; carries one line per problem
     │   └── QuerySyntaxError a rule query that does not parse (with the column)
     ├── FetchError           a source could not be fetched (after retries)
+    │   └── FetchInterrupted the daemon's stop cut a fetch short: no failure of the source
     ├── ParseError           content is not a page we can read, or yields no papers where it must
     ├── StoreError           the database failed or holds something we cannot read
     └── DeliveryError        a channel did not confirm a delivery (permanent or transient)
@@ -59,6 +60,10 @@ class FetchError(MonitorError):
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class FetchInterrupted(FetchError):
+    """The daemon's stop cut a fetch short (in a wait between tries): the source did not fail."""
 
 
 class ParseError(MonitorError):

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from monitor.config import ANNOUNCE_TYPES, Settings, SourceConfig
-from monitor.errors import FetchError, MonitorError, ParseError, StoreError
+from monitor.errors import FetchError, FetchInterrupted, MonitorError, ParseError, StoreError
 from monitor.fetch import Fetcher, RetryPolicy
 from monitor.history import Tally, catch_up, polled_url
 from monitor.models import Hit, Paper
@@ -116,6 +116,12 @@ def poll(
 
     def failed(exc: Exception, retry_after: float | None = None) -> PollReport:
         reason = redact_urls(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, FetchInterrupted):
+            # The daemon stops: no failure of the source. Recorded, it would outlive the stop, in
+            # status (its cause hidden) and in the backoff of the next start's polls.
+            log.info("source %s: %s", source.name, reason)
+            return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started,
+                              reason, error_kind="fetch")
         if isinstance(exc, StoreError):  # the store failed, not the source: nothing of the source's
             log.warning("source %s: %s", source.name, reason)  # (and a second try of the store would wait)
             return PollReport(source.name, status, papers_read, 0, 0, 0, time.monotonic() - started,

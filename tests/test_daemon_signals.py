@@ -4,6 +4,7 @@ commands end at a SIGTERM as before."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -88,3 +89,28 @@ def test_another_command_still_ends_at_a_sigterm_while_its_code_loads(
     finally:
         status.kill()
         status.wait()
+
+
+def test_a_stop_in_a_poll_s_wait_between_tries_is_no_failure_of_its_source(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    """A source answering 503 (Retry-After: 60), the daemon stopped while it waits to try again:
+    ``status`` has no failure of the source ('FetchError: stopped while waiting to retry' was
+    recorded, hiding the 503, and counted towards the backoff of the next start's polls)."""
+    replay.route("/api/daily_papers", Reply(b"busy", status=503, headers={"Retry-After": "60"}))
+    port = free_port()
+    config = write_config(tmp_path, port=port,
+                          sources=source("hf", replay.url("/api/daily_papers"), every="1h", timeout="5s"),
+                          channels='[[channels]]\nname = "feed"\ntype = "rss"\n', rules="")
+    daemon = Daemon(config, port)
+    daemon.wait_up()
+    wait_for(lambda: replay.hits("/api/daily_papers") >= 1, 20, "the first try")
+    code, _ = daemon.stop()
+    assert code == 0, daemon.log_text()
+    assert replay.hits("/api/daily_papers") == 1  # (the stop came in the wait, not after a second try)
+    assert any("interrupted by the stop" in r["message"] for r in daemon.log_records()), daemon.log_text()
+    ran = subprocess.run([sys.executable, "-m", "monitor", "status", "--json", "--config", str(config)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    sources = json.loads(ran.stdout)["sources"]
+    assert all(s["failures"] == 0 and s["last_error"] is None for s in sources), sources
