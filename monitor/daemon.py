@@ -140,6 +140,9 @@ class Daemon:
             log.info("paper-monitor standing by: another paper-monitor (%s) polls and delivers with this "
                      "store; this one serves the feeds and takes over when it stops (%d source(s), "
                      "%d channel(s), %s)", self.standby and self.standby.holder, *counts)
+        if not self.settings.sources:  # (a reload refuses such a file; a start says what it does)
+            log.warning("%s has no [[sources]]: nothing is polled (an empty or unfinished file?)",
+                        self.config_path)
 
     def _begin(self, takeover: bool = False) -> None:
         """Take up what an earlier holder of the store left (deliveries it was sending when it

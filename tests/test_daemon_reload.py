@@ -257,3 +257,20 @@ def test_a_poll_in_flight_through_a_reload_matches_with_the_rules_it_began_with(
     finally:
         db.close()
     assert rules == [("after", 1), ("before", 3)]
+
+
+def test_a_start_on_a_config_without_sources_says_nothing_is_polled(tmp_path: Path) -> None:
+    """An empty file at the start (a ConfigMap cut short, say): check-config lists 0 sources, and
+    the daemon, which a reload would refuse it to, says once that it polls nothing (it said only
+    'running: 0 source(s)', /healthz 200)."""
+    port = free_port()
+    config = write_config(tmp_path, port=port, sources="", channels=FEED, rules="")
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_up()
+        wait_for(lambda: messages(daemon, "warning") != [], 15, "the warning")
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert messages(daemon, "warning") == [
+        f"{config} has no [[sources]]: nothing is polled (an empty or unfinished file?)"]
