@@ -452,9 +452,11 @@ def test_a_prune_the_store_refused_is_tried_again_soon_not_in_a_day(tmp_path: Pa
     assert sent_rows() == 20
 
     # Its retries in seconds, not minutes; the first prune 4 s after the start, for this test to
-    # take the store's write lock first (another process writing, a backup holding the file...).
+    # take the store's write lock first (another process writing, a backup holding the file...);
+    # a write waits 1 s for the lock, not 10 (each refused try took 10 s of the test).
     daemon = Daemon(config, port, tune={"monitor.daemon.PRUNE_RETRY": 1.0,
-                                          "monitor.daemon.PRUNE_FIRST": 4.0})
+                                          "monitor.daemon.PRUNE_FIRST": 4.0,
+                                          "monitor.store.sql.BUSY_TIMEOUT_MS": 1000})
     locker = sqlite3.connect(tmp_path / "monitor.db", timeout=30, isolation_level=None)
     try:
         wait_for(lambda: "paper-monitor running" in daemon.log_text(), 30, "the daemon to start")

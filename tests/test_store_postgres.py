@@ -483,7 +483,10 @@ def test_a_fresh_daemon_sends_a_batch_claimed_seconds_ago_only_if_still_in_fligh
 ) -> None:
     """As above, a ``run`` started then: the batch claimed long ago goes at once; the batch of the
     daemon that lost the lock is left to it, and it records it; a batch claimed seconds ago by one
-    that died is sent once the minute has passed."""
+    that died is sent once the grace has passed (a minute; half that here, the same code path)."""
+    # Longer than "hot" and "died" were claimed before the daemon looks (a start slowed by a busy
+    # machine: 15-20 s seen at a load of 11), and than it takes to record "hot" after that.
+    grace = 30.0
     port = free_port()
     with _HeldSlack() as slack:
         config = tmp_path / "monitor.toml"
@@ -503,15 +506,16 @@ def test_a_fresh_daemon_sends_a_batch_claimed_seconds_ago_only_if_still_in_fligh
                     with store.engine.begin() as conn:
                         conn.execute(deliveries.update().where(deliveries.c.rule == rule)
                                      .values(state="sending", claimed_at=time.time() - ago, batch_key=rule))
-                daemon = Daemon(config, port)
+                daemon = Daemon(config, port, tune={"monitor.outbox.RECOVERY_GRACE": grace,
+                                                    "monitor.daemon.RECOVERY_GRACE": grace})
                 began = time.monotonic()
                 daemon.wait_up()
                 wait_for(lambda: "Left Long Ago" in json.dumps([m.payload for m in slack.messages]), 20,
                          "the batch left long ago to be sent")
                 time.sleep(3)
                 assert len(slack.messages) == 1
-            wait_for(lambda: len(slack.messages) == 3, 90, "the dead one's batch, a minute after the start")
-            assert time.monotonic() - began >= 60
+            wait_for(lambda: len(slack.messages) == 3, grace + 30, "the dead one's batch, after the grace")
+            assert time.monotonic() - began >= grace
         finally:
             code = daemon.stop()[0] if daemon is not None else 0
         assert code == 0
@@ -520,4 +524,4 @@ def test_a_fresh_daemon_sends_a_batch_claimed_seconds_ago_only_if_still_in_fligh
     alerts = Counter(title for m in slack.messages for title in titles if title in json.dumps(m.payload))
     assert alerts == dict.fromkeys(titles, 1)
     assert daemon is not None
-    assert "2 deliveries claimed less than 60 s ago, by a paper-monitor that may still" in daemon.log_text()
+    assert "2 deliveries claimed less than 30 s ago, by a paper-monitor that may still" in daemon.log_text()
