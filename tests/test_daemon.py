@@ -496,7 +496,7 @@ def test_a_store_locked_for_writes_by_another_process_is_the_store_s_problem_in_
         wait_for(lambda: daemon.get("/healthz").status_code == 200, 20, "a good poll")
         locker.execute("BEGIN IMMEDIATE")  # another process writing: a sqlite3 shell, a script...
         locked = time.monotonic()
-        while time.monotonic() - locked < 15:  # the source would be stale after 6 s without a success
+        while time.monotonic() - locked < 10:  # the source would be stale after 6 s without a success
             reply = daemon.get("/healthz")
             seen.append((reply.status_code, reply.json()))
             time.sleep(0.5)
