@@ -12,6 +12,14 @@ from tests.helpers import ReplayServer
 from tests.pg_support import ENV_REQUIRE, PgServer, PgUnavailable
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` (a real daemon waiting on real timers, 5-60 s each) run first, the
+    others after them in their order: with ``-n 2`` and one test handed out at a time
+    (``--maxschedchunk 1``), the two workers end together instead of one waiting out a long test
+    left near the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def replay() -> Iterator[ReplayServer]:
     """A real HTTP server on 127.0.0.1 answering scripted replies (see ``ReplayServer``)."""

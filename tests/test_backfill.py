@@ -91,6 +91,7 @@ def serve_three_days(replay: ReplayServer) -> list[dict[str, object]]:
     return items
 
 
+@pytest.mark.slow
 def test_backfill_stores_the_past_days_matched_without_alerts_and_a_poll_then_knows_them(
     replay: ReplayServer, tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ def dated_requests(replay: ReplayServer) -> list[str]:
     return [seen.path for seen in replay.requests if "date=" in seen.path]
 
 
+@pytest.mark.slow
 def test_a_daemon_restarted_after_three_days_alerts_the_papers_it_missed(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

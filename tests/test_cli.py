@@ -127,6 +127,7 @@ def test_default_config_is_config_monitor_toml_in_the_working_directory(tmp_path
     assert result.stderr.splitlines() == ['server.listen: expected "host:port", got "nonsense"']
 
 
+@pytest.mark.slow
 def test_parse_of_a_url_with_secrets_logs_and_tells_it_without_them() -> None:
     """Each retry is logged and the failure told with the URL, never its password or key."""
     import socket

@@ -70,6 +70,7 @@ def test_a_sources_backoff_ends_as_long_after_its_failure_when_the_clock_steps_b
     assert health.due("a", now=failed - 3600 + wait)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FAKETIME.exists(), reason="libfaketime is not installed")
 def test_a_daemon_goes_on_polling_and_sending_when_the_clock_steps_back_an_hour(
     tmp_path: Path, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch

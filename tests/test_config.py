@@ -744,6 +744,7 @@ def test_the_shortest_interval_and_timeout_are_taken() -> None:
     assert (source.every, source.timeout) == (1.0, 0.1)
 
 
+@pytest.mark.slow
 def test_a_config_read_beside_the_daemon_lets_other_threads_run() -> None:
     """A reload reads the config beside the daemon's work: the compiled TOML parser held the GIL for a
     whole file (/healthz/live answered in 6 s with 100,000 rules); read beside, it lets them run, and

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from monitor.channels.base import Alert, Batch
 from monitor.channels.console import ConsoleChannel
 from monitor.config import ConsoleConfig
@@ -44,6 +46,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_test_channel_command(tmp_path: Path) -> None:
     config = tmp_path / "monitor.toml"
     config.write_text(

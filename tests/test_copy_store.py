@@ -63,6 +63,7 @@ def page(replay: ReplayServer) -> list[dict[str, object]]:
     return items
 
 
+@pytest.mark.slow
 def test_a_sqlite_store_moves_to_postgresql_and_the_daemon_goes_on_there_as_if_nothing_happened(
     tmp_path: Path, replay: ReplayServer, page: list[dict[str, object]], pg_server: PgServer
 ) -> None:
@@ -105,6 +106,7 @@ def test_a_sqlite_store_moves_to_postgresql_and_the_daemon_goes_on_there_as_if_n
         pg_store.close()
 
 
+@pytest.mark.slow
 def test_copy_store_refuses_a_target_that_is_not_empty_or_the_store_itself_and_warns_of_a_running_daemon(
     tmp_path: Path, replay: ReplayServer, page: list[dict[str, object]]
 ) -> None:

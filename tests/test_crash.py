@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from monitor.config import RuleConfig
 from monitor.match import compile_rules
 from monitor.sources import parse_page
@@ -111,6 +113,7 @@ def _slack_deliveries(slack: SlowSlack, titles: dict[str, str]) -> tuple[Counter
     return seen, repeats
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_the_interrupted_sends(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

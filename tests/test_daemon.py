@@ -54,6 +54,7 @@ def _channels(slack: SlackStandIn, inbox: Inbox) -> str:
 RULES = '[[rules]]\nname = "hot"\nmin_upvotes = 50\nnotify = ["team", "me", "feed"]\n'
 
 
+@pytest.mark.slow
 def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice(
     tmp_path: Path, replay: ReplayServer, slack: SlackStandIn, inbox: Inbox
 ) -> None:
@@ -115,6 +116,7 @@ def test_daemon_polls_delivers_serves_and_stops_cleanly_then_sends_nothing_twice
     assert len(inbox.messages) == 1
 
 
+@pytest.mark.slow
 def test_daemon_survives_faulty_sources_reports_them_and_recovers(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -177,6 +179,7 @@ def test_daemon_survives_faulty_sources_reports_them_and_recovers(
     assert code == 0, daemon.log_text()[-3000:]
 
 
+@pytest.mark.slow
 def test_each_rule_of_a_feed_channel_is_served_as_a_feed_of_its_own_and_is_gone_with_it(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -231,6 +234,7 @@ def test_a_port_taken_is_one_line_and_exit_1_not_a_traceback(tmp_path: Path, rep
     assert "Traceback" not in text and "address already in use" in text.lower(), text
 
 
+@pytest.mark.slow
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, replay: ReplayServer) -> None:
     replay.route("/a", Reply(HF_JSON.read_bytes()))
     replay.route("/b", Reply(ARXIV_ATOM.read_bytes()))
@@ -279,6 +283,7 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path: Path, repla
         again.stop()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_at_once_while_a_large_config_is_read_at_start_or_again(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -307,6 +312,7 @@ def test_sigterm_stops_at_once_while_a_large_config_is_read_at_start_or_again(
     assert "reloaded" not in daemon.log_text()  # abandoned: the stop did not wait for it
 
 
+@pytest.mark.slow
 def test_a_rule_file_added_edited_or_removed_reloads_the_rules(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -356,6 +362,7 @@ class _HangingSlack(SlackStandIn):
         return super()._answer(path, headers, raw)
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_hanging_send_exits_in_time_and_the_batch_goes_out_after_restart(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -430,6 +437,7 @@ def test_old_sent_deliveries_are_deleted_at_start_and_their_papers_not_alerted_a
     assert old.get("console", 0) == 0 and old.get("feed", 0) <= 5
 
 
+@pytest.mark.slow
 def test_a_prune_the_store_refused_is_tried_again_soon_not_in_a_day(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path, port=port, sources="",
@@ -476,6 +484,7 @@ def test_a_prune_the_store_refused_is_tried_again_soon_not_in_a_day(tmp_path: Pa
     assert "Traceback" not in daemon.log_text()
 
 
+@pytest.mark.slow
 def test_a_store_locked_for_writes_by_another_process_is_the_store_s_problem_in_healthz_not_the_source_s(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -522,6 +531,7 @@ def test_a_store_locked_for_writes_by_another_process_is_the_store_s_problem_in_
     assert "cannot record the failure" not in log and "Traceback" not in log
 
 
+@pytest.mark.slow
 def test_a_daemon_with_many_rules_stops_fast_with_its_last_line_and_exit_code(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -550,6 +560,7 @@ def test_a_daemon_with_many_rules_stops_fast_with_its_last_line_and_exit_code(
     assert after < 0.5, f"the process took {after:.1f}s to end after its 'stopped' line"
 
 
+@pytest.mark.slow
 def test_a_reload_leaves_the_rules_out_of_the_garbage_collectors_walks(tmp_path: Path) -> None:
     """A full collection walked every object of the rule index (millions with 100,000 rules), stopping
     every thread, /healthz/live too, for seconds during a reload and now and then at rest: the config

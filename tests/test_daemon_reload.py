@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import feedparser
+import pytest
 
 from tests.daemon_support import Daemon, source, wait_for, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
@@ -49,6 +50,7 @@ def messages(daemon: Daemon, level: str | None = None) -> list[str]:
     return [r["message"] for r in daemon.log_records() if level is None or r.get("level") == level]
 
 
+@pytest.mark.slow
 def test_a_config_saved_in_place_in_two_writes_is_applied_whole(tmp_path: Path, replay: ReplayServer) -> None:
     """``cat new > monitor.toml`` by a writer that pauses between its two halves: the half without
     the rules is never applied (a paper polled meanwhile would have been known before its rule held,
@@ -80,6 +82,7 @@ def test_a_config_saved_in_place_in_two_writes_is_applied_whole(tmp_path: Path, 
     assert "Traceback" not in daemon.log_text()
 
 
+@pytest.mark.slow
 def test_an_emptied_or_missing_config_is_one_line_and_the_running_one_kept(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -109,6 +112,7 @@ def test_an_emptied_or_missing_config_is_one_line_and_the_running_one_kept(
     assert not messages(daemon, "warning")  # (not "database changed", as an empty config's default)
 
 
+@pytest.mark.slow
 def test_a_reload_while_a_send_hangs_holds_neither_the_reload_nor_the_stop(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -144,6 +148,7 @@ def test_a_reload_while_a_send_hangs_holds_neither_the_reload_nor_the_stop(
     assert [len(b["papers"]) for b in bodies] == [3, 3]
 
 
+@pytest.mark.slow
 def test_a_slow_send_holds_neither_the_other_channels_nor_fills_the_log(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -169,6 +174,7 @@ def test_a_slow_send_holds_neither_the_other_channels_nor_fills_the_log(
     assert "skipped: maximum number of running instances" not in daemon.log_text()
 
 
+@pytest.mark.slow
 def test_a_source_edited_or_taken_out_while_it_polls_finishes_that_poll_without_a_failure(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

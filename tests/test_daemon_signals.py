@@ -49,6 +49,7 @@ def _config(tmp_path: Path, replay: ReplayServer, port: int) -> Path:
                         rules='[[rules]]\nname = "r"\nnotify = ["feed"]\n')
 
 
+@pytest.mark.slow
 def test_a_sighup_while_the_code_loads_does_not_kill_the_daemon(
     tmp_path: Path, replay: ReplayServer, mark: Path
 ) -> None:
@@ -65,6 +66,7 @@ def test_a_sighup_while_the_code_loads_does_not_kill_the_daemon(
     assert "SIGHUP while starting: ignored (the config is about to be read)" in daemon.log_text()
 
 
+@pytest.mark.slow
 def test_a_sigterm_while_the_code_loads_stops_the_daemon_cleanly(
     tmp_path: Path, replay: ReplayServer, mark: Path
 ) -> None:

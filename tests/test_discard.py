@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.daemon_support import cli, source, write_config
 from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 
@@ -42,6 +44,7 @@ def _table(config: Path) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_discard_drops_dead_deliveries_and_those_of_a_channel_no_longer_in_the_config(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

@@ -3,6 +3,7 @@ match, for random rules and papers drawn from a small vocabulary so that they co
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -109,6 +110,7 @@ def paper(draw: st.DrawFn) -> Paper:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rules(), st.lists(paper(), min_size=1, max_size=4))
 def test_index_agrees_with_the_reference(rule_list: list[RuleConfig], papers: list[Paper]) -> None:
@@ -128,6 +130,7 @@ def test_author_matching_agrees_with_the_reference(watch: str, author: str) -> N
     assert bool(compile_rules(rule_list).match(item)) == bool(ReferenceMatcher(rule_list).match(item))
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rules(), st.lists(paper(), min_size=2, max_size=5))
 def test_memos_never_change_answers(rule_list: list[RuleConfig], papers: list[Paper]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ def expected_reasons(rule: RuleConfig, item: Paper) -> tuple[str, ...]:
     return tuple(dict.fromkeys(reasons))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rules(), st.lists(paper(), min_size=1, max_size=4))
 def test_reasons_are_what_explain_says_holds(rule_list: list[RuleConfig], papers: list[Paper]) -> None:

@@ -57,6 +57,7 @@ def _posts(slack: SlackStandIn) -> Counter[str]:
     return Counter(json.dumps(m.payload.get("blocks"), sort_keys=True) for m in slack.messages)
 
 
+@pytest.mark.slow
 def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -99,6 +100,7 @@ def test_once_while_the_daemon_sends_refuses_and_nothing_is_sent_twice(
     assert posts and max(posts.values()) == 1, posts
 
 
+@pytest.mark.slow
 def test_a_killed_daemon_leaves_no_lock_behind(tmp_path: Path, replay: ReplayServer) -> None:
     slack = SlackStandIn()
     port = free_port()
@@ -124,6 +126,7 @@ def _lock_file(tmp: Path) -> Path:
     return tmp / "monitor.db.lock"
 
 
+@pytest.mark.slow
 def test_a_deleted_lock_file_is_made_again_and_once_still_stops(tmp_path: Path, replay: ReplayServer) -> None:
     slack = SlackStandIn()
     port = free_port()
@@ -147,6 +150,7 @@ def test_a_deleted_lock_file_is_made_again_and_once_still_stops(tmp_path: Path, 
     assert "was removed while this process held it; taken again" in daemon.log_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["removed", "replaced"])
 def test_a_daemon_whose_store_file_is_removed_or_replaced_says_so_and_stops(
     tmp_path: Path, replay: ReplayServer, change: str
@@ -190,6 +194,7 @@ def test_a_daemon_whose_store_file_is_removed_or_replaced_says_so_and_stops(
     slack.close()
 
 
+@pytest.mark.slow
 def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -228,6 +233,7 @@ def test_a_daemon_whose_lock_another_process_took_stops_and_sends_nothing(
         slack.close()
 
 
+@pytest.mark.slow
 def test_a_second_daemon_naming_the_store_by_a_link_or_a_file_uri_exits_naming_the_holder(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

@@ -512,6 +512,7 @@ def write_config(tmp_path: Path, replay: ReplayServer, source: bool = False, dat
     return config
 
 
+@pytest.mark.slow
 def test_status_shows_a_dead_delivery_and_retry_dead_requeues_it(
     tmp_path: Path, replay: ReplayServer, store_url: str
 ) -> None:
@@ -583,6 +584,7 @@ def test_once_deletes_deliveries_sent_longer_ago_than_keep_sent(tmp_path: Path, 
         store.close()
 
 
+@pytest.mark.slow
 def test_status_shows_each_sources_last_poll_and_its_failures_in_a_row(
     tmp_path: Path, replay: ReplayServer
 ) -> None:

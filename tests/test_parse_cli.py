@@ -155,6 +155,7 @@ def test_parse_a_url_from_a_loopback_server(replay: ReplayServer) -> None:
     assert replay.hits("/api/daily_papers") == 1
 
 
+@pytest.mark.slow
 def test_parse_a_url_that_is_not_there(replay: ReplayServer) -> None:
     """A wrong URL is the user's input, as a missing file is (exit 2); a site failing is not (exit 1)."""
     replay.route("/busy", Reply(b"try later", 503))

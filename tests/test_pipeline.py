@@ -101,6 +101,7 @@ def text_page(items: list[dict[str, object]]) -> bytes:
 # -- the headline: the real CLI --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_once_on_the_three_seed_pages_in_turn_reports_the_new_papers(
     replay: ReplayServer, tmp_path: Path
 ) -> None:

@@ -406,6 +406,7 @@ class _FirstPartOnly(SlackStandIn):
         return super()._answer(path, headers, raw)
 
 
+@pytest.mark.slow
 def test_a_daemon_killed_after_part_one_of_a_batch_sends_the_other_parts_alone_after_restart(
     tmp_path: Path,
 ) -> None:

@@ -100,6 +100,7 @@ def _health(daemon: Daemon) -> tuple[int, dict[str, Any]]:
     return reply.status_code, reply.json()
 
 
+@pytest.mark.slow
 def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -157,6 +158,7 @@ def test_a_standby_serves_the_feeds_then_takes_over_when_the_daemon_dies(
     assert both.code == 0
 
 
+@pytest.mark.slow
 def test_a_standby_stops_at_once_and_leaves_the_store_to_the_daemon(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -195,6 +197,7 @@ def test_a_standby_with_no_daemon_to_wait_for_is_the_daemon(tmp_path: Path, repl
     assert code == 0
 
 
+@pytest.mark.slow
 def test_a_standby_takes_over_a_postgresql_store(
     tmp_path: Path, replay: ReplayServer, pg_server: PgServer
 ) -> None:
@@ -251,6 +254,7 @@ def _rows(tmp: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
         db.close()
 
 
+@pytest.mark.slow
 def test_a_takeover_leaves_what_the_daemon_before_was_sending_to_it_for_a_while(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -279,6 +283,7 @@ def test_a_takeover_leaves_what_the_daemon_before_was_sending_to_it_for_a_while(
     assert both.code == 0
 
 
+@pytest.mark.slow
 def test_after_a_database_outage_the_daemon_that_held_the_store_takes_it_back(
     tmp_path: Path, replay: ReplayServer, pg_server: PgServer
 ) -> None:

@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from monitor.store import open_store
 from monitor.store.lock import holder_fields, holder_line
 from tests.daemon_support import cli, source, write_config
@@ -20,6 +22,7 @@ from tests.helpers import HF_JSON, ReplayServer, Reply, free_port
 HOT = sum(1 for item in json.loads(HF_JSON.read_bytes()) if item["paper"].get("upvotes", 0) >= 10)
 
 
+@pytest.mark.slow
 def test_status_json_tells_the_channels_sources_daemon_and_standbys(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -77,6 +80,7 @@ def test_status_json_tells_the_channels_sources_daemon_and_standbys(
     assert "hook                 (gone)          0       0      " + str(HOT) in table
 
 
+@pytest.mark.slow
 def test_commands_that_read_the_store_do_not_make_an_empty_one_elsewhere(tmp_path: Path) -> None:
     # The daemon runs in its own directory with a relative path; an operator asks from another.
     home, elsewhere = tmp_path / "daemon", tmp_path / "elsewhere"
@@ -98,6 +102,7 @@ def test_commands_that_read_the_store_do_not_make_an_empty_one_elsewhere(tmp_pat
     assert not (elsewhere / "var").exists()
 
 
+@pytest.mark.slow
 def test_commands_that_send_nothing_work_in_a_shell_without_the_channels_secrets(
     tmp_path: Path, replay: ReplayServer
 ) -> None:
@@ -151,6 +156,7 @@ def test_commands_that_send_nothing_work_in_a_shell_without_the_channels_secrets
     assert json.loads(cli(config, "status", "--json", env=bare).stdout)["channels"][0]["pending"] == HOT
 
 
+@pytest.mark.slow
 def test_commands_that_read_the_store_do_not_make_one_at_an_absolute_path_either(tmp_path: Path) -> None:
     # The store was removed (or the daemon never ran, or the path is mistyped): nothing to read.
     config = write_config(tmp_path, port=free_port(), sources=source("hf", "http://127.0.0.1:9/papers"),

@@ -550,6 +550,7 @@ def _numbered(n: int) -> list[Paper]:
             for i in range(n)]
 
 
+@pytest.mark.slow
 def test_a_big_poll_commits_its_papers_with_their_matches_a_part_at_a_time(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -579,6 +580,7 @@ def test_a_big_poll_commits_its_papers_with_their_matches_a_part_at_a_time(
     assert store.delivery_counts(0.0, ["team"])["team"].pending == 130
 
 
+@pytest.mark.slow
 def test_a_big_poll_lets_other_writers_in_between_its_parts(tmp_path: Path) -> None:
     """A poll of many papers, each matching slowly, does not hold SQLite's write lock throughout:
     another writer waiting at most 3 s gets in while it goes on (the store's busy timeout is 10 s)."""

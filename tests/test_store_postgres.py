@@ -248,6 +248,7 @@ def test_random_pages_on_postgres(shared_store: SqlStore, pages: list[list[Paper
 # -- the real CLI ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_once_against_postgres_stores_the_page_once(
     pg_url: str, replay: ReplayServer, tmp_path: Path
 ) -> None:
@@ -311,6 +312,7 @@ def test_the_lock_of_a_killed_holder_is_free_at_once(pg_url: str) -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_the_daemon_lives_through_a_database_outage_and_holds_the_lock_again(
     pg_server: PgServer, pg_url: str, replay: ReplayServer, tmp_path: Path
 ) -> None:
@@ -478,6 +480,7 @@ def test_a_fresh_once_leaves_a_batch_claimed_seconds_ago_to_the_daemon_that_lost
     assert "1 deliveries claimed less than 60 s ago" in once.stderr, once.stderr
 
 
+@pytest.mark.slow
 def test_a_fresh_daemon_sends_a_batch_claimed_seconds_ago_only_if_still_in_flight_a_minute_later(
     pg_url: str, tmp_path: Path
 ) -> None:

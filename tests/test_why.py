@@ -67,6 +67,7 @@ def why(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return paper_monitor("why", "--config", str(config), *args)
 
 
+@pytest.mark.slow
 def test_why_tells_when_a_paper_was_seen_what_it_matched_and_what_became_of_each_alert(config: Path) -> None:
     done = why(config, "2606.12243")
     assert done.returncode == 0, done.stderr
