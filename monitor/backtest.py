@@ -1,5 +1,7 @@
 """``paper-monitor backtest``: run the rules over the stored papers and print what each would have
 matched (a count and a few titles), so a rule can be tried before it is switched on. Sends nothing.
+With more than a screen of rules, the table has the rules that matched (in config order) and those
+named by ``--rule`` or ``--query``; the others are one line, their count.
 
 Which rules are tried (here and in ``paper-monitor match``): the rules that are on; or those named
 by ``--rule``, on or off (``enabled = false``: a draft); and ``--query``, a rule of its own written
@@ -25,6 +27,9 @@ from monitor.store import open_store
 _EXAMPLES = 3
 _LISTED = 10  # rule names an error lists
 _TITLE_WIDTH = 80
+# Up to this many rules tried, the table has a row for each; beyond, the rules that matched nothing
+# (and are not named by --rule) are one line: 100,000 rules made a table of 100,000 rows.
+_EVERY_ROW = 20
 # The name the --query rule goes by in what is printed.
 QUERY_RULE = "--query"
 
@@ -88,15 +93,24 @@ def backtest(settings: Settings, since_seconds: float, names: Sequence[str] = ()
         progress.close()
     finally:
         store.close()
-    labels = {name: name if by_name[name].enabled else f"{name} (off)" for name in tried}
+    shown = tried
+    if len(tried) > _EVERY_ROW:
+        named = {*names, *([QUERY_RULE] if query is not None else [])}
+        shown = [name for name in tried if counts[name] or name in named]
+    labels = {name: name if by_name[name].enabled else f"{name} (off)" for name in shown}
     _print_table(labels, counts, examples)
-    print(f"\n{seen} papers seen in the last {_duration(since_seconds)}; nothing was sent.")
+    print()
+    if len(shown) < len(tried):
+        print(f"{len(tried) - len(shown):,} of {len(tried):,} rules matched nothing "
+              "(name one with --rule NAME to see it here)")
+    print(f"{seen} papers seen in the last {_duration(since_seconds)}; nothing was sent.")
     if nameless and any(_has_author_terms(by_name[name]) for name in tried):
         print(f"note: {nameless} of them list no author names (only a count, or none), "
               "so author terms could not match them.")
     off = [rule.name for rule in settings.rules if not rule.enabled and rule.name not in counts]
     if off:
-        print(f"note: not tried, being off: {', '.join(off)} (try one with --rule NAME)")
+        more = f" and {len(off) - _LISTED:,} more" if len(off) > _LISTED else ""
+        print(f"note: not tried, being off: {', '.join(off[:_LISTED])}{more} (try one with --rule NAME)")
     return 0
 
 
@@ -111,7 +125,7 @@ def _shorten(title: str) -> str:
 
 
 def _print_table(labels: dict[str, str], counts: dict[str, int], examples: dict[str, list[str]]) -> None:
-    width = max(len("rule"), *map(len, labels.values()))
+    width = max([len("rule"), *map(len, labels.values())])
     print(f"{'rule':<{width}}  {'matches':>7}  examples")
     for name, label in labels.items():
         titles = examples[name] or ["-"]

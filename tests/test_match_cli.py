@@ -235,3 +235,43 @@ def test_backtest_leaves_out_rules_that_are_off_and_tries_one_by_name(tmp_path: 
     hot = table(on.stdout)["hot"]  # the same query with NOT survey: none of these is a survey
     assert table(named.stdout) == {"draft (off)": draft, "--query": hot}
     assert draft >= table(on.stdout)["quant"] > 0 and "not tried" not in named.stdout
+
+
+def test_backtest_of_many_rules_prints_the_rules_that_matched_and_counts_the_others(tmp_path: Path) -> None:
+    fill_store(tmp_path)
+    idle = "".join(f'[[rules]]\nname = "idle-{i}"\nkeywords = ["zzqx{i}"]\n\n' for i in range(1995))
+    config = str(write_config(tmp_path, idle + DRAFT))
+    done = paper_monitor("backtest", "--config", config)
+    assert done.returncode == 0, done.stderr
+    index = compile_rules(load_settings(config).rules)
+    expected = dict.fromkeys(index.rule_names(), 0)
+    for item in stored_papers():
+        for found in index.match(item):
+            expected[found.rule] += 1
+    hits = {name: count for name, count in expected.items() if count}
+    assert len(expected) == 2000 and set(hits) <= {"spec", "quant", "people", "labs", "hot"}
+    assert table(done.stdout) == hits  # in config order, each with its examples under it
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:lines.index("")] if not line[0].isspace()] == list(hits)
+    after = lines[lines.index("") + 1:]
+    assert after[0] == (f"{2000 - len(hits):,} of 2,000 rules matched nothing "
+                        "(name one with --rule NAME to see it here)")
+    assert after[1].endswith("papers seen in the last 30d; nothing was sent.")
+    assert "note: not tried, being off: draft (try one with --rule NAME)" in after
+    assert len(lines) < 40
+    # Named, a rule is shown however many are tried, matches or none.
+    named = [f"idle-{i}" for i in range(24)] + ["hot"]
+    chosen = paper_monitor("backtest", "--config", config, *(arg for n in named for arg in ("--rule", n)))
+    assert chosen.returncode == 0, chosen.stderr
+    assert table(chosen.stdout) == {**dict.fromkeys(named[:-1], 0), "hot": hits["hot"]}
+    assert "matched nothing" not in chosen.stdout
+
+
+def test_backtest_lists_ten_rules_that_are_off_and_counts_the_others(tmp_path: Path) -> None:
+    fill_store(tmp_path)
+    drafts = "".join(f'[[rules]]\nname = "draft-{i}"\nkeywords = ["x{i}"]\nenabled = false\n\n'
+                     for i in range(30))
+    done = paper_monitor("backtest", "--config", str(write_config(tmp_path, drafts)))
+    assert done.returncode == 0, done.stderr
+    listed = ", ".join(f"draft-{i}" for i in range(10))
+    assert f"note: not tried, being off: {listed} and 20 more (try one with --rule NAME)" in done.stdout
