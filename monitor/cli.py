@@ -134,11 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, *, sends: bool = True) -> Settings:
+def _settings(args: argparse.Namespace, *, sends: bool = True, rules: bool = True) -> Settings:
     """The config. A command that sends nothing (``sends=False``: status, why, backtest...) takes
     it without the channels' secrets: a ``${NAME}`` not set in a [[channels]] table is no problem
-    for an operator's shell that lacks the service's environment file."""
-    return load_settings(args.config or default_config_path(), channel_secrets=sends)
+    for an operator's shell that lacks the service's environment file. One that reads no rule
+    (``rules=False``: status, retry-dead, discard, copy-store) takes it without its rules."""
+    return load_settings(args.config or default_config_path(), channel_secrets=sends, rules=rules)
 
 
 def _today(text: str | None) -> date:
@@ -297,19 +298,19 @@ def cmd_test_channel(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.status import print_status
 
-    return print_status(_settings(args, sends=False), as_json=args.json)
+    return print_status(_settings(args, sends=False, rules=False), as_json=args.json)
 
 
 def cmd_retry_dead(args: argparse.Namespace) -> int:
     from monitor.admin import retry_dead
 
-    return retry_dead(_settings(args, sends=False), args.channel)
+    return retry_dead(_settings(args, sends=False, rules=False), args.channel)
 
 
 def cmd_discard(args: argparse.Namespace) -> int:
     from monitor.admin import discard
 
-    return discard(_settings(args, sends=False), args.channel, args.dead)
+    return discard(_settings(args, sends=False, rules=False), args.channel, args.dead)
 
 
 def cmd_copy_store(args: argparse.Namespace) -> int:
@@ -321,7 +322,7 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
         sa.make_url(args.to)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise _Usage(f"--to: not a database URL: {redact_urls(str(exc))}") from None
-    return copy_store(_settings(args, sends=False), args.to)
+    return copy_store(_settings(args, sends=False, rules=False), args.to)
 
 
 COMMANDS = {

@@ -212,3 +212,32 @@ def test_the_holder_s_since_is_to_the_second_for_scripts() -> None:
     assert int(before) <= since <= time.time()
     older = holder_fields("run, pid 7 on b, since 2026-12-01 10:00 UTC")  # a daemon of an older version
     assert older is not None and older["since"] == "2026-12-01T10:00:00Z"
+
+
+def test_the_commands_that_read_no_rule_answer_whatever_the_rules_say(tmp_path: Path) -> None:
+    """status, retry-dead and discard read the outbox and the sources, never a rule: a rule broken
+    while the daemon runs on (it keeps the config it has) is check-config's to tell, and they do not
+    read the rules of a large config at all (100,000 rules took status 12 s)."""
+    open_store(f"sqlite:///{tmp_path}/monitor.db").close()
+    (tmp_path / "rules.d").mkdir()
+    (tmp_path / "rules.d" / "team.toml").write_text('[[rules]]\nname = "x"\nkeywords = ["${NOT_SET_HERE}"]\n'
+                                                    'notify = ["nowhere"]\n')
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[monitor]\ndatabase = "sqlite:///{tmp_path}/monitor.db"\n'
+                      'rule_files = ["rules.d/*.toml"]\n\n[[channels]]\nname = "feed"\ntype = "rss"\n\n'
+                      '[[rules]]\nname = "bad"\nquery = "kv AND"\nnotify = ["feed"]\n')
+    status = cli(config, "status")
+    assert status.returncode == 0 and status.stdout.startswith("channel "), status.stderr
+    assert cli(config, "retry-dead").stdout == "requeued 0 dead deliveries (all channels)\n"
+    assert cli(config, "discard", "--dead").stdout == "discarded 0 dead deliveries (all channels)\n"
+    checked = cli(config, "check-config")
+    assert checked.returncode == 2
+    assert checked.stderr.splitlines() == [
+        "rules[0].query: column 7: expected a term",
+        "rules.d/team.toml: rules[0].keywords[0]: environment variable NOT_SET_HERE is not set",
+        'rules.d/team.toml: rules[0].notify: unknown channel "nowhere"']
+    # The config itself is read and checked all the same.
+    config.write_text(config.read_text().replace('type = "rss"', 'type = "rsss"'))
+    broken = cli(config, "status")
+    assert (broken.returncode, broken.stderr) == (
+        2, "channels[0].type: must be one of slack, email, rss, webhook, console\n")
