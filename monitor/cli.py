@@ -207,9 +207,9 @@ def cmd_match(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
     settings = load_settings(path)
-    from monitor.match import compile_rules
+    from monitor.match import check_rules
 
-    compile_rules(settings.rules)
+    check_rules(settings.rules)
     print(f"{path}: ok")
     print(f"  database: {redact_url(settings.monitor.database)}")
     print(f"  server:   {settings.server.listen}")
@@ -228,7 +228,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if len(settings.rules) > _LISTED_RULES:
         print(f"    ... and {len(settings.rules) - _LISTED_RULES} more")
     if settings.monitor.rule_files:
-        files = Counter(rule.file for rule in settings.rules if rule.file)
+        files = Counter(file for rule in settings.rules if (file := rule.file))
         listed = ", ".join(f"{name} ({count})" for name, count in files.items()) or "none found"
         print(f"  rule files: {listed}")
     return 0

@@ -275,3 +275,20 @@ def test_backtest_lists_ten_rules_that_are_off_and_counts_the_others(tmp_path: P
     assert done.returncode == 0, done.stderr
     listed = ", ".join(f"draft-{i}" for i in range(10))
     assert f"note: not tried, being off: {listed} and 20 more (try one with --rule NAME)" in done.stdout
+
+
+def test_check_config_finds_what_compiling_finds_without_building_the_index(tmp_path: Path) -> None:
+    from monitor.match import check_rules
+
+    config = write_config(tmp_path, DRAFT.replace('"quantiz*"', '"quantiz*", "--"')
+                          + '[[rules]]\nname = "who"\nauthors = ["..."]\n\n')
+    rules = load_settings(config).rules
+    with pytest.raises(ConfigError) as compiled:
+        compile_rules(rules)
+    with pytest.raises(ConfigError) as checked:
+        check_rules(rules)
+    assert checked.value.problems == compiled.value.problems == [
+        'rules[0].keywords: "--" has no letters or digits', 'rules[1].authors: "..." has no letters']
+    done = paper_monitor("check-config", "--config", str(config))
+    assert (done.returncode, done.stderr) == (2, "".join(f"{p}\n" for p in checked.value.problems))
+    assert check_rules(load_settings(write_config(tmp_path)).rules) is None
