@@ -10,6 +10,12 @@ paper of its own, its title numbered), seen over the past 30 days. ``--dir`` kee
 used again by the next run (writing 100,000 rules takes ~15 s). Prints, per command, its wall time
 and its CPU time (user + system), its exit code and how many lines it wrote to stdout. CPU time is the
 one to compare on a shared machine: others' work inflates the wall time.
+
+Measured on 2 loaded cores (CPU seconds, 100,000 rules, 25,000 papers; before: 8a3fa65):
+status 12.6 -> 1.1, status --json 13.6 -> 1.1, retry-dead 13.4 -> 1.1, discard --dead 9.6 -> 1.0,
+why 11.4 -> 6.2, why --rule 15.4 -> 9.2, check-config 27.5 -> 15.4, backtest 51.3 -> 44.3 with
+137,870 -> 56,804 lines (this store's papers are copies of the pages the rules are drawn from: 18,933
+rules match one; "81,067 of 100,000 rules matched nothing" is one line).
 """
 
 from __future__ import annotations
