@@ -123,6 +123,21 @@ def test_a_query_nested_past_the_limit_is_a_syntax_error_not_a_crash() -> None:
     with pytest.raises(QuerySyntaxError) as raised:
         parse_query("(" * 51 + "gpu" + ")" * 51)
     assert (raised.value.column, raised.value.message) == (
-        51, "nested too deeply (at most 50 levels of parentheses and NOT)")
+        51, "nested too deeply (at most 50 levels of parentheses, NOT and fields)")
     with pytest.raises(QuerySyntaxError):
         parse_query("NOT " * 5000 + "gpu")
+
+
+@pytest.mark.parametrize("field", ["org:", "title:", "author:", "abstract:"])
+def test_fields_stacked_past_the_limit_are_one_line_not_a_traceback(tmp_path: Path, field: str) -> None:
+    """Found while writing the query fuzzer (tests/fuzz.py query): each field before a term was a level
+    of recursion with no limit, and a query of 2,000 ``org:`` ended check-config in a RecursionError."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[[rules]]\nname = "stacked"\nquery = "{field * 2000}x"\n', encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"rules[0].query: column {50 * len(field) + 1}: nested too deeply "
+                           "(at most 50 levels of parentheses, NOT and fields)\n")

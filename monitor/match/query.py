@@ -139,9 +139,11 @@ class _Parser:
         return self.parse_primary(field)
 
     def nested(self, token: _Token, parse: Callable[[FieldName], Node], field: FieldName) -> Node:
-        """``parse`` one level deeper; a query is a person's, so nesting has a sane limit."""
+        """``parse`` one level deeper; a query is a person's, so nesting has a sane limit (without one,
+        a few thousand levels were a RecursionError, not a line naming the column)."""
         if self.depth == MAX_DEPTH:
-            raise self.fail(f"nested too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)", token)
+            raise self.fail(
+                f"nested too deeply (at most {MAX_DEPTH} levels of parentheses, NOT and fields)", token)
         self.depth += 1
         node = parse(field)
         self.depth -= 1
@@ -161,8 +163,8 @@ class _Parser:
                 raise self.fail('expected ")"', close)
             self.take()
             return node
-        if token.kind == "field":
-            return self.parse_field(token)
+        if token.kind == "field":  # a level too: title:title:... is a recursion like ((...
+            return self.nested(token, lambda _: self.parse_field(token), field)
         if token.kind == "NOT":  # a field followed by NOT: title:NOT x
             return Not(self.nested(token, self.parse_primary, field))
         return self.make_atom(token, field)
