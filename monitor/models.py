@@ -6,7 +6,7 @@ import hashlib
 import re
 import unicodedata
 from datetime import date
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,13 @@ def normalize_title(title: str) -> str:
     """NFKC, casefold, every run of non-alphanumeric characters one space, stripped."""
     folded = unicodedata.normalize("NFKC", title).casefold()
     return _NON_ALNUM.sub(" ", folded).strip()
+
+
+def has_words(title: str | None) -> TypeGuard[str]:
+    """Whether a title a page shows is one: a letter or digit in it. A title of dots, dashes or
+    invisible characters normalizes to nothing, and every such paper would share one key (that of
+    the empty title) and alert with nothing to read."""
+    return title is not None and bool(normalize_title(title))
 
 
 def title_key(title: str) -> str:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ParseError
-from monitor.models import Paper, clean_arxiv_id, title_key
+from monitor.models import Paper, clean_arxiv_id, normalize_title, title_key
 from monitor.sources import parse_page
 from tests.helpers import ARXIV_ATOM, ARXIV_ATOM_LEGACY, ARXIV_RSS_EMPTY, DATA, HF_HTML, HF_JSON, SEED_PAGES
 
@@ -115,3 +115,41 @@ def test_damaged_recorded_pages(fmt: str, recipe: Recipe) -> None:
 )
 def test_json_of_any_shape(value: object) -> None:
     check(PARSERS["hf-json"], json.dumps(value).encode())
+
+
+ABSTRACT = "We study a problem that matters and show that our method works well on many benchmarks."
+NO_WORDS = ["", "...", "\u200b", "\u00ad", "—", "\u200b\u200b \u2060"]
+
+
+def _pages_with_title(title: str) -> dict[str, bytes]:
+    """A page of each format with two papers: the first titled ``title``, the second a real one."""
+    xml_title = title.encode()
+    return {
+        "hf-json": json.dumps([{"paper": {"title": title, "authors": [{"name": "A B"}]}},
+                               {"paper": {"id": "2401.00002", "title": "Real"}},
+                               {"paper": {"id": "2401.00003", "title": "Real too"}}]).encode(),
+        "hf-html": b"<html><body><article><h3><a href='/papers/2401.00001'>" + xml_title
+                   + b"</a></h3></article><article><h3><a href='/papers/2401.00002'>Real</a></h3></article>"
+                   b"</body></html>",
+        "hf-text": f"{title}\n\n{ABSTRACT}\n\n  \u2022 2 authors\n\u00b7\nOct 8, 2024\n\n"
+                   f"Real\n\n{ABSTRACT}\n\n  \u2022 3 authors\n\u00b7\nOct 9, 2024\n".encode(),
+        "arxiv-rss": b"<rss><channel><item><title>" + xml_title + b" (arXiv:2401.00001v1 [cs.CL])</title>"
+                     b"<link>https://arxiv.org/abs/2401.00001</link></item></channel></rss>",
+        "arxiv-atom": b"<feed xmlns='http://www.w3.org/2005/Atom'><entry><title>" + xml_title + b"</title>"
+                      b"<id>http://arxiv.org/abs/2401.00001v1</id></entry></feed>",
+    }
+
+
+@pytest.mark.parametrize("title", NO_WORDS)
+@pytest.mark.parametrize("fmt", ["hf-json", "hf-html", "hf-text", "arxiv-rss", "arxiv-atom"])
+def test_a_title_without_a_letter_or_digit_is_no_paper(fmt: str, title: str) -> None:
+    """A title of dots, dashes or invisible characters normalizes to nothing: every such paper had the
+    key of the empty title (title:e3b0c44298fc1c14), one alert for all of them, with a blank title.
+    It is a paper without a title: left out, or the page refused (as each format does with no title)."""
+    try:
+        papers = parse_page(_pages_with_title(title)[fmt], fmt, today=TODAY)
+    except ParseError as exc:
+        assert "without a title" in str(exc) or "no papers" in str(exc)
+        return
+    assert all(normalize_title(paper.title) for paper in papers), papers
+    assert "Real" in [paper.title for paper in papers]

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 
 from monitor.errors import ParseError
-from monitor.models import Paper, clean_arxiv_id, collapse
+from monitor.models import Paper, clean_arxiv_id, has_words
 from monitor.sources import decode, one_line
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -57,7 +57,7 @@ def parse_atom(data: bytes, today: date) -> list[Paper]:
         if "/api/errors" in entry_id:  # the API answers a bad query with one "Error" entry
             reason = _child_text(entry, f"{ATOM}summary") or title or "unknown"
             raise ParseError(f"arXiv API error: {one_line(reason)}")
-        if not title or not collapse(title):
+        if not has_words(title):
             raise ParseError(f"entry {index}: a paper without a title")
         arxiv_id = _find_id(entry_id)
         summary = _child_text(entry, f"{ATOM}summary")
@@ -93,7 +93,8 @@ def parse_rss(data: bytes, today: date) -> list[Paper]:
     for index, item in enumerate(_items(root)):
         ns = _ns(item)  # "" in RSS 2.0, the RSS 1.0 namespace in the older feeds
         title = _child_text(item, f"{ns}title")
-        if not title or not collapse(title):
+        # (an older listing's title ends in "(arXiv:2401.12345v1 [cs.CL])", which is not the title)
+        if not title or not has_words(_OLD_TITLE_SUFFIX.sub("", title)):
             raise ParseError(f"item {index}: a paper without a title")
         link = _child_text(item, f"{ns}link")
         guid = _child_text(item, "guid")

@@ -14,7 +14,7 @@ from datetime import date
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from monitor.errors import ParseError
-from monitor.models import Paper, clean_arxiv_id, collapse
+from monitor.models import Paper, clean_arxiv_id, has_words
 from monitor.sources import decode
 from monitor.sources.hf_json import PAPER_URL, papers_from_json
 
@@ -62,7 +62,7 @@ def _from_cards(tree: LexborHTMLParser, page_day: date | None) -> list[Paper] | 
         if paper_id is None:
             continue
         found = True
-        if not title or not collapse(title):
+        if not has_words(title):
             continue  # a card without a readable title: skip it, keep the others
         authors = _AUTHORS.search(card.text(separator=" "))
         arxiv_id = clean_arxiv_id(paper_id)

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from monitor.errors import ParseError
-from monitor.models import Paper, clean_arxiv_id, collapse
+from monitor.models import Paper, clean_arxiv_id, has_words
 from monitor.sources import decode, one_line
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _paper(item: Any, index: int, source: str, page_day: date | None) -> Paper:
     wrapped = item.get("paper")
     paper: Mapping[str, Any] = wrapped if isinstance(wrapped, dict) else item
     title = _text(paper.get("title")) or _text(item.get("title"))
-    if not title or not collapse(title):  # none, or nothing but spaces and control characters (cleaned away)
+    if not has_words(title):  # none, or nothing but spaces, marks and control characters (cleaned away)
         raise ParseError(f"item {index}: a paper without a title")
     raw_id = _text(paper.get("id"))
     arxiv_id = clean_arxiv_id(raw_id)

@@ -13,7 +13,7 @@ from datetime import date
 from typing import NamedTuple
 
 from monitor.errors import ParseError
-from monitor.models import Paper
+from monitor.models import Paper, has_words
 from monitor.sources import decode
 
 SOURCE = "hf-text"
@@ -244,8 +244,8 @@ def _entries(tokens: list[_Tok], today: date) -> tuple[list[Paper], bool, bool]:
     # A short notice under a heading ("Too Many Requests" / "You have sent too many requests ..."),
     # kept above only so that the entries after it pair up right, is no paper.
     entries = [e for e in entries if e.had_block or len((e.abstract or "").split()) >= _BARE_ABSTRACT_WORDS]
-    # A title of nothing but control characters is no title once they are cleaned away.
-    papers = [paper for paper in (_paper(*e[:6]) for e in entries) if paper.title]
+    # A title of nothing but control characters, dots or dashes is no title (models.has_words).
+    papers = [paper for paper in (_paper(*e[:6]) for e in entries) if has_words(paper.title)]
     return papers, evidence, any(e.had_block for e in entries)
 
 
