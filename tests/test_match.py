@@ -144,6 +144,13 @@ AUTHORS = [
     ("Jun Yan Zhu", "Jun-Yan Zhu", True),
     ("J.-Y. Zhu", "Jun Yan Zhu", True),
     ("Jun-Yan Zhu", "Yan Jun Zhu", False),
+    # ... with a middle name on one side (found by fuzzing the index against tests/match_reference.py:
+    # the index filed "Jun Yan" under the initials j, y and looked "Jun-Yan Bo" up under j, b).
+    ("Jun Yan Zhu", "Jun-Yan Bo Zhu", True),
+    ("Jean Pierre Dupont", "Jean-Pierre A. Dupont", True),
+    ("Jun-Yan Bo Zhu", "Jun Yan Zhu", True),
+    ("Jun-Yan Li Zhu", "J. Y. Zhu", True),
+    ("J. Y. Zhu", "Bo Jun-Yan Zhu", True),
     ("Wei Zhang", "Wei-Wei Zhang", False),
     ("Ai Li", "Ai-Ling Li", False),
     ("Tri Dao", "Tri Dao Jr.", True),

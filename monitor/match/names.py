@@ -153,6 +153,16 @@ _MANY_INITIALS = 4
 _NO_INITIALS: frozenset[str] = frozenset()
 
 
+def _initials(given: tuple[str, ...]) -> tuple[frozenset[str], ...]:
+    """The initials under which given names are filed: of the names (``jun-yan bo``: j, b) and, for a
+    hyphenated one, of its parts too (j, y, b). Names that agree have initials one within the other
+    either way: ``jun-yan`` agrees with ``jy`` as one name, with ``jun yan`` part by part; filed only
+    the first way, ``Jun Yan Zhu`` was never tried against the paper author ``Jun-Yan Bo Zhu``."""
+    names = frozenset(g[0] for g in given)
+    parts = frozenset(p[0] for g in given for p in _parts(g) if p)
+    return (names,) if parts == names else (names, parts)
+
+
 class AuthorWatches:
     """The watched authors of all rules, filed so that a paper author is tried against few."""
 
@@ -172,8 +182,9 @@ class AuthorWatches:
 
     def add(self, atom_id: int, name: Name) -> None:
         given, surname = name
-        self.surnames.setdefault(surname, {}).setdefault(frozenset(g[0] for g in given), []).append(
-            (atom_id, given))
+        buckets = self.surnames.setdefault(surname, {})
+        for initials in _initials(given):
+            buckets.setdefault(initials, []).append((atom_id, given))
         self.wide.pop(surname, None)
         if len(given) == 1:
             # a hyphenated `jun-yan` is also filed as the one-word `junyan` and `jy` it agrees with
@@ -211,19 +222,26 @@ class AuthorWatches:
             found += [atom_id for atom_id, watched_given in self.more_given.get((name.surname, first[0]), ())
                       if given_match(watched_given, given)]
             return tuple(found)
-        initials = frozenset(g[0] for g in given)
+        tried: list[Watches] = []
+        for initials in _initials(given):
+            tried += self._tried(name.surname, buckets, initials)
+        matched = (atom_id for entries in tried for atom_id, watched_given in entries
+                   if given_match(watched_given, given))
+        return tuple(dict.fromkeys(matched))  # (a hyphenated name's watch is filed twice)
+
+    def _tried(self, surname: str, buckets: dict[frozenset[str], Watches],
+               initials: frozenset[str]) -> list[Watches]:
+        """The watches whose initials are a subset or a superset of ``initials``."""
         if len(initials) > _MANY_INITIALS:
-            tried = [entries for watched, entries in buckets.items()
-                     if watched <= initials or initials <= watched]
-        else:
-            subsets = (frozenset(subset) for size in range(len(initials) + 1)
-                       for subset in combinations(initials, size))
-            tried = [entries for subset in subsets if (entries := buckets.get(subset))]
-            if initials:  # (an author named by surname alone is only a watch named so)
-                for watched, entries in self._wide(name.surname):
-                    if len(watched) <= len(initials):
-                        break
-                    if initials < watched:
-                        tried.append(entries)
-        return tuple(atom_id for entries in tried for atom_id, watched_given in entries
-                     if given_match(watched_given, given))
+            return [entries for watched, entries in buckets.items()
+                    if watched <= initials or initials <= watched]
+        subsets = (frozenset(subset) for size in range(len(initials) + 1)
+                   for subset in combinations(initials, size))
+        tried = [entries for subset in subsets if (entries := buckets.get(subset))]
+        if initials:  # (an author named by surname alone is only a watch named so)
+            for watched, entries in self._wide(surname):
+                if len(watched) <= len(initials):
+                    break
+                if initials < watched:
+                    tried.append(entries)
+        return tried
