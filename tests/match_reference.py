@@ -37,8 +37,8 @@ def _given(word: str) -> str:
     parts = word.split("-")
     if len(parts) > 1:
         joined, initials = "".join(parts), "".join(part[0] for part in parts)
-        return (f"(?:{'-'.join(map(_part, parts))}|{re.escape(joined)}|{re.escape(initials)}"
-                f"|{re.escape(word[0])})")
+        return (f"(?:{'-'.join(map(_part, parts))}|{' '.join(map(_part, parts))}|{re.escape(joined)}"
+                f"|{re.escape(initials)}|{re.escape(word[0])})")
     if len(word) == 1:
         return re.escape(word) + r"[\w-]*"
     split_up = "-?".join(map(re.escape, word))  # the word itself among them
@@ -52,10 +52,15 @@ def author_regex(name: str) -> str:
     parsed = parse_name(name)
     assert parsed is not None
     surname = re.escape(parsed.surname)
-    watch_in_author = r"^(?:[\w-]+ )*?" + "".join(_given(w) + r" (?:[\w-]+ )*?" for w in parsed.given)
+    # Watched given names next to each other may be the parts of the author's hyphenated one.
+    givens = r"(?: (?:[\w-]+ )*?|-)".join(map(_given, parsed.given))
+    watch_in_author = r"^(?:[\w-]+ )*?" + (givens + r" (?:[\w-]+ )*?" if givens else "")
     pattern = watch_in_author + surname + "$"
     if parsed.given:
-        author_in_watch = r"^(?=[\w-]+ \w)" + "".join(f"(?:{_given(w)} )?" for w in parsed.given)
+        author_in_watch = r"^(?=[\w-]+ \w)" + "".join(
+            # (or joined by a hyphen to the next watched name: the parts of the author's one)
+            f"(?:{_given(w)} |{_given(w)}-(?={_given(after)}[ -]))?" if after else f"(?:{_given(w)} )?"
+            for w, after in zip(parsed.given, (*parsed.given[1:], None), strict=True))
         pattern = f"(?:{pattern})|(?:{author_in_watch}{surname}$)"
     return pattern
 
