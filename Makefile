@@ -44,7 +44,7 @@ bench: $(VENV)/.installed-dev
 soak: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/soak.py
 
-# Coverage-guided fuzzing (tests/fuzz.py): `make fuzz TARGET=config FUZZ_SECONDS=600`.
+# Coverage-guided fuzzing (tests/fuzz.py): `make fuzz TARGET=parse|config|query|match FUZZ_SECONDS=600`.
 fuzz: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
 	$(BIN)/python tests/fuzz.py $(or $(TARGET),parse) -max_total_time=$(or $(FUZZ_SECONDS),300)
