@@ -64,6 +64,8 @@ ERRORS = [
     ('title:"kv cache', 7, "unterminated quote"),
     ("upvotes:lots", 9, "expected a number after upvotes:, e.g. upvotes:>=10"),
     ("upvotes:", 9, "expected a number after upvotes:, e.g. upvotes:>=10"),
+    # (past Python's 4,300 digits int() raised a ValueError: a config line without the column)
+    ("kv upvotes:>=" + "9" * 5000, 12, "a number of upvotes up to 999999999, e.g. upvotes:>=10"),
     ("kv AND ++", 8, '"++" has no letters or digits'),
     ('author:"."', 8, 'expected a name, got "."'),
     ("NOT", 4, "expected a term"),

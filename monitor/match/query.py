@@ -176,6 +176,8 @@ class _Parser:
         compare = _UPVOTES.fullmatch(value.text) if value is not None and value.kind == "word" else None
         if compare is None:
             raise self.fail("expected a number after upvotes:, e.g. upvotes:>=10", value)
+        if len(compare.group(2)) > 9:  # no paper has more (past 4,300 digits int() would raise)
+            raise self.fail("a number of upvotes up to 999999999, e.g. upvotes:>=10", value)
         self.take()
         op = compare.group(1) or ">="
         assert op in COMPARE
