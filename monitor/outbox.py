@@ -3,6 +3,8 @@ commands over it are in ``monitor.admin``).
 
 Each channel's queue is FIFO and runs on its own worker thread, so a slow or dead channel never
 delays the others; a transient failure holds that channel's queue until its retry time (in order).
+A dispatch turn asks the store once which channels have something due (every queue's head in one
+statement) and starts only those: 200 channels at rest cost no more than one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from monitor.channels.base import DIGEST_RULE, Alert, Batch, Channel, GroupChann
 from monitor.config import EmailConfig, RssConfig, Settings, SlackConfig
 from monitor.errors import DeliveryError, StoreError
 from monitor.logs import utc_text
-from monitor.store.deliveries import Claimed, DeliveryQueries
+from monitor.store.deliveries import Claimed, DeliveryQueries, Head
 from monitor.store.lock import StoreBusy
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,14 @@ class Digest:
             slot = datetime.combine(today - timedelta(days=1), self.at, tzinfo=self.zone).timestamp()
         return slot
 
+    def next_slot(self, now: float) -> float:
+        """The first send time after ``now`` (epoch seconds)."""
+        today = datetime.fromtimestamp(now, self.zone).date()
+        slot = datetime.combine(today, self.at, tzinfo=self.zone).timestamp()
+        if slot <= now:
+            slot = datetime.combine(today + timedelta(days=1), self.at, tzinfo=self.zone).timestamp()
+        return slot
+
 
 @dataclass(frozen=True)
 class _Claim:
@@ -135,11 +145,15 @@ class ChannelReport:
     dead: int = 0
     busy: bool = False  # still working through an earlier run; it was not started again
     error: str | None = None
+    next_due: float | None = None  # when its queue has a batch to send again, as the run ended
 
 
 @dataclass
 class DispatchReport:
     channels: dict[str, ChannelReport] = field(default_factory=dict)
+    # When the earliest thing not due at this call falls due (a retry, a digest's time): on a channel
+    # it did not start, or as a channel's run (reported here) left its queue; None: nothing waits.
+    next_due: float | None = None
 
     @property
     def sent(self) -> int:
@@ -234,9 +248,17 @@ class Dispatcher:
         it did is in the report of a later call). ``now`` fixes the time (tests); by default the
         clock is read before each batch. A dispatcher closing (``close``, ``take_over``) starts
         nothing: its report is empty.
+
+        The store is asked once which channels have something due (``queue_heads``); only those
+        start (and those with a store write owed), each reading its own queue from there on.
+        ``StoreError`` if the store does not answer that.
         """
         report = DispatchReport()
         started: dict[str, Future[ChannelReport]] = {}
+        if self._stop.is_set():
+            return report
+        heads = self._store.queue_heads()
+        current = self._clock() if now is None else now
         with self._lock:
             if self._stop.is_set():
                 return report
@@ -245,7 +267,13 @@ class Dispatcher:
                 if running is not None and not running.done():
                     report.channels[name] = ChannelReport(name, busy=True)
                     continue
-                started[name] = self._running[name] = self._pool.submit(self._run_channel, name, now)
+                due = self._due_at(name, heads.get(name), current)
+                if self._unfinished[name] or (due is not None and due <= current):
+                    started[name] = self._running[name] = self._pool.submit(self._run_channel, name, now)
+                else:
+                    report.channels[name] = ChannelReport(name)  # nothing due: not started
+                    if due is not None and (report.next_due is None or due < report.next_due):
+                        report.next_due = due
         wait(list(started.values()), timeout=timeout)
         for name, future in started.items():
             if not future.done():
@@ -256,7 +284,20 @@ class Dispatcher:
             except queue.Empty:
                 break
             report.channels[done.channel] = _added(report.channels.get(done.channel), done)
+            if done.next_due is not None and (report.next_due is None or done.next_due < report.next_due):
+                report.next_due = done.next_due
         return report
+
+    def _due_at(self, name: str, head: Head | None, current: float) -> float | None:
+        """When the queue whose head is ``head`` has a batch to send (as ``_claim_next`` decides at
+        ``current``): its retry time, or a digest's next time for rows that wait for it; None if
+        the queue is empty."""
+        if head is None:
+            return None
+        digest = self._digests.get(name)
+        if digest is not None and head.batch_key is None and head.created_at >= digest.last_slot(current):
+            return max(head.next_attempt_at, digest.next_slot(current))  # held for the next digest
+        return head.next_attempt_at
 
     def take_over(self, old: Dispatcher) -> None:
         """Work from now on in place of ``old`` (a reload's): it starts nothing more, and a channel
@@ -310,6 +351,9 @@ class Dispatcher:
                         break
                 elif not self._send_next(name, now, report):
                     break
+            if not self._stop.is_set():  # (a retry it set, a digest's time: the daemon wakes for it)
+                current = self._clock() if now is None else now
+                report.next_due = self._due_at(name, self._store.queue_head(name), current)
         except StoreError as exc:  # the database is unreachable, or the store's lock was lost
             log.error("delivery to channel %s stopped: %s", name, exc)
             report.error = str(exc)
@@ -493,7 +537,7 @@ def _added(before: ChannelReport | None, done: ChannelReport) -> ChannelReport:
         return done
     return ChannelReport(done.channel, sent=before.sent + done.sent, batches=before.batches + done.batches,
                          failed=before.failed + done.failed, dead=before.dead + done.dead,
-                         busy=before.busy, error=done.error or before.error)
+                         busy=before.busy, error=done.error or before.error, next_due=done.next_due)
 
 
 def _batch(

@@ -96,6 +96,18 @@ class DeliveryQueries(Transactions):
                 found += conn.execute(query).all()
         return Head(*min(found, key=lambda row: row.id)) if found else None
 
+    def queue_heads(self) -> dict[str, Head]:
+        """Every channel's queue head (``queue_head``) at once, by channel, for the channels with
+        an open row: one statement, whatever the number of channels, and one seek per channel with
+        open rows, whatever the backlog (the dispatcher's turn asks this, not each channel's head)."""
+        out: dict[str, Head] = {}
+        with self.read("reading the queue heads") as conn:
+            for row in conn.execute(_HEADS):
+                if row.channel not in out or row.id < out[row.channel].id:
+                    out[row.channel] = Head(row.id, row.rule, row.batch_key, row.state, row.next_attempt_at,
+                                            row.created_at)
+        return out
+
     def claim_batch(
         self, channel: str, now: float, *, head: Head, limit: int, created_before: float | None = None,
         key: str | None = None,
@@ -397,6 +409,31 @@ class DeliveryQueries(Transactions):
         with self.read("counting matches") as conn:
             counted = conn.execute(sa.select(m.rule, sa.func.count()).group_by(m.rule))
             return {rule: int(n) for rule, n in counted}
+
+
+def _heads_query() -> sa.Select[Any]:
+    """``queue_heads``' statement, built once (its aliases cost more to build than it takes to run)."""
+    d = deliveries.c
+    heads: list[sa.Select[Any]] = []
+    for state in _OPEN:
+        # The channels with a row in this state, one seek of ix_deliveries_state each (a loose index
+        # scan: GROUP BY channel reads every such row), then each one's oldest such row, one seek of
+        # ix_deliveries_queue each.
+        x, y, z = deliveries.alias("x"), deliveries.alias("y"), deliveries.alias("z")
+        first = sa.select(sa.select(sa.func.min(x.c.channel)).where(x.c.state == state)
+                          .scalar_subquery().label("channel"))
+        found = first.cte(f"open_{state}", recursive=True)
+        following = (sa.select(sa.func.min(y.c.channel))
+                     .where(y.c.state == state, y.c.channel > found.c.channel).scalar_subquery())
+        found = found.union_all(sa.select(following).where(found.c.channel.is_not(None)))
+        oldest = (sa.select(sa.func.min(z.c.id)).where(z.c.channel == found.c.channel, z.c.state == state)
+                  .scalar_subquery())
+        heads.append(sa.select(oldest).where(found.c.channel.is_not(None)))
+    return (sa.select(d.channel, d.id, d.rule, d.batch_key, d.state, d.next_attempt_at, d.created_at)
+            .where(d.id.in_(sa.union_all(*heads))))
+
+
+_HEADS = _heads_query()
 
 
 def _newest_papers(rows: Sequence[Any], limit: int, oldest: Any = None) -> tuple[set[int], float | None]:
