@@ -87,6 +87,8 @@ class Daemon:
         self._skipped: set[str] = set()  # sources whose turn came while a poll of theirs still ran
         self._closing: list[threading.Thread] = []  # a reload's old dispatcher, closing
         self._dispatching = threading.Lock()  # held by the dispatch job's run
+        self._dispatch_again = False  # a wake came while a run was on (which read the queues before it)
+        self._waking = threading.Lock()  # a poll's wake is not put off by a wake for a retry
         self.store: SqlStore = open_store(settings.monitor.database)
         try:
             try:
@@ -436,23 +438,37 @@ class Daemon:
         if report.matched and not self.stopping.is_set():
             self._wake_dispatcher()
 
-    def _wake_dispatcher(self) -> None:
+    def _wake_dispatcher(self, at: float | None = None) -> None:
+        """Run the dispatch job now, or at ``at`` (epoch seconds) if that is before its next turn."""
         try:
-            self.scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+            with self._waking:
+                if at is not None:
+                    job = self.scheduler.get_job("dispatch")
+                    if job is None or job.next_run_time is None or job.next_run_time.timestamp() <= at:
+                        return
+                when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+                self.scheduler.modify_job("dispatch", next_run_time=when)
         except Exception:  # the scheduler is shutting down; the next start delivers
             log.debug("could not wake the dispatcher", exc_info=True)
 
     def _dispatch_job(self) -> None:
-        # A turn (or a wake after a poll) that comes while a run is on is that run's: it takes what
-        # is due as its channels go on. The scheduler would warn of each one skipped.
-        if self.stopping.is_set() or not self._dispatching.acquire(blocking=False):
+        # A turn (or a wake after a poll) that comes while a run is on is that run's: it starts
+        # another once it ends (the run asked the store what is due at its start). The scheduler
+        # would warn of each one skipped.
+        if self.stopping.is_set():
+            return
+        if not self._dispatching.acquire(blocking=False):
+            self._dispatch_again = True
             return
         with self._lock:
             dispatcher = self.dispatcher
         self.heartbeat.begin()
+        next_due = None
         try:
+            self._dispatch_again = False
             self.store.confirm_hold()
             report = dispatcher.run_due(timeout=DISPATCH_WAIT)
+            next_due = report.next_due
             self._after_dispatch(report)
             if self._dispatch_failing:
                 log.info("dispatch: the store answers again")
@@ -470,6 +486,10 @@ class Daemon:
         finally:
             self.heartbeat.end()
             self._dispatching.release()
+        if self._dispatch_again and not self.stopping.is_set():
+            self._wake_dispatcher()
+        elif next_due is not None and not self.stopping.is_set():
+            self._wake_dispatcher(at=next_due)  # a retry due before the next turn is sent on time
 
     def _after_dispatch(self, report: DispatchReport) -> None:
         outcomes: dict[tuple[str, str], int] = {}

@@ -17,7 +17,7 @@ import pytest
 
 from monitor.sources import parse_page
 from monitor.store import open_store
-from tests.daemon_support import Daemon, Inbox, source, wait_for, write_config
+from tests.daemon_support import Daemon, Inbox, source, unsent, wait_for, write_config
 from tests.helpers import ARXIV_ATOM, HF_HTML, HF_JSON, SEED_PAGES, ReplayServer, Reply, free_port
 from tests.slack_standin import SlackStandIn
 from tests.test_store import everything, hf_papers
@@ -586,3 +586,30 @@ def test_a_reload_leaves_the_rules_out_of_the_garbage_collectors_walks(tmp_path:
     finally:
         gc.unfreeze()
         daemon.stop()
+
+
+def test_a_retry_due_before_the_dispatcher_s_next_turn_is_tried_at_its_time(
+    tmp_path: Path, replay: ReplayServer
+) -> None:
+    """The dispatcher asks the store what is due once a turn, and wakes for the first retry due
+    before its next turn (turns a minute apart here): a webhook asking Retry-After: 8 is tried again
+    8 s later, not at the next turn."""
+    replay.route("/api/daily_papers", Reply(HF_JSON.read_bytes()))
+    replay.route("/hook", Reply(b"busy", 503, {"Retry-After": "8"}), Reply(b'{"ok": true}', 200))
+    channels = f'[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "{replay.url("/hook")}"\n'
+    rules = '[[rules]]\nname = "hot"\nmin_upvotes = 50\nnotify = ["hook"]\n'
+    port = free_port()
+    hf = source("hf", replay.url("/api/daily_papers"), every="1h")
+    config = write_config(tmp_path, port=port, sources=hf, channels=channels, rules=rules)
+    daemon = Daemon(config, port, tune={"monitor.daemon.DISPATCH_EVERY": 60.0})
+    try:
+        daemon.wait_up()
+        wait_for(lambda: replay.hits("/hook") == 1, 20, "the first try")
+        first = time.monotonic()
+        wait_for(lambda: replay.hits("/hook") == 2, 40, "the retry")
+        waited = time.monotonic() - first
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert 7 < waited < 30, waited  # at its time, not at the turn a minute later
+    assert unsent(tmp_path) == 0
