@@ -61,7 +61,8 @@ notify = [{notify}]
     return config
 
 
-def daemon_cpu(root: Path, config: Path, seconds: float, what: str) -> None:
+def daemon_cpu(root: Path, config: Path, seconds: float, what: str, tries: ReplayServer | None = None
+               ) -> None:
     """Start ``paper-monitor run`` on ``config``, 3 s after its start read its CPU time over ``seconds``."""
     log = root / "daemon.log"
     log.write_bytes(b"")
@@ -79,9 +80,11 @@ def daemon_cpu(root: Path, config: Path, seconds: float, what: str) -> None:
             fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / 100
 
-        start = cpu()
+        start, tried = cpu(), len(tries.requests) if tries else 0
         time.sleep(seconds)
         used = cpu() - start
+        if tries:
+            what += f" ({len(tries.requests) - tried} tries meanwhile)"
         threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
         print(f"daemon {what}: {used / seconds:.1%} of a core over {seconds:.0f}s, {threads} threads, "
               f"resident memory {rss_mb(str(proc.pid)):.0f} MB")
@@ -129,8 +132,7 @@ def main() -> int:
         failing.mkdir()
         config = write_config(failing, args.channels, peer=peer.base_url)
         seed_alerts(load_settings(config).monitor.database, args.channels)
-        daemon_cpu(failing, config, args.idle_seconds, f"while all {args.channels} channels fail")
-        print(f"the peer was tried {len(peer.requests)} times")
+        daemon_cpu(failing, config, args.idle_seconds, f"while all {args.channels} channels fail", peer)
     return 0
 
 
