@@ -155,6 +155,11 @@ class DispatchReport:
     # it did not start, or as a channel's run (reported here) left its queue; None: nothing waits.
     next_due: float | None = None
 
+    def due_at(self, at: float | None) -> None:
+        """Something (if ``at`` is not None) falls due at ``at``: ``next_due`` is the earliest."""
+        if at is not None and (self.next_due is None or at < self.next_due):
+            self.next_due = at
+
     @property
     def sent(self) -> int:
         return sum(r.sent for r in self.channels.values())
@@ -272,8 +277,7 @@ class Dispatcher:
                     started[name] = self._running[name] = self._pool.submit(self._run_channel, name, now)
                 else:
                     report.channels[name] = ChannelReport(name)  # nothing due: not started
-                    if due is not None and (report.next_due is None or due < report.next_due):
-                        report.next_due = due
+                    report.due_at(due)
         wait(list(started.values()), timeout=timeout)
         for name, future in started.items():
             if not future.done():
@@ -284,14 +288,13 @@ class Dispatcher:
             except queue.Empty:
                 break
             report.channels[done.channel] = _added(report.channels.get(done.channel), done)
-            if done.next_due is not None and (report.next_due is None or done.next_due < report.next_due):
-                report.next_due = done.next_due
+            report.due_at(done.next_due)
         return report
 
     def _due_at(self, name: str, head: Head | None, current: float) -> float | None:
-        """When the queue whose head is ``head`` has a batch to send (as ``_claim_next`` decides at
-        ``current``): its retry time, or a digest's next time for rows that wait for it; None if
-        the queue is empty."""
+        """When the queue whose head is ``head`` has a batch to send, seen at ``current`` (the one
+        decision: a turn starts the channel, ``_claim_next`` claims, once it has come): its retry
+        time, or a digest's next time for rows that wait for it; None if the queue is empty."""
         if head is None:
             return None
         digest = self._digests.get(name)
@@ -390,12 +393,11 @@ class Dispatcher:
         ``(True, None)`` when another dispatcher claimed it first."""
         current = self._clock() if now is None else now
         head = self._store.queue_head(name)
-        if head is None or head.next_attempt_at > current:
-            return False, None  # empty, or backing off: everything behind the head waits, in order
+        due = self._due_at(name, head, current)
+        if head is None or due is None or due > current:
+            return False, None  # empty, backing off (everything behind the head waits, in order), or held
         digest = self._digests.get(name)
         slot = digest.last_slot(current) if digest else None
-        if slot is not None and head.batch_key is None and head.created_at >= slot:
-            return False, None  # held for the next digest
         key = head.batch_key or uuid.uuid4().hex
         claim = partial(self._store.claim_batch, name, current, head=head, key=key,
                         limit=self._batch_size if slot is None else 10_000, created_before=slot)
